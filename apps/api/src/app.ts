@@ -1,0 +1,66 @@
+import { randomUUID } from 'node:crypto';
+import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import { pinoHttp } from 'pino-http';
+import { requireAdmin } from './auth/middleware.ts';
+import type { StationRegistry } from './auth/stations.ts';
+import { errorHandler, notFoundHandler } from './http/error-handler.ts';
+import { unavailable } from './http/problem.ts';
+import { type Deps, JobService } from './jobs.ts';
+import { DASHBOARD_PATH, dashboardRouter } from './routes/dashboard.ts';
+import { jobsRouter } from './routes/jobs.ts';
+import { metaRouter } from './routes/meta.ts';
+
+export interface App {
+  app: Express;
+  jobs: JobService;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** The HTTP app, apart from listen() so tests can drive it in process. */
+export function createApp(deps: Deps, stations: StationRegistry): App {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.set('query parser', 'simple');
+  app.set('trust proxy', false);
+
+  app.use(
+    pinoHttp({
+      logger: deps.logger,
+      genReqId: (req, res) => {
+        const given = req.headers['x-request-id'];
+        const id = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+        res.setHeader('X-Request-Id', id);
+        return id;
+      },
+      autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/readyz' },
+      customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'info' : 'debug'),
+      serializers: {
+        req: (req) => ({ id: req.id, method: req.method, url: req.url }),
+        res: (res) => ({ statusCode: res.statusCode }),
+      },
+    }),
+  );
+  app.use((_req: Request, res: Response, next: NextFunction) => {
+    res.setHeader('X-Content-Type-Options', 'nosniff');
+    res.setHeader('Referrer-Policy', 'no-referrer');
+    next();
+  });
+
+  const jobs = new JobService(deps);
+  // Producers fail fast: with the queue store away, answer 503 at once rather than queueing work.
+  const needsRedis = (_req: Request, _res: Response, next: NextFunction) =>
+    deps.redis.status === 'ready' ? next() : next(unavailable());
+
+  app.use(metaRouter(deps, stations, jobs));
+  app.use('/v1/jobs', needsRedis);
+  app.use('/v1/queue', needsRedis);
+  app.use(jobsRouter(deps, stations, jobs));
+  app.use(DASHBOARD_PATH, requireAdmin(stations, { realm: 'darkroom-admin' }), dashboardRouter(deps.queues));
+  app.use('/v1/admin', requireAdmin(stations));
+
+  app.use(notFoundHandler);
+  app.use(errorHandler(deps.logger));
+  return { app, jobs };
+}

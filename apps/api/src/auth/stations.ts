@@ -1,0 +1,138 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import fs from 'node:fs';
+import { z } from 'zod';
+import { Priority } from '@darkroom/contracts';
+import type { Config } from '@darkroom/core';
+
+/*
+ * Stations and their keys. Keys are kept only as sha256 digests and compared in constant time;
+ * a station's limits come from the stations file, else the operator's defaults.
+ */
+
+export interface Station {
+  name: string;
+  maxPriority: Priority;
+  defaultPriority: Priority;
+  maxPending: number | null;
+  requestsPerMinute: number | null;
+  webhookSecret: string | undefined;
+}
+
+const StationEntry = z.strictObject({
+  name: z.string().min(1).max(64).regex(/^[A-Za-z0-9_.@-]+$/, 'letters, digits, _ . @ - only'),
+  key: z.string().min(16, 'keys must be at least 16 characters'),
+  maxPriority: Priority.optional(),
+  defaultPriority: Priority.optional(),
+  maxPending: z.int().min(1).nullable().optional(),
+  requestsPerMinute: z.int().min(1).nullable().optional(),
+  webhookSecret: z.string().min(16).optional(),
+});
+const StationsFile = z.union([z.array(StationEntry), z.strictObject({ stations: z.array(StationEntry) })]);
+
+const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
+
+export class StationRegistry {
+  readonly #entries: { digest: Buffer; station: Station }[];
+  readonly #adminDigest: Buffer | undefined;
+  /** No keys configured: every request is the `default` station (never in production). */
+  readonly open: boolean;
+  readonly #openStation: Station;
+
+  constructor(config: Config, entries: { key: string; station: Station }[]) {
+    this.#entries = entries.map((e) => ({ digest: digest(e.key), station: e.station }));
+    this.#adminDigest = config.adminToken ? digest(config.adminToken) : undefined;
+    this.open = entries.length === 0;
+    this.#openStation = defaultStation(config, 'default');
+  }
+
+  get hasAdmin(): boolean {
+    return this.#adminDigest !== undefined;
+  }
+
+  get stations(): Station[] {
+    return this.#entries.map((e) => e.station);
+  }
+
+  /** The station a key belongs to, checking every entry so the time taken does not depend on which matched. */
+  byKey(key: string | undefined): Station | undefined {
+    if (this.open) return this.#openStation;
+    if (!key) return undefined;
+    const d = digest(key);
+    let found: Station | undefined;
+    for (const e of this.#entries) {
+      if (timingSafeEqual(e.digest, d)) found = e.station;
+    }
+    return found;
+  }
+
+  isAdmin(token: string | undefined): boolean {
+    if (!token || !this.#adminDigest) return false;
+    return timingSafeEqual(this.#adminDigest, digest(token));
+  }
+}
+
+function defaultStation(config: Config, name: string): Station {
+  return {
+    name,
+    maxPriority: config.limits.stationMaxPriority,
+    defaultPriority: config.limits.stationDefaultPriority,
+    maxPending: config.limits.stationMaxPending,
+    requestsPerMinute: null,
+    webhookSecret: undefined,
+  };
+}
+
+export class StationConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StationConfigError';
+  }
+}
+
+/** Reads DARKROOM_API_KEYS (`station:key,…`) and DARKROOM_STATIONS_FILE. Throws on any mistake. */
+export function loadStations(config: Config): StationRegistry {
+  const entries: { key: string; station: Station }[] = [];
+  for (const pair of config.apiKeys.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const idx = pair.indexOf(':');
+    if (idx <= 0 || idx === pair.length - 1) {
+      throw new StationConfigError('DARKROOM_API_KEYS: each entry must be station:key');
+    }
+    entries.push({ key: pair.slice(idx + 1), station: defaultStation(config, pair.slice(0, idx)) });
+  }
+  if (config.stationsFile) {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(fs.readFileSync(config.stationsFile, 'utf8'));
+    } catch (err) {
+      throw new StationConfigError(`DARKROOM_STATIONS_FILE: cannot read ${config.stationsFile}: ${(err as Error).message}`);
+    }
+    const parsed = StationsFile.safeParse(raw);
+    if (!parsed.success) {
+      const lines = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+      throw new StationConfigError(`DARKROOM_STATIONS_FILE: ${lines}`);
+    }
+    for (const s of Array.isArray(parsed.data) ? parsed.data : parsed.data.stations) {
+      const base = defaultStation(config, s.name);
+      entries.push({
+        key: s.key,
+        station: {
+          ...base,
+          maxPriority: s.maxPriority ?? base.maxPriority,
+          defaultPriority: s.defaultPriority ?? base.defaultPriority,
+          maxPending: s.maxPending === undefined ? base.maxPending : s.maxPending,
+          requestsPerMinute: s.requestsPerMinute ?? null,
+          webhookSecret: s.webhookSecret,
+        },
+      });
+    }
+  }
+  const keys = new Set<string>();
+  for (const e of entries) {
+    if (keys.has(e.key)) throw new StationConfigError(`the same key is configured twice (station ${e.station.name})`);
+    keys.add(e.key);
+  }
+  if (entries.length === 0 && config.production) {
+    throw new StationConfigError('NODE_ENV=production needs station keys: set DARKROOM_API_KEYS or DARKROOM_STATIONS_FILE');
+  }
+  return new StationRegistry(config, entries);
+}

@@ -1,0 +1,20 @@
+/*
+ * Errors that mean "Redis is not there right now". They become 503 + Retry-After; their text
+ * (hosts, ports, commands) never reaches a client.
+ */
+const PATTERNS = [
+  /Stream isn't writeable/i,
+  /Connection is closed/i,
+  /Command timed out/i,
+  /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH|ENOTFOUND/,
+  /connect ETIMEDOUT/i,
+  /MaxRetriesPerRequest/i,
+  /LOADING Redis is loading/i,
+  /operation timed out/i,
+];
+
+export function isRedisUnavailable(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  if (err.name === 'MaxRetriesPerRequestError' || err.name === 'ConnectionClosedError') return true;
+  return PATTERNS.some((p) => p.test(err.message));
+}

@@ -1,0 +1,102 @@
+import { Router } from 'express';
+import { PIPELINE_SPECS, type PipelineQueueInfo, type QueueBody, paramsJsonSchema } from '@darkroom/contracts';
+import type { DarkroomQueue } from '@darkroom/core';
+import { requireStation } from '../auth/middleware.ts';
+import type { StationRegistry } from '../auth/stations.ts';
+import { handler } from '../http/async.ts';
+import { unavailable } from '../http/problem.ts';
+import type { Deps, JobService } from '../jobs.ts';
+
+export function metaRouter(deps: Deps, stations: StationRegistry, jobs: JobService): Router {
+  const r = Router();
+  // Built once: the catalogue does not change while the process runs.
+  const pipelines = {
+    pipelines: Object.values(PIPELINE_SPECS).map((s) => ({
+      name: s.name,
+      description: s.description,
+      acceptsImage: s.acceptsImage,
+      params: paramsJsonSchema(s),
+    })),
+  };
+
+  r.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+
+  r.get(
+    '/readyz',
+    handler(async (_req, res) => {
+      try {
+        if (deps.redis.status !== 'ready') throw new Error('not connected');
+        await deps.redis.ping();
+      } catch {
+        throw unavailable('the queue store is unreachable');
+      }
+      res.json({ status: 'ready' });
+    }),
+  );
+
+  r.get('/v1/pipelines', requireStation(stations, { allowAdmin: true }), (_req, res) => {
+    res.json(pipelines);
+  });
+
+  r.get(
+    '/v1/queue',
+    requireStation(stations, { allowAdmin: true }),
+    handler(async (req, res) => {
+      const all = await deps.stats.all();
+      const entries = await Promise.all(deps.queues.all().map((q) => queueEntry(q, all.get(q.name))));
+      const { limits } = deps.config;
+      const body: QueueBody = {
+        pipelines: entries,
+        limits: {
+          maxUploadBytes: limits.maxUploadBytes,
+          maxImageEdge: limits.maxImageEdge,
+          maxImagePixels: limits.maxImagePixels,
+          maxQueueSize: limits.maxQueueSize,
+        },
+      };
+      if (req.station) {
+        body.limits.station = {
+          name: req.station.name,
+          maxPending: req.station.maxPending,
+          maxPriority: req.station.maxPriority,
+          pending: await jobs.pendingCount(req.station.name),
+        };
+      }
+      res.json(body);
+    }),
+  );
+
+  return r;
+}
+
+export async function queueEntry(
+  queue: DarkroomQueue,
+  stats: { avgProcessingMs: number | null; throughputPerMinute: number | null; workers: PipelineQueueInfo['workers'] } | undefined,
+): Promise<PipelineQueueInfo> {
+  const [counts, perPriority, paused] = await Promise.all([
+    queue.getJobCounts('active', 'completed', 'failed'),
+    queue.getCountsPerPriority([1, 2, 3, 4]),
+    queue.isPaused(),
+  ]);
+  const waiting = {
+    critical: perPriority['1'] ?? 0,
+    high: perPriority['2'] ?? 0,
+    normal: perPriority['3'] ?? 0,
+    low: perPriority['4'] ?? 0,
+    total: 0,
+  };
+  waiting.total = waiting.critical + waiting.high + waiting.normal + waiting.low;
+  return {
+    name: queue.name,
+    paused,
+    waiting,
+    active: counts.active ?? 0,
+    completed: counts.completed ?? 0,
+    failed: counts.failed ?? 0,
+    workers: stats?.workers ?? [],
+    avgProcessingMs: stats?.avgProcessingMs ?? null,
+    throughputPerMinute: stats?.throughputPerMinute ?? null,
+  };
+}

@@ -1,0 +1,120 @@
+import busboy from 'busboy';
+import type { Request } from 'express';
+import type { FieldError } from '@darkroom/contracts';
+import { HttpError, badRequest } from '../http/problem.ts';
+
+/*
+ * Turns a submit body, multipart or JSON, into one raw shape. Nothing is validated here beyond
+ * the encoding itself; `validateSubmit` judges the fields so both encodings answer alike.
+ */
+export interface RawSubmit {
+  pipeline?: unknown;
+  params?: unknown;
+  priority?: unknown;
+  webhookUrl?: unknown;
+  /** The image bytes, if an image was sent (possibly empty). */
+  image?: Buffer;
+  errors: FieldError[];
+}
+
+const MAX_FIELD_BYTES = 256 * 1024;
+const TEXT_FIELDS = new Set(['pipeline', 'params', 'priority', 'webhookUrl']);
+
+export const tooLarge = (max: number) =>
+  new HttpError(413, 'payload_too_large', `the image is larger than the limit of ${max} bytes`);
+
+export function parseMultipart(req: Request, maxUploadBytes: number): Promise<RawSubmit> {
+  return new Promise((resolve, reject) => {
+    let bb: busboy.Busboy;
+    try {
+      bb = busboy({
+        headers: req.headers,
+        limits: { fileSize: maxUploadBytes, files: 1, fields: 16, parts: 20, fieldSize: MAX_FIELD_BYTES, headerPairs: 32 },
+      });
+    } catch {
+      return reject(badRequest('malformed multipart/form-data (missing or bad boundary)'));
+    }
+    const out: RawSubmit = { errors: [] };
+    let failure: HttpError | undefined;
+    const fail = (err: HttpError) => {
+      failure ??= err;
+    };
+
+    bb.on('file', (name, stream) => {
+      if (name !== 'image') {
+        fail(badRequest(`unexpected file part "${name}"; the image goes in a part named "image"`, [{ path: name, message: 'unexpected file part' }]));
+        stream.resume();
+        return;
+      }
+      const chunks: Buffer[] = [];
+      let size = 0;
+      stream.on('data', (c: Buffer) => {
+        size += c.length;
+        if (!failure) chunks.push(c);
+      });
+      stream.on('limit', () => {
+        fail(tooLarge(maxUploadBytes));
+        chunks.length = 0;
+      });
+      stream.on('close', () => {
+        if (!failure) out.image = size === 0 ? Buffer.alloc(0) : Buffer.concat(chunks, size);
+      });
+    });
+    bb.on('field', (name, value, info) => {
+      if (info.valueTruncated) {
+        fail(badRequest(`field "${name}" is longer than ${MAX_FIELD_BYTES} bytes`, [{ path: name, message: 'too long' }]));
+        return;
+      }
+      if (name === 'image' || name === 'imageBase64') {
+        fail(badRequest('the image must be sent as a file part named "image"', [{ path: 'image', message: 'must be a file part' }]));
+        return;
+      }
+      if (!TEXT_FIELDS.has(name)) return; // unknown fields are ignored, like unknown JSON members
+      if (name === 'params') {
+        try {
+          out.params = value === '' ? undefined : JSON.parse(value);
+        } catch {
+          out.errors.push({ path: 'params', message: 'must be a JSON object' });
+        }
+        return;
+      }
+      (out as unknown as Record<string, unknown>)[name] = value;
+    });
+    bb.on('filesLimit', () => fail(badRequest('only one file part (image) is accepted', [{ path: 'image', message: 'more than one file' }])));
+    bb.on('fieldsLimit', () => fail(badRequest('too many fields')));
+    bb.on('partsLimit', () => fail(badRequest('too many parts')));
+    bb.on('error', () => fail(badRequest('malformed multipart/form-data body')));
+    bb.on('close', () => (failure ? reject(failure) : resolve(out)));
+    req.on('error', () => reject(badRequest('the request body could not be read')));
+    req.pipe(bb);
+  });
+}
+
+const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
+
+/** The JSON body (already parsed by express.json) in the raw shape, with `imageBase64` decoded. */
+export function fromJson(body: unknown, maxUploadBytes: number): RawSubmit {
+  if (!body || typeof body !== 'object' || Array.isArray(body)) {
+    throw badRequest('the body must be a JSON object');
+  }
+  const b = body as Record<string, unknown>;
+  const out: RawSubmit = { pipeline: b.pipeline, params: b.params, priority: b.priority, webhookUrl: b.webhookUrl, errors: [] };
+  const img = b.imageBase64 ?? b.image;
+  if (img !== undefined && img !== null) {
+    if (typeof img !== 'string') {
+      out.errors.push({ path: 'image', message: 'imageBase64 must be a base64 string' });
+    } else {
+      const data = img.replace(/^data:[^,]{0,100};base64,/, '').replace(/\s+/g, '');
+      if (!BASE64.test(data) || data.length % 4 === 1) {
+        out.errors.push({ path: 'image', message: 'imageBase64 is not valid base64' });
+      } else if (Math.floor((data.length * 3) / 4) - 2 > maxUploadBytes) {
+        throw tooLarge(maxUploadBytes);
+      } else {
+        const decoded = Buffer.from(data, data.includes('-') || data.includes('_') ? 'base64url' : 'base64');
+        if (decoded.length > maxUploadBytes) throw tooLarge(maxUploadBytes);
+        out.image = decoded;
+      }
+    }
+  }
+  return out;
+}

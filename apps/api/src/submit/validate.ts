@@ -1,0 +1,80 @@
+import { type FieldError, type PipelineSpec, Priority, pipelineSpec } from '@darkroom/contracts';
+import { HttpError, badRequest } from '../http/problem.ts';
+import type { Station } from '../auth/stations.ts';
+import type { RawSubmit } from './parse.ts';
+
+export interface ValidSubmit {
+  spec: PipelineSpec;
+  params: Record<string, unknown>;
+  priority: Priority;
+  webhookUrl: string | undefined;
+  image: Buffer | undefined;
+}
+
+/**
+ * Judges a raw submit. Order of answers: 400 for a missing pipeline, 404 for an unknown one,
+ * then 400 with every field error at once, then 403 for a priority above the station's.
+ */
+export function validateSubmit(raw: RawSubmit, station: Station, opts: { webhookSecretAvailable: boolean }): ValidSubmit {
+  const errors: FieldError[] = [...raw.errors];
+  if (typeof raw.pipeline !== 'string' || raw.pipeline === '') {
+    errors.push({ path: 'pipeline', message: 'required: the name of a pipeline from GET /v1/pipelines' });
+    throw badRequest('the request is invalid', errors);
+  }
+  const spec = pipelineSpec(raw.pipeline);
+  if (!spec) throw new HttpError(404, 'not_found', `unknown pipeline "${raw.pipeline.slice(0, 64)}"; GET /v1/pipelines lists them`);
+
+  let params: Record<string, unknown> = {};
+  if (raw.params !== undefined && raw.params !== null && (typeof raw.params !== 'object' || Array.isArray(raw.params))) {
+    if (!errors.some((e) => e.path === 'params')) errors.push({ path: 'params', message: 'must be a JSON object' });
+  } else {
+    const parsed = spec.params.safeParse(raw.params ?? {});
+    if (parsed.success) params = parsed.data as Record<string, unknown>;
+    else for (const i of parsed.error.issues) errors.push({ path: ['params', ...i.path.map(String)].join('.'), message: i.message });
+  }
+
+  let priority: Priority = station.defaultPriority;
+  if (raw.priority !== undefined && raw.priority !== null && raw.priority !== '') {
+    const p = Priority.safeParse(raw.priority);
+    if (p.success) priority = p.data;
+    else errors.push({ path: 'priority', message: 'must be one of critical, high, normal, low' });
+  }
+
+  let webhookUrl: string | undefined;
+  if (raw.webhookUrl !== undefined && raw.webhookUrl !== null && raw.webhookUrl !== '') {
+    const msg = checkWebhookUrl(raw.webhookUrl);
+    if (msg) errors.push({ path: 'webhookUrl', message: msg });
+    else if (!station.webhookSecret && !opts.webhookSecretAvailable) {
+      errors.push({ path: 'webhookUrl', message: 'no webhook secret is configured for this station, so webhooks cannot be signed' });
+    } else webhookUrl = raw.webhookUrl as string;
+  }
+
+  if (spec.acceptsImage && (raw.image === undefined || raw.image.length === 0)) {
+    if (!errors.some((e) => e.path === 'image')) {
+      errors.push({ path: 'image', message: raw.image ? 'the image is empty' : `required: pipeline ${spec.name} takes an input image` });
+    }
+  }
+  if (!spec.acceptsImage && raw.image !== undefined) {
+    errors.push({ path: 'image', message: `pipeline ${spec.name} takes no input image` });
+  }
+
+  if (errors.length > 0) throw badRequest('the request is invalid', errors);
+  if (Priority.options.indexOf(priority) < Priority.options.indexOf(station.maxPriority)) {
+    throw new HttpError(403, 'forbidden', `priority ${priority} is above this station's highest allowed priority (${station.maxPriority})`);
+  }
+  return { spec, params, priority, webhookUrl, image: spec.acceptsImage ? raw.image : undefined };
+}
+
+function checkWebhookUrl(value: unknown): string | undefined {
+  if (typeof value !== 'string') return 'must be an absolute http(s) URL';
+  if (value.length > 2048) return 'must be at most 2048 characters';
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return 'must be an absolute http(s) URL';
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return 'must use http or https';
+  if (url.username || url.password) return 'must not carry credentials';
+  return undefined;
+}

@@ -1,0 +1,39 @@
+import type { JobStatusBody } from '@darkroom/contracts';
+import { type System, waitFor } from '@darkroom/testing';
+
+export const FINAL = ['completed', 'failed', 'cancelled'];
+
+export function multipart(fields: Record<string, string>, image?: { data: Buffer; filename?: string; type?: string }): FormData {
+  const form = new FormData();
+  for (const [k, v] of Object.entries(fields)) form.append(k, v);
+  if (image) form.append('image', new Blob([new Uint8Array(image.data)], { type: image.type ?? 'application/octet-stream' }), image.filename ?? 'upload');
+  return form;
+}
+
+export async function submit(sys: System, form: FormData | object, init: { station?: 'alpha' | 'beta'; query?: string; headers?: Record<string, string> } = {}) {
+  const isForm = form instanceof FormData;
+  return sys.fetch(`/v1/jobs${init.query ?? ''}`, {
+    method: 'POST',
+    station: init.station ?? 'alpha',
+    body: isForm ? form : JSON.stringify(form),
+    headers: { ...(isForm ? {} : { 'content-type': 'application/json' }), ...init.headers },
+  });
+}
+
+export async function waitForFinal(sys: System, id: string, station: 'alpha' | 'beta' = 'alpha', timeoutMs = 30_000): Promise<JobStatusBody> {
+  return waitFor(
+    async () => {
+      const res = await sys.fetch(`/v1/jobs/${id}`, { station });
+      const body = (await res.json()) as JobStatusBody;
+      return FINAL.includes(body.status) ? body : undefined;
+    },
+    { timeoutMs, intervalMs: 50, what: `job ${id} to finish` },
+  );
+}
+
+/** Waiting + active + finished job counts over every pipeline queue, straight from Redis via the API. */
+export async function totalJobs(sys: System): Promise<number> {
+  const res = await sys.fetch('/v1/queue', { station: null, headers: { authorization: 'Bearer admin-token-0123456789abcdef' } });
+  const body = (await res.json()) as { pipelines: { waiting: { total: number }; active: number; completed: number; failed: number }[] };
+  return body.pipelines.reduce((n, p) => n + p.waiting.total + p.active + p.completed + p.failed, 0);
+}

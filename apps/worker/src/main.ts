@@ -1,0 +1,112 @@
+import { Worker } from 'bullmq';
+import type { JobData, JobResultData } from '@darkroom/contracts';
+import {
+  ConfigError,
+  FsBlobStore,
+  Shutdown,
+  checkEvictionPolicy,
+  createLogger,
+  createRedis,
+  loadConfig,
+  queueOptions,
+  removeHeartbeat,
+  sysKeys,
+  writeHeartbeat,
+} from '@darkroom/core';
+import { getPipeline } from '@darkroom/pipelines';
+import { AbortReason, createProcessor } from './processor.ts';
+
+const HEARTBEAT_MS = 5000;
+
+async function main() {
+  const config = loadConfig();
+  const logger = createLogger({ name: 'worker', level: config.logLevel, ...(config.logPretty !== undefined ? { pretty: config.logPretty } : {}) });
+  const blobs = new FsBlobStore(config.dataDir);
+  await blobs.ensureReady();
+  const redis = createRedis(config.redisUrl, 'blocking', logger);
+  redis.once('ready', () => void checkEvictionPolicy(redis, logger));
+  const shutdownController = new AbortController();
+  const { name, concurrency } = config.worker;
+
+  const pipelines = config.worker.pipelines.map((p) => getPipeline(p)!);
+  for (const p of pipelines) {
+    const t = Date.now();
+    await p.init?.(logger);
+    logger.info({ pipeline: p.spec.name, ms: Date.now() - t }, 'pipeline ready');
+  }
+
+  const counters = { processed: 0, failed: 0 };
+  const keys = sysKeys(config.prefix);
+  const { prefix } = queueOptions(config, redis);
+  const workers = pipelines.map((pipeline) => {
+    const w = new Worker<JobData, JobResultData>(
+      pipeline.spec.name,
+      createProcessor(pipeline, { config, logger, redis, blobs, shutdownSignal: shutdownController.signal }),
+      {
+        connection: redis,
+        prefix,
+        name,
+        concurrency,
+        lockDuration: config.worker.lockDurationMs,
+        stalledInterval: config.worker.stalledIntervalMs,
+        maxStalledCount: 2,
+        autorun: false,
+      },
+    );
+    w.on('completed', (job) => {
+      counters.processed++;
+      void redis.srem(keys.pending(job.data.station), job.id!).catch(() => {});
+    });
+    w.on('failed', (job) => {
+      if (!job?.finishedOn) return; // an attempt that will be retried
+      counters.failed++;
+      void redis.srem(keys.pending(job.data.station), job.id!).catch(() => {});
+    });
+    w.on('error', (err) => logger.warn({ err: err.message, pipeline: pipeline.spec.name }, 'worker error'));
+    return w;
+  });
+
+  const heartbeat = async () => {
+    const activeJobs = workers.reduce((n, w) => n + ((w as unknown as { jobsInProgress?: Set<unknown> }).jobsInProgress?.size ?? 0), 0);
+    await writeHeartbeat(redis, config.prefix, {
+      name,
+      pipelines: config.worker.pipelines,
+      activeJobs,
+      processed: counters.processed,
+      failed: counters.failed,
+      lastSeen: new Date().toISOString(),
+      device: config.worker.device,
+      concurrency,
+    }).catch(() => {});
+  };
+  await heartbeat();
+  const hbTimer = setInterval(() => void heartbeat(), HEARTBEAT_MS);
+  for (const w of workers) void w.run().catch((err) => logger.error({ err }, 'worker stopped'));
+  logger.info({ worker: name, pipelines: config.worker.pipelines, concurrency }, 'worker ready');
+
+  const shutdown = new Shutdown(logger);
+  shutdown.add('redis', async () => {
+    await removeHeartbeat(redis, config.prefix, name).catch(() => {});
+    await redis.quit().catch(() => redis.disconnect());
+  });
+  shutdown.add('pipelines', async () => {
+    await Promise.allSettled(pipelines.map((p) => p.close?.()));
+  });
+  shutdown.add('workers', async () => {
+    clearInterval(hbTimer);
+    // Stop taking jobs; running ones get the grace period, then are handed back to the queue.
+    const grace = setTimeout(() => shutdownController.abort(new AbortReason('shutdown')), config.worker.shutdownGraceMs);
+    await Promise.all(workers.map((w) => w.close()));
+    clearTimeout(grace);
+  });
+  shutdown.installSignalHandlers(config.worker.shutdownGraceMs + 15_000);
+}
+
+main().catch((err) => {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`darkroom worker: ${err.message}\n`);
+    process.exit(78);
+  }
+  process.stderr.write(`darkroom worker: failed to start: ${err?.stack ?? err}\n`);
+  process.exit(1);
+});

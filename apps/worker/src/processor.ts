@@ -1,0 +1,155 @@
+import { type Job, UnrecoverableError, WaitingError } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { CONTENT_TYPES, FILE_EXTENSIONS, type JobData, type JobResultData } from '@darkroom/contracts';
+import {
+  type BlobStore,
+  BackendUnavailableError,
+  type Config,
+  DarkroomJobError,
+  InvalidInputError,
+  JobTimeoutError,
+  type Logger,
+  blobKeys,
+  coerceError,
+  formatFailure,
+  recordCompletion,
+} from '@darkroom/core';
+import type { Pipeline } from '@darkroom/pipelines';
+
+/** Why a running pipeline was told to stop. */
+export type AbortCause = 'timeout' | 'cancel' | 'shutdown';
+
+export class AbortReason extends Error {
+  readonly kind: AbortCause;
+  constructor(cause: AbortCause) {
+    super(`aborted: ${cause}`);
+    this.name = 'AbortReason';
+    this.kind = cause;
+  }
+}
+
+export interface ProcessorDeps {
+  config: Config;
+  logger: Logger;
+  redis: Redis;
+  blobs: BlobStore;
+  /** Aborted with AbortReason('shutdown') when the grace period is over. */
+  shutdownSignal: AbortSignal;
+}
+
+const PROGRESS_MIN_INTERVAL_MS = 50;
+const DISK_ERRORS = new Set(['EACCES', 'EPERM', 'ENOSPC', 'EROFS', 'EDQUOT', 'EIO', 'EMFILE', 'ENFILE']);
+
+/**
+ * Runs one attempt of a job: parses params, runs the pipeline under the job's time limit with an
+ * abort signal, writes the output atomically (named by job id, so a re-run replaces it), and
+ * returns the output's metadata as the job's return value.
+ */
+export function createProcessor(pipeline: Pipeline, deps: ProcessorDeps) {
+  const { config, blobs, logger } = deps;
+  return async (job: Job<JobData, JobResultData>, token?: string, cancelSignal?: AbortSignal): Promise<JobResultData> => {
+    const log = logger.child({ jobId: job.id, pipeline: pipeline.spec.name, station: job.data.station });
+    const started = Date.now();
+    const timeoutMs = job.data.timeoutMs || config.limits.jobTimeoutMs;
+    const local = new AbortController();
+    const timer = setTimeout(() => local.abort(new AbortReason('timeout')), timeoutMs);
+    const onCancel = () => local.abort(new AbortReason('cancel'));
+    const onShutdown = () => local.abort(new AbortReason('shutdown'));
+    cancelSignal?.addEventListener('abort', onCancel, { once: true });
+    deps.shutdownSignal.addEventListener('abort', onShutdown, { once: true });
+    if (deps.shutdownSignal.aborted) onShutdown();
+
+    let lastProgress = 0;
+    const reportProgress = async (percent: number, message?: string) => {
+      const now = Date.now();
+      if (percent < 100 && now - lastProgress < PROGRESS_MIN_INTERVAL_MS) return;
+      lastProgress = now;
+      const p = Math.max(0, Math.min(100, Math.round(percent)));
+      await job.updateProgress(message ? { percent: p, message } : { percent: p });
+    };
+
+    try {
+      const parsed = pipeline.spec.params.safeParse(job.data.params ?? {});
+      if (!parsed.success) throw new InvalidInputError(`params do not match the ${pipeline.spec.name} schema`);
+      let input = null;
+      if (pipeline.spec.acceptsImage) {
+        if (!job.data.input) throw new InvalidInputError('the job has no input image');
+        if (!(await blobs.exists(job.data.input.key))) throw new InvalidInputError('the input image is no longer stored');
+        input = { path: blobs.localPath(job.data.input.key), ref: job.data.input };
+      }
+      log.info({ attempt: job.attemptsStarted }, 'job started');
+      const out = await pipeline.run(input, parsed.data, {
+        signal: local.signal,
+        reportProgress,
+        logger: log,
+        limits: { maxImagePixels: config.limits.maxImagePixels },
+      });
+      local.signal.throwIfAborted();
+      const key = blobKeys.output(job.id!, FILE_EXTENSIONS[out.format]);
+      let stored: { bytes: number; sha256: string };
+      try {
+        stored = await blobs.put(key, out.data);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code && DISK_ERRORS.has(code)) throw new BackendUnavailableError(`the result could not be stored (${code})`, { cause: err });
+        throw err;
+      }
+      const durationMs = Date.now() - started;
+      await recordCompletion(deps.redis, config.prefix, pipeline.spec.name, durationMs).catch(() => {});
+      log.info({ durationMs, bytes: stored.bytes, width: out.width, height: out.height }, 'job completed');
+      return {
+        key,
+        bytes: stored.bytes,
+        sha256: stored.sha256,
+        format: out.format,
+        contentType: CONTENT_TYPES[out.format],
+        width: out.width,
+        height: out.height,
+      };
+    } catch (thrown) {
+      throw await toBullError(thrown, local.signal, job, token, timeoutMs, log);
+    } finally {
+      clearTimeout(timer);
+      cancelSignal?.removeEventListener('abort', onCancel);
+      deps.shutdownSignal.removeEventListener('abort', onShutdown);
+    }
+  };
+}
+
+/** Maps what a pipeline threw to what BullMQ should do with the job. */
+async function toBullError(
+  thrown: unknown,
+  signal: AbortSignal,
+  job: Job<JobData, JobResultData>,
+  token: string | undefined,
+  timeoutMs: number,
+  log: Logger,
+): Promise<Error> {
+  const reason = signal.aborted ? signal.reason : undefined;
+  if (reason instanceof AbortReason) {
+    switch (reason.kind) {
+      case 'timeout': {
+        const e = new JobTimeoutError(timeoutMs);
+        log.warn({ timeoutMs }, 'job timed out');
+        return new UnrecoverableError(formatFailure(e.code, e.message));
+      }
+      case 'cancel':
+        log.info('job cancelled');
+        return new UnrecoverableError('[cancelled] cancelled on request');
+      case 'shutdown':
+        // Hand the job back to the queue, at the front of its priority, without spending an attempt.
+        log.warn('worker shutting down: job handed back to the queue');
+        await job.moveToWait(token);
+        return new WaitingError();
+    }
+  }
+  const err = coerceError(thrown);
+  if (err instanceof DarkroomJobError) {
+    log.warn({ code: err.code, err: err.message }, err.retryable ? 'job attempt failed' : 'job failed');
+    const message = formatFailure(err.code, err.message);
+    return err.retryable ? new Error(message) : new UnrecoverableError(message);
+  }
+  // Unexpected: logged in full here; stations see only a generic message.
+  log.error({ err }, 'pipeline error');
+  return new Error(formatFailure('pipeline_error', 'the pipeline failed'));
+}

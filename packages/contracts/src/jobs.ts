@@ -1,0 +1,111 @@
+import { z } from 'zod';
+import { Priority } from './priority.ts';
+
+export const JOB_STATUSES = ['queued', 'active', 'completed', 'failed', 'cancelled'] as const;
+export const JobStatus = z.enum(JOB_STATUSES);
+export type JobStatus = z.infer<typeof JobStatus>;
+
+/** Why a job failed (API.md, `error.code`). */
+export const FAILURE_CODES = [
+  'invalid_input',
+  'pipeline_error',
+  'timeout',
+  'expired',
+  'worker_lost',
+  'backend_unavailable',
+] as const;
+export const FailureCode = z.enum(FAILURE_CODES);
+export type FailureCode = z.infer<typeof FailureCode>;
+
+/** Formats the server accepts as input, judged by content. */
+export const INPUT_FORMATS = ['jpeg', 'png', 'webp', 'avif', 'gif', 'tiff'] as const;
+export const InputFormat = z.enum(INPUT_FORMATS);
+export type InputFormat = z.infer<typeof InputFormat>;
+
+export const OUTPUT_FORMATS = ['jpeg', 'png', 'webp', 'avif', 'gif', 'tiff'] as const;
+export const OutputFormat = z.enum(OUTPUT_FORMATS);
+export type OutputFormat = z.infer<typeof OutputFormat>;
+
+export const CONTENT_TYPES: Record<OutputFormat, string> = {
+  jpeg: 'image/jpeg',
+  png: 'image/png',
+  webp: 'image/webp',
+  avif: 'image/avif',
+  gif: 'image/gif',
+  tiff: 'image/tiff',
+};
+
+export const FILE_EXTENSIONS: Record<OutputFormat, string> = {
+  jpeg: 'jpg',
+  png: 'png',
+  webp: 'webp',
+  avif: 'avif',
+  gif: 'gif',
+  tiff: 'tiff',
+};
+
+/** A stored image: where it is in the blob store and what it is. */
+export const BlobRef = z.object({
+  key: z.string(),
+  bytes: z.number().int().nonnegative(),
+  sha256: z.string(),
+  format: OutputFormat,
+  contentType: z.string(),
+  width: z.number().int().positive(),
+  height: z.number().int().positive(),
+});
+export type BlobRef = z.infer<typeof BlobRef>;
+
+/** What the API puts in the BullMQ job; the worker reads it. Versioned for rolling upgrades. */
+export interface JobData {
+  v: 1;
+  station: string;
+  pipeline: string;
+  priority: Priority;
+  params: Record<string, unknown>;
+  input?: BlobRef & { pages?: number };
+  webhookUrl?: string;
+  /** Execution limit, decided at submit so every worker applies the same one. */
+  timeoutMs: number;
+  requestId?: string;
+}
+
+/** The job's return value: the output image's metadata. */
+export type JobResultData = BlobRef;
+
+export const JobLinks = z.object({ self: z.string(), result: z.string(), events: z.string() });
+
+export const JobResultBody = z.object({
+  url: z.string(),
+  contentType: z.string(),
+  width: z.number().int(),
+  height: z.number().int(),
+  bytes: z.number().int(),
+  sha256: z.string(),
+});
+
+export const JobStatusBody = z.object({
+  id: z.string(),
+  status: JobStatus,
+  pipeline: z.string(),
+  priority: Priority,
+  position: z.number().int().positive().optional(),
+  estimatedWaitSeconds: z.number().nullable().optional(),
+  progress: z.object({ percent: z.number(), message: z.string().optional() }).optional(),
+  attempts: z.number().int().nonnegative(),
+  createdAt: z.string(),
+  startedAt: z.string().optional(),
+  finishedAt: z.string().optional(),
+  durationMs: z.number().int().optional(),
+  result: JobResultBody.optional(),
+  error: z.object({ code: FailureCode, message: z.string() }).optional(),
+  links: JobLinks,
+  deduplicated: z.boolean().optional(),
+  cancelRequested: z.boolean().optional(),
+});
+export type JobStatusBody = z.infer<typeof JobStatusBody>;
+
+export const JobListBody = z.object({ jobs: z.array(JobStatusBody) });
+
+/** Ids are opaque to stations; this pattern lets the API refuse junk before touching Redis. */
+export const JOB_ID_PATTERN = /^[a-z][a-z0-9-]{0,31}_[0-9a-z]{20,32}$/;

@@ -1,0 +1,149 @@
+import os from 'node:os';
+import path from 'node:path';
+import { z } from 'zod';
+import { PIPELINE_NAMES, Priority } from '@darkroom/contracts';
+
+/*
+ * Every setting is an environment variable, parsed once at start and frozen. A bad value stops
+ * the process with a message naming the variable. No other module reads process.env.
+ */
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no', ''])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const int = (min: number) => z.coerce.number().int().min(min);
+/** A limit where 0 or "off" switches it off (null). */
+const optionalLimit = z
+  .string()
+  .regex(/^(off|\d+)$/, 'must be a whole number, or "off"')
+  .transform((v) => (v === 'off' || v === '0' ? null : Number(v)));
+const csv = z.string().transform((v) =>
+  v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean),
+);
+
+const EnvSchema = z.object({
+  NODE_ENV: z.string().default('development'),
+  PORT: int(0).max(65535).default(8080),
+  DARKROOM_HOST: z.string().optional(),
+  REDIS_URL: z.url({ protocol: /^rediss?$/ }).default('redis://127.0.0.1:6379'),
+  DARKROOM_REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9_.-]+$/).default('darkroom'),
+  DARKROOM_API_KEYS: z.string().default(''),
+  DARKROOM_STATIONS_FILE: z.string().optional(),
+  DARKROOM_ADMIN_TOKEN: z.string().optional(),
+  DARKROOM_DATA_DIR: z.string().default('.darkroom/data'),
+  DARKROOM_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  DARKROOM_LOG_PRETTY: bool.optional(),
+
+  DARKROOM_MAX_UPLOAD_BYTES: int(1).default(20 * 1024 * 1024),
+  DARKROOM_MAX_IMAGE_EDGE: int(1).default(8192),
+  DARKROOM_MAX_IMAGE_PIXELS: int(1).default(50_000_000),
+  DARKROOM_MAX_QUEUE_SIZE: optionalLimit.default(1000),
+  DARKROOM_STATION_MAX_PENDING: optionalLimit.default(100),
+  DARKROOM_STATION_MAX_PRIORITY: Priority.default('critical'),
+  DARKROOM_STATION_DEFAULT_PRIORITY: Priority.default('normal'),
+  DARKROOM_JOB_TIMEOUT_SECONDS: int(1).default(300),
+  DARKROOM_JOB_TTL_SECONDS: int(1).default(3600),
+  DARKROOM_RETENTION_SECONDS: int(1).default(86400),
+  DARKROOM_JOB_ATTEMPTS: int(1).max(20).default(3),
+  DARKROOM_RETRY_BACKOFF_MS: int(0).default(1000),
+
+  DARKROOM_WEBHOOK_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
+  DARKROOM_WEBHOOK_ALLOW_PRIVATE: bool.default(false),
+  DARKROOM_METRICS_TOKEN: z.string().optional(),
+
+  DARKROOM_WORKER_PIPELINES: csv.optional(),
+  DARKROOM_WORKER_CONCURRENCY: int(1).max(256).default(1),
+  DARKROOM_WORKER_NAME: z.string().optional(),
+  DARKROOM_WORKER_DEVICE: z.string().optional(),
+  DARKROOM_SHUTDOWN_GRACE_SECONDS: int(0).default(30),
+  DARKROOM_STALLED_INTERVAL_MS: int(1000).default(30_000),
+  DARKROOM_LOCK_DURATION_MS: int(5000).default(30_000),
+});
+
+export type Env = z.input<typeof EnvSchema>;
+
+function buildConfig(env: z.output<typeof EnvSchema>) {
+  const production = env.NODE_ENV === 'production';
+  const workerPipelines = env.DARKROOM_WORKER_PIPELINES ?? PIPELINE_NAMES;
+  const unknown = workerPipelines.filter((p) => !(PIPELINE_NAMES as string[]).includes(p));
+  if (unknown.length > 0) {
+    throw new ConfigError(
+      `DARKROOM_WORKER_PIPELINES: unknown pipeline(s) ${unknown.join(', ')}; known: ${PIPELINE_NAMES.join(', ')}`,
+    );
+  }
+  return {
+    production,
+    port: env.PORT,
+    host: env.DARKROOM_HOST ?? (production ? '0.0.0.0' : '127.0.0.1'),
+    redisUrl: env.REDIS_URL,
+    prefix: env.DARKROOM_REDIS_PREFIX,
+    apiKeys: env.DARKROOM_API_KEYS,
+    stationsFile: env.DARKROOM_STATIONS_FILE,
+    adminToken: env.DARKROOM_ADMIN_TOKEN || undefined,
+    dataDir: path.resolve(env.DARKROOM_DATA_DIR),
+    logLevel: env.DARKROOM_LOG_LEVEL,
+    logPretty: env.DARKROOM_LOG_PRETTY,
+    limits: {
+      maxUploadBytes: env.DARKROOM_MAX_UPLOAD_BYTES,
+      maxImageEdge: env.DARKROOM_MAX_IMAGE_EDGE,
+      maxImagePixels: env.DARKROOM_MAX_IMAGE_PIXELS,
+      maxQueueSize: env.DARKROOM_MAX_QUEUE_SIZE,
+      stationMaxPending: env.DARKROOM_STATION_MAX_PENDING,
+      stationMaxPriority: env.DARKROOM_STATION_MAX_PRIORITY,
+      stationDefaultPriority: env.DARKROOM_STATION_DEFAULT_PRIORITY,
+      jobTimeoutMs: env.DARKROOM_JOB_TIMEOUT_SECONDS * 1000,
+      jobTtlMs: env.DARKROOM_JOB_TTL_SECONDS * 1000,
+      retentionSeconds: env.DARKROOM_RETENTION_SECONDS,
+    },
+    jobs: {
+      attempts: env.DARKROOM_JOB_ATTEMPTS,
+      backoffMs: env.DARKROOM_RETRY_BACKOFF_MS,
+    },
+    webhooks: {
+      secret: env.DARKROOM_WEBHOOK_SECRET,
+      allowPrivate: env.DARKROOM_WEBHOOK_ALLOW_PRIVATE,
+    },
+    metricsToken: env.DARKROOM_METRICS_TOKEN,
+    worker: {
+      pipelines: workerPipelines,
+      concurrency: env.DARKROOM_WORKER_CONCURRENCY,
+      name: env.DARKROOM_WORKER_NAME ?? `${os.hostname()}-${process.pid}`,
+      device: env.DARKROOM_WORKER_DEVICE ?? `cpu (${os.cpus()[0]?.model?.trim() ?? 'unknown'})`,
+      shutdownGraceMs: env.DARKROOM_SHUTDOWN_GRACE_SECONDS * 1000,
+      stalledIntervalMs: env.DARKROOM_STALLED_INTERVAL_MS,
+      lockDurationMs: env.DARKROOM_LOCK_DURATION_MS,
+    },
+  };
+}
+
+export type Config = Readonly<ReturnType<typeof buildConfig>>;
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Parses the environment (process.env by default). Throws ConfigError naming each bad variable. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  // Empty strings mean "not set", as in most deployment tools.
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = EnvSchema.safeParse(cleaned);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
+  }
+  return deepFreeze(buildConfig(parsed.data));
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object') {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}

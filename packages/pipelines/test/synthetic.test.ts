@@ -1,0 +1,56 @@
+import { SyntheticParams } from '@darkroom/contracts';
+import sharp from 'sharp';
+import { describe, expect, it } from 'vitest';
+import { editPipeline } from '../src/edit.ts';
+import { getPipeline, PIPELINES } from '../src/registry.ts';
+import { syntheticPipeline } from '../src/synthetic.ts';
+import { makeCtx } from './helpers.ts';
+
+const run = (params: Partial<SyntheticParams>, ctx = makeCtx()) =>
+  syntheticPipeline.run(null, SyntheticParams.parse(params), ctx);
+
+describe('synthetic', () => {
+  it('writes a PNG of the asked size and reports every step', async () => {
+    const ctx = makeCtx();
+    const out = await run({ steps: 4, stepMs: 1, width: 123, height: 45, seed: 7 }, ctx);
+    const meta = await sharp(out.data).metadata();
+    expect([out.format, meta.format, out.width, out.height, meta.width, meta.height]).toEqual(['png', 'png', 123, 45, 123, 45]);
+    expect(ctx.progress).toEqual([
+      { percent: 25, message: 'step 1/4' },
+      { percent: 50, message: 'step 2/4' },
+      { percent: 75, message: 'step 3/4' },
+      { percent: 100, message: 'step 4/4' },
+    ]);
+  });
+
+  it('is deterministic: same params, same bytes; another seed, other bytes', async () => {
+    const a = await run({ steps: 1, stepMs: 0, width: 64, height: 48, seed: 42 });
+    const b = await run({ steps: 1, stepMs: 0, width: 64, height: 48, seed: 42 });
+    const c = await run({ steps: 1, stepMs: 0, width: 64, height: 48, seed: 43 });
+    expect(a.data.equals(b.data)).toBe(true);
+    expect(a.data.equals(c.data)).toBe(false);
+  });
+
+  it('stops with the abort reason when aborted mid-run', async () => {
+    const ctx = makeCtx();
+    const reason = new Error('cancelled by station');
+    const pending = run({ steps: 100, stepMs: 50 }, ctx);
+    setTimeout(() => ctx.controller.abort(reason), 120);
+    await expect(pending).rejects.toBe(reason);
+    const reported = ctx.progress.length;
+    expect(reported).toBeGreaterThan(0);
+    expect(ctx.progress.at(-1)?.percent ?? 0).toBeLessThan(100);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(ctx.progress.length).toBe(reported);
+  });
+});
+
+describe('registry', () => {
+  it('finds pipelines by own name only', () => {
+    expect(getPipeline('edit')).toBe(editPipeline);
+    expect(getPipeline('synthetic')).toBe(syntheticPipeline);
+    expect(getPipeline('nope')).toBeUndefined();
+    expect(getPipeline('toString')).toBeUndefined();
+    expect(Object.keys(PIPELINES).sort()).toEqual(['edit', 'synthetic']);
+  });
+});

@@ -1,0 +1,5 @@
+export * from './fixtures.ts';
+export * from './processes.ts';
+export * from './redis.ts';
+export * from './system.ts';
+export * from './wait.ts';
