@@ -50,8 +50,7 @@ export function createApp(deps: Deps, stations: StationRegistry): App {
 
   const jobs = new JobService(deps);
   // Producers fail fast: with the queue store away, answer 503 at once rather than queueing work.
-  const needsRedis = (_req: Request, _res: Response, next: NextFunction) =>
-    deps.redis.status === 'ready' ? next() : next(unavailable());
+  const needsRedis = (_req: Request, _res: Response, next: NextFunction) => (deps.redis.status === 'ready' ? next() : next(unavailable()));
 
   app.use(metaRouter(deps, stations, jobs));
   app.use('/v1/jobs', needsRedis);

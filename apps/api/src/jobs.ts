@@ -1,23 +1,23 @@
-import { Job } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { JOB_ID_PATTERN, type JobData, type JobResultData, type JobStatusBody, priorityRank } from '@darkroom/contracts';
 import {
   type BlobStore,
   type BullState,
+  blobKeys,
   type Config,
   type DarkroomQueue,
-  type Logger,
-  type QueueRegistry,
-  type StatsReader,
-  blobKeys,
   estimateWaitSeconds,
   finishedState,
   inspectImage,
+  type Logger,
   newJobId,
   pipelineOfJobId,
+  type QueueRegistry,
+  type StatsReader,
   sysKeys,
   toStatusBody,
 } from '@darkroom/core';
+import { Job } from 'bullmq';
+import type { Redis } from 'ioredis';
 import type { Station } from './auth/stations.ts';
 import { HttpError } from './http/problem.ts';
 import type { ValidSubmit } from './submit/validate.ts';
@@ -118,7 +118,7 @@ export class JobService {
     const queue = this.#d.queues.get(pipelineOfJobId(id));
     if (!queue) return undefined;
     const job = (await Job.fromId(queue, id)) as Job<JobData, JobResultData> | undefined;
-    if (!job || !job.data?.station) return undefined;
+    if (!job?.data?.station) return undefined;
     if ('station' in viewer && job.data.station !== viewer.station.name) return undefined;
     const state = finishedState(job) ?? (await queue.getJobState(id));
     if (state === 'unknown') return undefined;

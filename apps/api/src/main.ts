@@ -1,22 +1,26 @@
 import { once } from 'node:events';
+import { PIPELINE_NAMES } from '@darkroom/contracts';
 import {
   ConfigError,
-  FsBlobStore,
-  QueueRegistry,
-  Shutdown,
-  StatsReader,
   checkEvictionPolicy,
   createLogger,
   createRedis,
+  FsBlobStore,
   loadConfig,
+  QueueRegistry,
+  Shutdown,
+  StatsReader,
 } from '@darkroom/core';
-import { PIPELINE_NAMES } from '@darkroom/contracts';
-import { StationConfigError, loadStations } from './auth/stations.ts';
 import { createApp } from './app.ts';
+import { loadStations, StationConfigError } from './auth/stations.ts';
 
 async function main() {
   const config = loadConfig();
-  const logger = createLogger({ name: 'api', level: config.logLevel, ...(config.logPretty !== undefined ? { pretty: config.logPretty } : {}) });
+  const logger = createLogger({
+    name: 'api',
+    level: config.logLevel,
+    ...(config.logPretty !== undefined ? { pretty: config.logPretty } : {}),
+  });
   const stations = loadStations(config);
   if (stations.open) {
     logger.warn(
@@ -46,10 +50,14 @@ async function main() {
     await redis.quit().catch(() => redis.disconnect());
   });
   shutdown.add('queues', () => queues.close());
-  shutdown.add('http', () => new Promise<void>((resolve) => {
-    server.close(() => resolve());
-    server.closeIdleConnections();
-  }));
+  shutdown.add(
+    'http',
+    () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      }),
+  );
   shutdown.installSignalHandlers(config.worker.shutdownGraceMs || 10_000);
 }
 

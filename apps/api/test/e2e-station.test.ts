@@ -1,7 +1,7 @@
+import type { JobStatusBody } from '@darkroom/contracts';
+import { ADMIN_TOKEN, fixture, type System, startSystem } from '@darkroom/testing';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { JobStatusBody } from '@darkroom/contracts';
-import { ADMIN_TOKEN, type System, fixture, startSystem } from '@darkroom/testing';
 import { multipart, submit, waitForFinal } from './helpers.ts';
 
 let sys: System;
@@ -17,7 +17,15 @@ describe('a station submits, polls and downloads', () => {
     const res = await submit(
       sys,
       multipart(
-        { pipeline: 'edit', params: JSON.stringify({ operations: [{ op: 'resize', width: 128 }, { op: 'format', type: 'webp', quality: 80 }] }) },
+        {
+          pipeline: 'edit',
+          params: JSON.stringify({
+            operations: [
+              { op: 'resize', width: 128 },
+              { op: 'format', type: 'webp', quality: 80 },
+            ],
+          }),
+        },
         { data: fixture('with-alpha.png'), filename: 'photo.png', type: 'image/png' },
       ),
     );
@@ -67,7 +75,11 @@ describe('a station submits, polls and downloads', () => {
   });
 
   it('answers ?wait with the final body once the job is done', async () => {
-    const res = await submit(sys, { pipeline: 'synthetic', params: { steps: 3, stepMs: 20, width: 64, height: 32 } }, { query: '?wait=20' });
+    const res = await submit(
+      sys,
+      { pipeline: 'synthetic', params: { steps: 3, stepMs: 20, width: 64, height: 32 } },
+      { query: '?wait=20' },
+    );
     expect(res.status).toBe(200);
     const body = (await res.json()) as JobStatusBody;
     expect(body.status).toBe('completed');
@@ -122,7 +134,8 @@ describe('station isolation and credentials', () => {
   });
 
   it('answers 401 with WWW-Authenticate: Bearer without a valid key', async () => {
-    for (const headers of [{}, { authorization: 'Bearer wrong-key' }, { 'x-api-key': 'nope' }]) {
+    const attempts: Record<string, string>[] = [{}, { authorization: 'Bearer wrong-key' }, { 'x-api-key': 'nope' }];
+    for (const headers of attempts) {
       const res = await sys.fetch('/v1/pipelines', { station: null, headers });
       expect(res.status).toBe(401);
       expect(res.headers.get('www-authenticate')).toBe('Bearer');
@@ -137,10 +150,14 @@ describe('station isolation and credentials', () => {
     expect(none.headers.get('www-authenticate')).toMatch(/^Basic realm="darkroom-admin"/);
     const station = await sys.fetch('/admin/queues');
     expect(station.status).toBe(403);
-    const basic = await fetch(`${sys.url}/admin/queues`, { headers: { authorization: `Basic ${Buffer.from(`ops:${ADMIN_TOKEN}`).toString('base64')}` } });
+    const basic = await fetch(`${sys.url}/admin/queues`, {
+      headers: { authorization: `Basic ${Buffer.from(`ops:${ADMIN_TOKEN}`).toString('base64')}` },
+    });
     expect(basic.status).toBe(200);
     expect(await basic.text()).toMatch(/<html/i);
-    const api = await fetch(`${sys.url}/admin/queues/api/queues?activeQueue=edit&status=completed&page=1`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    const api = await fetch(`${sys.url}/admin/queues/api/queues?activeQueue=edit&status=completed&page=1`, {
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+    });
     expect(api.status).toBe(200);
     const board = (await api.json()) as { queues: { name: string; jobs: { data: { input?: { key: string; sha256: string } } }[] }[] };
     expect(board.queues.map((q) => q.name).sort()).toEqual(['edit', 'synthetic']);
@@ -156,7 +173,9 @@ describe('station isolation and credentials', () => {
   it('serves health, readiness, pipelines and the queue', async () => {
     expect((await fetch(`${sys.url}/healthz`)).status).toBe(200);
     expect((await fetch(`${sys.url}/readyz`)).status).toBe(200);
-    const { pipelines } = (await (await sys.fetch('/v1/pipelines')).json()) as { pipelines: { name: string; acceptsImage: boolean; params: { properties: Record<string, unknown> } }[] };
+    const { pipelines } = (await (await sys.fetch('/v1/pipelines')).json()) as {
+      pipelines: { name: string; acceptsImage: boolean; params: { properties: Record<string, unknown> } }[];
+    };
     expect(pipelines.map((p) => [p.name, p.acceptsImage])).toEqual([
       ['edit', true],
       ['synthetic', false],
@@ -171,7 +190,12 @@ describe('station isolation and credentials', () => {
     expect(edit.workers.map((w) => w.name)).toEqual(['w1']);
     expect(edit.completed).toBeGreaterThan(0);
     expect(edit.avgProcessingMs).not.toBeNull();
-    expect(queue.limits).toMatchObject({ maxUploadBytes: 20 * 1024 * 1024, maxImageEdge: 8192, maxImagePixels: 50_000_000, maxQueueSize: 1000 });
+    expect(queue.limits).toMatchObject({
+      maxUploadBytes: 20 * 1024 * 1024,
+      maxImageEdge: 8192,
+      maxImagePixels: 50_000_000,
+      maxQueueSize: 1000,
+    });
     expect(queue.limits.station).toMatchObject({ name: 'alpha', maxPriority: 'critical' });
   });
 });

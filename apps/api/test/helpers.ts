@@ -6,11 +6,20 @@ export const FINAL = ['completed', 'failed', 'cancelled'];
 export function multipart(fields: Record<string, string>, image?: { data: Buffer; filename?: string; type?: string }): FormData {
   const form = new FormData();
   for (const [k, v] of Object.entries(fields)) form.append(k, v);
-  if (image) form.append('image', new Blob([new Uint8Array(image.data)], { type: image.type ?? 'application/octet-stream' }), image.filename ?? 'upload');
+  if (image)
+    form.append(
+      'image',
+      new Blob([new Uint8Array(image.data)], { type: image.type ?? 'application/octet-stream' }),
+      image.filename ?? 'upload',
+    );
   return form;
 }
 
-export async function submit(sys: System, form: FormData | object, init: { station?: 'alpha' | 'beta'; query?: string; headers?: Record<string, string> } = {}) {
+export async function submit(
+  sys: System,
+  form: FormData | object,
+  init: { station?: 'alpha' | 'beta'; query?: string; headers?: Record<string, string> } = {},
+) {
   const isForm = form instanceof FormData;
   return sys.fetch(`/v1/jobs${init.query ?? ''}`, {
     method: 'POST',
@@ -20,7 +29,12 @@ export async function submit(sys: System, form: FormData | object, init: { stati
   });
 }
 
-export async function waitForFinal(sys: System, id: string, station: 'alpha' | 'beta' = 'alpha', timeoutMs = 30_000): Promise<JobStatusBody> {
+export async function waitForFinal(
+  sys: System,
+  id: string,
+  station: 'alpha' | 'beta' = 'alpha',
+  timeoutMs = 30_000,
+): Promise<JobStatusBody> {
   return waitFor(
     async () => {
       const res = await sys.fetch(`/v1/jobs/${id}`, { station });

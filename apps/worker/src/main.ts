@@ -1,26 +1,30 @@
-import { Worker } from 'bullmq';
 import type { JobData, JobResultData } from '@darkroom/contracts';
 import {
   ConfigError,
-  FsBlobStore,
-  Shutdown,
   checkEvictionPolicy,
   createLogger,
   createRedis,
+  FsBlobStore,
   loadConfig,
   queueOptions,
   removeHeartbeat,
+  Shutdown,
   sysKeys,
   writeHeartbeat,
 } from '@darkroom/core';
 import { getPipeline } from '@darkroom/pipelines';
+import { Worker } from 'bullmq';
 import { AbortReason, createProcessor } from './processor.ts';
 
 const HEARTBEAT_MS = 5000;
 
 async function main() {
   const config = loadConfig();
-  const logger = createLogger({ name: 'worker', level: config.logLevel, ...(config.logPretty !== undefined ? { pretty: config.logPretty } : {}) });
+  const logger = createLogger({
+    name: 'worker',
+    level: config.logLevel,
+    ...(config.logPretty !== undefined ? { pretty: config.logPretty } : {}),
+  });
   const blobs = new FsBlobStore(config.dataDir);
   await blobs.ensureReady();
   const redis = createRedis(config.redisUrl, 'blocking', logger);

@@ -1,20 +1,20 @@
-import { type Job, UnrecoverableError, WaitingError } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { CONTENT_TYPES, FILE_EXTENSIONS, type JobData, type JobResultData } from '@darkroom/contracts';
 import {
-  type BlobStore,
   BackendUnavailableError,
+  type BlobStore,
+  blobKeys,
   type Config,
+  coerceError,
   DarkroomJobError,
+  formatFailure,
   InvalidInputError,
   JobTimeoutError,
   type Logger,
-  blobKeys,
-  coerceError,
-  formatFailure,
   recordCompletion,
 } from '@darkroom/core';
 import type { Pipeline } from '@darkroom/pipelines';
+import { type Job, UnrecoverableError, WaitingError } from 'bullmq';
+import type { Redis } from 'ioredis';
 
 /** Why a running pipeline was told to stop. */
 export type AbortCause = 'timeout' | 'cancel' | 'shutdown';
@@ -38,7 +38,6 @@ export interface ProcessorDeps {
 }
 
 const PROGRESS_MIN_INTERVAL_MS = 50;
-const DISK_ERRORS = new Set(['EACCES', 'EPERM', 'ENOSPC', 'EROFS', 'EDQUOT', 'EIO', 'EMFILE', 'ENFILE']);
 
 /**
  * Runs one attempt of a job: parses params, runs the pipeline under the job's time limit with an
@@ -90,8 +89,9 @@ export function createProcessor(pipeline: Pipeline, deps: ProcessorDeps) {
       try {
         stored = await blobs.put(key, out.data);
       } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code && DISK_ERRORS.has(code)) throw new BackendUnavailableError(`the result could not be stored (${code})`, { cause: err });
+        // Any system call failing here (full, read-only, missing or replaced directory) is the data volume's trouble.
+        const e = err as NodeJS.ErrnoException;
+        if (e.syscall && e.code) throw new BackendUnavailableError(`the result could not be stored (${e.code})`, { cause: err });
         throw err;
       }
       const durationMs = Date.now() - started;

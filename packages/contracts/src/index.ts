@@ -1,5 +1,5 @@
-export * from './priority.ts';
-export * from './problem.ts';
 export * from './jobs.ts';
 export * from './pipelines.ts';
+export * from './priority.ts';
+export * from './problem.ts';
 export * from './queue.ts';

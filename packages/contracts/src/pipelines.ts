@@ -92,7 +92,11 @@ export const SyntheticParams = z.strictObject({
   stepMs: z.int().min(0).max(60000).default(100),
   width: z.int().min(1).max(4096).default(256),
   height: z.int().min(1).max(4096).default(256),
-  seed: z.int().min(0).max(2 ** 31 - 1).default(0),
+  seed: z
+    .int()
+    .min(0)
+    .max(2 ** 31 - 1)
+    .default(0),
 });
 export type SyntheticParams = z.infer<typeof SyntheticParams>;
 

@@ -1,16 +1,14 @@
 import os from 'node:os';
 import path from 'node:path';
-import { z } from 'zod';
 import { PIPELINE_NAMES, Priority } from '@darkroom/contracts';
+import { z } from 'zod';
 
 /*
  * Every setting is an environment variable, parsed once at start and frozen. A bad value stops
  * the process with a message naming the variable. No other module reads process.env.
  */
 
-const bool = z
-  .enum(['true', 'false', '1', '0', 'yes', 'no', ''])
-  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no', '']).transform((v) => v === 'true' || v === '1' || v === 'yes');
 const int = (min: number) => z.coerce.number().int().min(min);
 /** A limit where 0 or "off" switches it off (null). */
 const optionalLimit = z
@@ -29,7 +27,10 @@ const EnvSchema = z.object({
   PORT: int(0).max(65535).default(8080),
   DARKROOM_HOST: z.string().optional(),
   REDIS_URL: z.url({ protocol: /^rediss?$/ }).default('redis://127.0.0.1:6379'),
-  DARKROOM_REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9_.-]+$/).default('darkroom'),
+  DARKROOM_REDIS_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]+$/)
+    .default('darkroom'),
   DARKROOM_API_KEYS: z.string().default(''),
   DARKROOM_STATIONS_FILE: z.string().optional(),
   DARKROOM_ADMIN_TOKEN: z.string().optional(),
@@ -70,9 +71,7 @@ function buildConfig(env: z.output<typeof EnvSchema>) {
   const workerPipelines = env.DARKROOM_WORKER_PIPELINES ?? PIPELINE_NAMES;
   const unknown = workerPipelines.filter((p) => !(PIPELINE_NAMES as string[]).includes(p));
   if (unknown.length > 0) {
-    throw new ConfigError(
-      `DARKROOM_WORKER_PIPELINES: unknown pipeline(s) ${unknown.join(', ')}; known: ${PIPELINE_NAMES.join(', ')}`,
-    );
+    throw new ConfigError(`DARKROOM_WORKER_PIPELINES: unknown pipeline(s) ${unknown.join(', ')}; known: ${PIPELINE_NAMES.join(', ')}`);
   }
   return {
     production,

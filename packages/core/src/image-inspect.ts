@@ -1,5 +1,5 @@
-import sharp, { type Metadata } from 'sharp';
 import { CONTENT_TYPES, type InputFormat } from '@darkroom/contracts';
+import sharp, { type Metadata } from 'sharp';
 
 /*
  * Judges an upload by its bytes: which format it really is (415 if not one we accept), whether
@@ -8,9 +8,7 @@ import { CONTENT_TYPES, type InputFormat } from '@darkroom/contracts';
  * by the worker, where damage inside the compressed data fails the job as `invalid_input`.
  */
 
-export type InspectFailure =
-  | { kind: 'unsupported'; detail: string }
-  | { kind: 'invalid'; detail: string };
+export type InspectFailure = { kind: 'unsupported'; detail: string } | { kind: 'invalid'; detail: string };
 
 export interface ImageInfo {
   format: InputFormat;
@@ -44,7 +42,10 @@ export function sniffFormat(b: Buffer): Sniffed {
     if (brands.some((x) => ['heic', 'heix', 'mif1', 'msf1', 'hevc'].includes(x))) return 'heic';
     return null;
   }
-  const head = b.toString('utf8', 0, Math.min(b.length, 512)).replace(/^\uFEFF/, '').trimStart();
+  const head = b
+    .toString('utf8', 0, Math.min(b.length, 512))
+    .replace(/^\uFEFF/, '')
+    .trimStart();
   if (head.startsWith('<') && /<svg[\s>]/i.test(head)) return 'svg';
   return null;
 }
@@ -140,7 +141,8 @@ export async function inspectImage(
 ): Promise<{ ok: true; info: ImageInfo } | { ok: false; failure: InspectFailure }> {
   const sniffed = sniffFormat(data);
   if (sniffed === null || sniffed === 'svg' || sniffed === 'heic') {
-    const what = sniffed === 'svg' ? 'SVG is not accepted' : sniffed === 'heic' ? 'HEIC is not accepted' : 'not an image format the server accepts';
+    const what =
+      sniffed === 'svg' ? 'SVG is not accepted' : sniffed === 'heic' ? 'HEIC is not accepted' : 'not an image format the server accepts';
     return { ok: false, failure: { kind: 'unsupported', detail: `${what}; accepted: JPEG, PNG, WebP, AVIF, GIF, TIFF` } };
   }
   let meta: Metadata;

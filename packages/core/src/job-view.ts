@@ -1,5 +1,5 @@
-import type { Job } from 'bullmq';
 import type { JobData, JobResultData, JobStatus, JobStatusBody } from '@darkroom/contracts';
+import type { Job } from 'bullmq';
 import { parseFailure } from './errors.ts';
 
 export type BullState = Awaited<ReturnType<Job['getState']>>;
@@ -58,7 +58,10 @@ export function toStatusBody(job: Job<JobData, JobResultData>, state: BullState,
     const p = job.progress;
     body.progress =
       p && typeof p === 'object' && 'percent' in p
-        ? { percent: Number((p as { percent: number }).percent), ...((p as { message?: string }).message ? { message: String((p as { message?: string }).message) } : {}) }
+        ? {
+            percent: Number((p as { percent: number }).percent),
+            ...((p as { message?: string }).message ? { message: String((p as { message?: string }).message) } : {}),
+          }
         : { percent: 0 };
   }
   if (job.processedOn) body.startedAt = iso(job.processedOn);

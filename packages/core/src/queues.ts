@@ -1,6 +1,6 @@
+import { type JobData, type JobResultData, PIPELINE_NAMES } from '@darkroom/contracts';
 import { Queue, type QueueOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { PIPELINE_NAMES, type JobData, type JobResultData } from '@darkroom/contracts';
 import type { Config } from './config.ts';
 
 export type DarkroomQueue = Queue<JobData, JobResultData>;

@@ -1,5 +1,5 @@
-import type { Redis } from 'ioredis';
 import type { WorkerInfo } from '@darkroom/contracts';
+import type { Redis } from 'ioredis';
 import { sysKeys } from './keys.ts';
 
 /*

@@ -50,8 +50,7 @@ async function edit(input: PipelineInput, params: EditParams, ctx: PipelineConte
 
   const meta = await vips(input, () => sharp(input.path, open).metadata());
   // Animation survives only into a format that keeps it; otherwise the first frame is the image.
-  const animated =
-    (meta.pages ?? 1) > 1 && ANIMATED_FORMATS.includes(meta.format) && ANIMATED_FORMATS.includes(format);
+  const animated = (meta.pages ?? 1) > 1 && ANIMATED_FORMATS.includes(meta.format) && ANIMATED_FORMATS.includes(format);
   let img = await decode(input, { ...open, animated });
   ctx.signal.throwIfAborted();
 
@@ -89,11 +88,7 @@ async function vips<T>(input: PipelineInput, fn: () => Promise<T>): Promise<T> {
 
 async function decode(input: PipelineInput, options: SharpOptions): Promise<Pixels> {
   const { data, info } = await vips(input, () =>
-    sharp(input.path, options)
-      .autoOrient()
-      .toColourspace('srgb')
-      .raw({ depth: 'uchar' })
-      .toBuffer({ resolveWithObject: true }),
+    sharp(input.path, options).autoOrient().toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true }),
   );
   const pages = options.animated ? (info.pages ?? 1) : 1;
   const height = pages > 1 ? (info.pageHeight ?? info.height) : info.height;
@@ -139,9 +134,7 @@ async function applyOp(input: PipelineInput, img: Pixels, op: EditOperation, sig
   let next: Pixels | undefined;
   for (const frame of img.frames) {
     signal.throwIfAborted();
-    const { data, info } = await vips(input, () =>
-      step(fromRaw(img, frame), op, img.channels).raw().toBuffer({ resolveWithObject: true }),
-    );
+    const { data, info } = await vips(input, () => step(fromRaw(img, frame), op, img.channels).raw().toBuffer({ resolveWithObject: true }));
     frames.push(data);
     next ??= { frames, width: info.width, height: info.height, channels: info.channels };
   }

@@ -1,4 +1,4 @@
-export * from './types.ts';
 export * from './edit.ts';
-export * from './synthetic.ts';
 export * from './registry.ts';
+export * from './synthetic.ts';
+export * from './types.ts';

@@ -1,5 +1,5 @@
-import { PIPELINE_SPECS, type SyntheticParams } from '@darkroom/contracts';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import { PIPELINE_SPECS, type SyntheticParams } from '@darkroom/contracts';
 import sharp from 'sharp';
 import type { Pipeline } from './types.ts';
 

@@ -156,7 +156,10 @@ describe('edit: operations in order', () => {
   it('rejects a crop outside the current image, naming its size', async () => {
     await expectInvalid(edit('Landscape_1.jpg', [{ op: 'crop', left: 550, top: 0, width: 100, height: 10 }]), /600x450/);
     await expectInvalid(
-      edit('Landscape_1.jpg', [{ op: 'resize', width: 300 }, { op: 'crop', left: 0, top: 0, width: 400, height: 10 }]),
+      edit('Landscape_1.jpg', [
+        { op: 'resize', width: 300 },
+        { op: 'crop', left: 0, top: 0, width: 400, height: 10 },
+      ]),
       /300x225/,
     );
   });
@@ -189,7 +192,11 @@ describe('edit: output format', () => {
   });
 
   it('the last format operation wins', async () => {
-    const out = await edit('flowers.jpeg', [{ op: 'format', type: 'webp' }, { op: 'resize', width: 64 }, { op: 'format', type: 'png' }]);
+    const out = await edit('flowers.jpeg', [
+      { op: 'format', type: 'webp' },
+      { op: 'resize', width: 64 },
+      { op: 'format', type: 'png' },
+    ]);
     expect([out.format, (await sharp(out.data).metadata()).format]).toEqual(['png', 'png']);
   });
 
@@ -201,7 +208,10 @@ describe('edit: output format', () => {
   });
 
   it('keeps a GIF animation (frames, delays, loop) through operations', async () => {
-    const out = await edit('animated-loop-3.gif', [{ op: 'rotate', angle: 90 }, { op: 'resize', width: 100 }]);
+    const out = await edit('animated-loop-3.gif', [
+      { op: 'rotate', angle: 90 },
+      { op: 'resize', width: 100 },
+    ]);
     const meta = await sharp(out.data).metadata();
     const source = await sharp(fixture('animated-loop-3.gif')).metadata();
     expect([out.format, meta.format, meta.pages, meta.loop]).toEqual(['gif', 'gif', 10, 3]);

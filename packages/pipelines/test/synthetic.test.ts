@@ -6,8 +6,7 @@ import { getPipeline, PIPELINES } from '../src/registry.ts';
 import { syntheticPipeline } from '../src/synthetic.ts';
 import { makeCtx } from './helpers.ts';
 
-const run = (params: Partial<SyntheticParams>, ctx = makeCtx()) =>
-  syntheticPipeline.run(null, SyntheticParams.parse(params), ctx);
+const run = (params: Partial<SyntheticParams>, ctx = makeCtx()) => syntheticPipeline.run(null, SyntheticParams.parse(params), ctx);
 
 describe('synthetic', () => {
   it('writes a PNG of the asked size and reports every step', async () => {

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { type ProcessHandle, startApi, startWorker } from './processes.ts';
-import { type RedisHandle, type RedisOptions, freePort, startRedis, uniquePrefix } from './redis.ts';
+import { freePort, type RedisHandle, type RedisOptions, startRedis, uniquePrefix } from './redis.ts';
 
 /*
  * A whole Darkroom for an end-to-end test: a real Redis, the api and workers as separate

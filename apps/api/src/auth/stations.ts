@@ -1,8 +1,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import fs from 'node:fs';
-import { z } from 'zod';
 import { Priority } from '@darkroom/contracts';
 import type { Config } from '@darkroom/core';
+import { z } from 'zod';
 
 /*
  * Stations and their keys. Keys are kept only as sha256 digests and compared in constant time;
@@ -19,7 +19,11 @@ export interface Station {
 }
 
 const StationEntry = z.strictObject({
-  name: z.string().min(1).max(64).regex(/^[A-Za-z0-9_.@-]+$/, 'letters, digits, _ . @ - only'),
+  name: z
+    .string()
+    .min(1)
+    .max(64)
+    .regex(/^[A-Za-z0-9_.@-]+$/, 'letters, digits, _ . @ - only'),
   key: z.string().min(16, 'keys must be at least 16 characters'),
   maxPriority: Priority.optional(),
   defaultPriority: Priority.optional(),
@@ -92,7 +96,10 @@ export class StationConfigError extends Error {
 /** Reads DARKROOM_API_KEYS (`station:key,…`) and DARKROOM_STATIONS_FILE. Throws on any mistake. */
 export function loadStations(config: Config): StationRegistry {
   const entries: { key: string; station: Station }[] = [];
-  for (const pair of config.apiKeys.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const pair of config.apiKeys
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const idx = pair.indexOf(':');
     if (idx <= 0 || idx === pair.length - 1) {
       throw new StationConfigError('DARKROOM_API_KEYS: each entry must be station:key');

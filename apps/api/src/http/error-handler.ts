@@ -1,5 +1,5 @@
-import type { ErrorRequestHandler, RequestHandler } from 'express';
 import type { Logger } from '@darkroom/core';
+import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { HttpError, notFound, unavailable } from './problem.ts';
 import { isRedisUnavailable } from './redis-errors.ts';
 

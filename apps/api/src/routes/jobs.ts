@@ -1,14 +1,13 @@
-import express, { Router } from 'express';
 import type { JobStatusBody } from '@darkroom/contracts';
 import { blobKeys } from '@darkroom/core';
-import type { StationRegistry } from '../auth/stations.ts';
+import express, { Router } from 'express';
 import { requireStation } from '../auth/middleware.ts';
+import type { StationRegistry } from '../auth/stations.ts';
 import { handler } from '../http/async.ts';
-import { HttpError, badRequest, notFound } from '../http/problem.ts';
-import type { JobService, LoadedJob, Viewer } from '../jobs.ts';
-import { fromJson, parseMultipart, tooLarge } from '../submit/parse.ts';
+import { badRequest, HttpError, notFound } from '../http/problem.ts';
+import type { Deps, JobService, LoadedJob, Viewer } from '../jobs.ts';
+import { fromJson, parseMultipart, type RawSubmit, tooLarge } from '../submit/parse.ts';
 import { validateSubmit } from '../submit/validate.ts';
-import type { Deps } from '../jobs.ts';
 
 const FINAL = new Set(['completed', 'failed', 'cancelled']);
 const MAX_IDS = 100;
@@ -28,7 +27,7 @@ export function jobsRouter(deps: Deps, stations: StationRegistry, jobs: JobServi
       const wait = parseWait(req.query.wait);
       const type = req.headers['content-type'] ?? '';
       const declared = Number(req.headers['content-length'] ?? 0);
-      let raw;
+      let raw: RawSubmit;
       if (/^multipart\/form-data/i.test(type)) {
         // Refuse before reading when the declared size cannot fit the limit (the fields need little room).
         if (declared > maxUpload + 512 * 1024) throw tooLarge(maxUpload);
@@ -61,7 +60,14 @@ export function jobsRouter(deps: Deps, stations: StationRegistry, jobs: JobServi
       if (typeof raw !== 'string' || raw.trim() === '') {
         throw badRequest('ids is required: GET /v1/jobs?ids=a,b,c', [{ path: 'ids', message: 'required' }]);
       }
-      const ids = [...new Set(raw.split(',').map((s) => s.trim()).filter(Boolean))];
+      const ids = [
+        ...new Set(
+          raw
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean),
+        ),
+      ];
       if (ids.length > MAX_IDS) {
         throw badRequest(`at most ${MAX_IDS} ids at once`, [{ path: 'ids', message: `more than ${MAX_IDS} ids` }]);
       }
@@ -90,7 +96,9 @@ export function jobsRouter(deps: Deps, stations: StationRegistry, jobs: JobServi
       const loaded = await loadOr404(req);
       const body = await jobs.view(loaded);
       if (body.status === 'queued' || body.status === 'active') {
-        throw new HttpError(409, 'not_ready', `the job is ${body.status}; the result is not ready yet`, { headers: { 'Retry-After': '1' } });
+        throw new HttpError(409, 'not_ready', `the job is ${body.status}; the result is not ready yet`, {
+          headers: { 'Retry-After': '1' },
+        });
       }
       const result = loaded.job.returnvalue;
       if (body.status !== 'completed' || !result) throw new HttpError(409, 'no_result', `the job is ${body.status}; it has no result`);
@@ -109,7 +117,11 @@ export function jobsRouter(deps: Deps, stations: StationRegistry, jobs: JobServi
           stream.once('end', resolve);
         });
         stream.once('error', (err: NodeJS.ErrnoException) =>
-          reject(err.code === 'ENOENT' && !res.headersSent ? new HttpError(410, 'expired', 'the result has been removed after its retention time') : err),
+          reject(
+            err.code === 'ENOENT' && !res.headersSent
+              ? new HttpError(410, 'expired', 'the result has been removed after its retention time')
+              : err,
+          ),
         );
       });
     }),
@@ -134,7 +146,13 @@ function etagMatches(header: string | undefined, sha256: string): boolean {
 }
 
 /** Holds a submit until the job is final or the time is up; gives up early if the client leaves. */
-async function waitForFinal(jobs: JobService, id: string, viewer: Viewer, ms: number, res: express.Response): Promise<JobStatusBody | undefined> {
+async function waitForFinal(
+  jobs: JobService,
+  id: string,
+  viewer: Viewer,
+  ms: number,
+  res: express.Response,
+): Promise<JobStatusBody | undefined> {
   const deadline = Date.now() + ms;
   let closed = false;
   res.once('close', () => {

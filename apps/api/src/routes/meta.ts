@@ -1,6 +1,6 @@
-import { Router } from 'express';
-import { PIPELINE_SPECS, type PipelineQueueInfo, type QueueBody, paramsJsonSchema } from '@darkroom/contracts';
+import { PIPELINE_SPECS, type PipelineQueueInfo, paramsJsonSchema, type QueueBody } from '@darkroom/contracts';
 import type { DarkroomQueue } from '@darkroom/core';
+import { Router } from 'express';
 import { requireStation } from '../auth/middleware.ts';
 import type { StationRegistry } from '../auth/stations.ts';
 import { handler } from '../http/async.ts';

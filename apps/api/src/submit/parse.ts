@@ -1,7 +1,7 @@
+import type { FieldError } from '@darkroom/contracts';
 import busboy from 'busboy';
 import type { Request } from 'express';
-import type { FieldError } from '@darkroom/contracts';
-import { HttpError, badRequest } from '../http/problem.ts';
+import { badRequest, HttpError } from '../http/problem.ts';
 
 /*
  * Turns a submit body, multipart or JSON, into one raw shape. Nothing is validated here beyond
@@ -20,8 +20,7 @@ export interface RawSubmit {
 const MAX_FIELD_BYTES = 256 * 1024;
 const TEXT_FIELDS = new Set(['pipeline', 'params', 'priority', 'webhookUrl']);
 
-export const tooLarge = (max: number) =>
-  new HttpError(413, 'payload_too_large', `the image is larger than the limit of ${max} bytes`);
+export const tooLarge = (max: number) => new HttpError(413, 'payload_too_large', `the image is larger than the limit of ${max} bytes`);
 
 export function parseMultipart(req: Request, maxUploadBytes: number): Promise<RawSubmit> {
   return new Promise((resolve, reject) => {
@@ -42,7 +41,11 @@ export function parseMultipart(req: Request, maxUploadBytes: number): Promise<Ra
 
     bb.on('file', (name, stream) => {
       if (name !== 'image') {
-        fail(badRequest(`unexpected file part "${name}"; the image goes in a part named "image"`, [{ path: name, message: 'unexpected file part' }]));
+        fail(
+          badRequest(`unexpected file part "${name}"; the image goes in a part named "image"`, [
+            { path: name, message: 'unexpected file part' },
+          ]),
+        );
         stream.resume();
         return;
       }
@@ -80,7 +83,9 @@ export function parseMultipart(req: Request, maxUploadBytes: number): Promise<Ra
       }
       (out as unknown as Record<string, unknown>)[name] = value;
     });
-    bb.on('filesLimit', () => fail(badRequest('only one file part (image) is accepted', [{ path: 'image', message: 'more than one file' }])));
+    bb.on('filesLimit', () =>
+      fail(badRequest('only one file part (image) is accepted', [{ path: 'image', message: 'more than one file' }])),
+    );
     bb.on('fieldsLimit', () => fail(badRequest('too many fields')));
     bb.on('partsLimit', () => fail(badRequest('too many parts')));
     bb.on('error', () => fail(badRequest('malformed multipart/form-data body')));

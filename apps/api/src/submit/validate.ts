@@ -1,6 +1,6 @@
 import { type FieldError, type PipelineSpec, Priority, pipelineSpec } from '@darkroom/contracts';
-import { HttpError, badRequest } from '../http/problem.ts';
 import type { Station } from '../auth/stations.ts';
+import { badRequest, HttpError } from '../http/problem.ts';
 import type { RawSubmit } from './parse.ts';
 
 export interface ValidSubmit {
