@@ -21,6 +21,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await sys?.stop();
+  fs.rmSync(path.dirname(stationsFile), { recursive: true, force: true });
 });
 
 const editParams = JSON.stringify({ operations: [{ op: 'resize', width: 64 }] });

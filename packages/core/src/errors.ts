@@ -1,4 +1,4 @@
-import type { FailureCode } from '@darkroom/contracts';
+import { FAILURE_CODES, type FailureCode } from '@darkroom/contracts';
 
 /*
  * Errors a pipeline or the worker throws. The worker maps them to BullMQ: `retryable: false`
@@ -53,7 +53,8 @@ export function formatFailure(code: FailureCode, message: string): string {
 
 export function parseFailure(failedReason: string | undefined): { code: FailureCode; message: string } {
   const m = failedReason ? FAILURE_PREFIX.exec(failedReason) : null;
-  if (m) return { code: m[1] as FailureCode, message: m[2] ?? '' };
+  // Only a known code counts: any other "[word] …" text is an unexpected error and stays opaque.
+  if (m && (FAILURE_CODES as readonly string[]).includes(m[1]!)) return { code: m[1] as FailureCode, message: m[2] ?? '' };
   // Anything else (an unexpected exception, a stalled-job message from BullMQ) stays opaque to stations.
   if (failedReason && /stalled/i.test(failedReason)) {
     return { code: 'worker_lost', message: 'the job was lost by its workers more times than allowed' };

@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import fs from 'node:fs';
-import { Priority } from '@darkroom/contracts';
+import { isAbove, Priority } from '@darkroom/contracts';
 import type { Config } from '@darkroom/core';
 import { z } from 'zod';
 
@@ -31,7 +31,10 @@ const StationEntry = z.strictObject({
   requestsPerMinute: z.int().min(1).nullable().optional(),
   webhookSecret: z.string().min(16).optional(),
 });
-const StationsFile = z.union([z.array(StationEntry), z.strictObject({ stations: z.array(StationEntry) })]);
+// The two accepted shapes, picked by the JSON's own shape: a z.union would hide the field at fault
+// behind a bare "Invalid input" whenever both shapes fail (a misspelt priority, say).
+const StationsFile = z.array(StationEntry);
+const StationsFileObject = z.strictObject({ stations: z.array(StationEntry) });
 
 const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
 
@@ -75,11 +78,16 @@ export class StationRegistry {
   }
 }
 
+/** An inherited default never exceeds the station's maximum: a plain submit must not be refused. */
+function capped(defaultPriority: Priority, maxPriority: Priority): Priority {
+  return isAbove(defaultPriority, maxPriority) ? maxPriority : defaultPriority;
+}
+
 function defaultStation(config: Config, name: string): Station {
   return {
     name,
     maxPriority: config.limits.stationMaxPriority,
-    defaultPriority: config.limits.stationDefaultPriority,
+    defaultPriority: capped(config.limits.stationDefaultPriority, config.limits.stationMaxPriority),
     maxPending: config.limits.stationMaxPending,
     requestsPerMinute: null,
     webhookSecret: undefined,
@@ -113,19 +121,25 @@ export function loadStations(config: Config): StationRegistry {
     } catch (err) {
       throw new StationConfigError(`DARKROOM_STATIONS_FILE: cannot read ${config.stationsFile}: ${(err as Error).message}`);
     }
-    const parsed = StationsFile.safeParse(raw);
+    const parsed = Array.isArray(raw) ? StationsFile.safeParse(raw) : StationsFileObject.safeParse(raw);
     if (!parsed.success) {
       const lines = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
       throw new StationConfigError(`DARKROOM_STATIONS_FILE: ${lines}`);
     }
     for (const s of Array.isArray(parsed.data) ? parsed.data : parsed.data.stations) {
       const base = defaultStation(config, s.name);
+      const maxPriority = s.maxPriority ?? base.maxPriority;
+      if (s.defaultPriority && isAbove(s.defaultPriority, maxPriority)) {
+        throw new StationConfigError(
+          `DARKROOM_STATIONS_FILE: station ${s.name}: defaultPriority ${s.defaultPriority} is above its maxPriority ${maxPriority}`,
+        );
+      }
       entries.push({
         key: s.key,
         station: {
           ...base,
-          maxPriority: s.maxPriority ?? base.maxPriority,
-          defaultPriority: s.defaultPriority ?? base.defaultPriority,
+          maxPriority,
+          defaultPriority: s.defaultPriority ?? capped(config.limits.stationDefaultPriority, maxPriority),
           maxPending: s.maxPending === undefined ? base.maxPending : s.maxPending,
           requestsPerMinute: s.requestsPerMinute ?? null,
           webhookSecret: s.webhookSecret,

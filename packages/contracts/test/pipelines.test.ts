@@ -1,0 +1,246 @@
+import {
+  Color,
+  EditParams,
+  MAX_OUTPUT_EDGE,
+  PIPELINE_NAMES,
+  PIPELINE_SPECS,
+  paramsJsonSchema,
+  pipelineSpec,
+  SyntheticParams,
+} from '@darkroom/contracts';
+import { describe, expect, it } from 'vitest';
+import type { z } from 'zod';
+
+/** The issues of a failed parse as `{ path, code }`, dotted like the API reports them. */
+function issuesOf(schema: z.ZodType, input: unknown): { path: string; code: string }[] {
+  const r = schema.safeParse(input);
+  if (r.success) throw new Error(`expected a failure, got ${JSON.stringify(r.data)}`);
+  return r.error.issues.map((i) => ({ path: i.path.map(String).join('.'), code: i.code }));
+}
+
+describe('EditParams', () => {
+  it('defaults operations to an empty list', () => {
+    expect(EditParams.parse({})).toEqual({ operations: [] });
+  });
+
+  it('accepts one of each operation and keeps them in order', () => {
+    const operations = [
+      { op: 'resize', width: 800, fit: 'inside' },
+      { op: 'crop', left: 0, top: 10, width: 100, height: 50 },
+      { op: 'rotate', angle: -90, background: '#ffffff' },
+      { op: 'flip' },
+      { op: 'flop' },
+      { op: 'blur', sigma: 0.3 },
+      { op: 'sharpen' },
+      { op: 'grayscale' },
+      { op: 'modulate', brightness: 1.2, hue: 180 },
+      { op: 'tint', color: 'red' },
+      { op: 'format', type: 'webp', quality: 80 },
+    ];
+    expect(EditParams.parse({ operations })).toEqual({ operations });
+  });
+
+  it('reports a bad width at its index: operations.0.width', () => {
+    expect(issuesOf(EditParams, { operations: [{ op: 'resize', width: 0 }] })).toEqual([{ path: 'operations.0.width', code: 'too_small' }]);
+  });
+
+  it('reports each bad operation at its own index', () => {
+    const input = {
+      operations: [
+        { op: 'resize', width: 10 },
+        { op: 'crop', left: -1, top: 0, width: 1, height: 1 },
+        { op: 'tint', color: 'purple' },
+      ],
+    };
+    expect(issuesOf(EditParams, input)).toEqual([
+      { path: 'operations.1.left', code: 'too_small' },
+      { path: 'operations.2.color', code: 'custom' },
+    ]);
+  });
+
+  it('needs width or height for resize, reported at operations.N.width', () => {
+    const r = EditParams.safeParse({ operations: [{ op: 'flip' }, { op: 'resize', fit: 'cover' }] });
+    expect(r.success).toBe(false);
+    expect(r.error?.issues.map((i) => [i.path.join('.'), i.message])).toEqual([
+      ['operations.1.width', 'resize needs width, height or both'],
+    ]);
+  });
+
+  it('accepts resize with only a width or only a height', () => {
+    expect(EditParams.parse({ operations: [{ op: 'resize', height: 5 }] })).toEqual({ operations: [{ op: 'resize', height: 5 }] });
+    expect(EditParams.parse({ operations: [{ op: 'resize', width: 5 }] })).toEqual({ operations: [{ op: 'resize', width: 5 }] });
+  });
+
+  it('refuses edges that are not whole numbers or above the output limit', () => {
+    expect(issuesOf(EditParams, { operations: [{ op: 'resize', width: 1.5 }] })).toEqual([
+      { path: 'operations.0.width', code: 'invalid_type' },
+    ]);
+    expect(issuesOf(EditParams, { operations: [{ op: 'resize', height: MAX_OUTPUT_EDGE + 1 }] })).toEqual([
+      { path: 'operations.0.height', code: 'too_big' },
+    ]);
+    expect(EditParams.parse({ operations: [{ op: 'resize', height: MAX_OUTPUT_EDGE }] }).operations).toHaveLength(1);
+  });
+
+  it('rejects unknown keys at the top level and inside an operation', () => {
+    const top = EditParams.safeParse({ ops: [] });
+    expect(top.error?.issues).toMatchObject([{ code: 'unrecognized_keys', path: [], keys: ['ops'] }]);
+    const inner = EditParams.safeParse({ operations: [{ op: 'resize', height: 5, extra: 1 }] });
+    expect(inner.error?.issues).toMatchObject([{ code: 'unrecognized_keys', path: ['operations', 0], keys: ['extra'] }]);
+  });
+
+  it('rejects an unknown op at operations.N.op', () => {
+    expect(issuesOf(EditParams, { operations: [{ op: 'sepia' }] })).toEqual([{ path: 'operations.0.op', code: 'invalid_union' }]);
+  });
+
+  it('rejects a bad enum value in an operation', () => {
+    expect(issuesOf(EditParams, { operations: [{ op: 'resize', width: 5, fit: 'stretch' }] })).toEqual([
+      { path: 'operations.0.fit', code: 'invalid_value' },
+    ]);
+    expect(issuesOf(EditParams, { operations: [{ op: 'format', type: 'gif' }] })).toEqual([
+      { path: 'operations.0.type', code: 'invalid_value' },
+    ]);
+  });
+
+  it('allows at most 32 operations', () => {
+    expect(EditParams.parse({ operations: Array(32).fill({ op: 'flip' }) }).operations).toHaveLength(32);
+    expect(issuesOf(EditParams, { operations: Array(33).fill({ op: 'flip' }) })).toEqual([{ path: 'operations', code: 'too_big' }]);
+  });
+
+  it('rejects operations that is not an array', () => {
+    expect(issuesOf(EditParams, { operations: { op: 'flip' } })).toEqual([{ path: 'operations', code: 'invalid_type' }]);
+  });
+});
+
+describe('SyntheticParams', () => {
+  it('applies every default', () => {
+    expect(SyntheticParams.parse({})).toEqual({ steps: 10, stepMs: 100, width: 256, height: 256, seed: 0 });
+  });
+
+  it('keeps given values and fills in the rest', () => {
+    expect(SyntheticParams.parse({ steps: 3, seed: 42 })).toEqual({ steps: 3, stepMs: 100, width: 256, height: 256, seed: 42 });
+  });
+
+  it('reports every bad field, and unknown keys', () => {
+    expect(issuesOf(SyntheticParams, { steps: 1.5, seed: -1, colour: 1 })).toEqual([
+      { path: 'steps', code: 'invalid_type' },
+      { path: 'seed', code: 'too_small' },
+      { path: '', code: 'unrecognized_keys' },
+    ]);
+  });
+
+  it('enforces the bounds', () => {
+    expect(issuesOf(SyntheticParams, { steps: 0 })).toEqual([{ path: 'steps', code: 'too_small' }]);
+    expect(issuesOf(SyntheticParams, { steps: 1001 })).toEqual([{ path: 'steps', code: 'too_big' }]);
+    expect(issuesOf(SyntheticParams, { stepMs: 60001 })).toEqual([{ path: 'stepMs', code: 'too_big' }]);
+    expect(issuesOf(SyntheticParams, { width: 4097 })).toEqual([{ path: 'width', code: 'too_big' }]);
+    expect(issuesOf(SyntheticParams, { seed: 2 ** 31 })).toEqual([{ path: 'seed', code: 'too_big' }]);
+    expect(SyntheticParams.parse({ steps: 1000, stepMs: 0, width: 1, height: 4096, seed: 2 ** 31 - 1 })).toEqual({
+      steps: 1000,
+      stepMs: 0,
+      width: 1,
+      height: 4096,
+      seed: 2 ** 31 - 1,
+    });
+  });
+
+  it('does not coerce strings to numbers', () => {
+    expect(issuesOf(SyntheticParams, { steps: '5' })).toEqual([{ path: 'steps', code: 'invalid_type' }]);
+  });
+});
+
+describe('Color', () => {
+  it.each(['#abc', '#ABCD', '#aabbcc', '#AABBCCDD', 'black', 'white', 'transparent', 'red', 'green', 'blue', 'gray', 'grey'])(
+    'accepts %s',
+    (c) => {
+      expect(Color.safeParse(c).success).toBe(true);
+    },
+  );
+
+  it.each(['', '#', '#ab', '#12345', '#1234567', '#GGG', 'abc', 'RED', 'purple', ' red', 'red '])('refuses %j', (c) => {
+    const r = Color.safeParse(c);
+    expect(r.success).toBe(false);
+    expect(r.error?.issues[0]?.message).toBe(
+      'must be a hex colour (#rgb, #rrggbb, #rrggbbaa) or one of black, white, transparent, red, green, blue, gray, grey',
+    );
+  });
+
+  it('refuses non-strings with a type error', () => {
+    expect(Color.safeParse(0xffffff).error?.issues[0]?.code).toBe('invalid_type');
+  });
+});
+
+describe('pipeline catalogue', () => {
+  it('lists edit and synthetic', () => {
+    expect(PIPELINE_NAMES).toEqual(['edit', 'synthetic']);
+    expect(pipelineSpec('edit')?.acceptsImage).toBe(true);
+    expect(pipelineSpec('synthetic')?.acceptsImage).toBe(false);
+  });
+
+  it('does not resolve names inherited from Object.prototype', () => {
+    expect(pipelineSpec('toString')).toBeUndefined();
+    expect(pipelineSpec('__proto__')).toBeUndefined();
+    expect(pipelineSpec('constructor')).toBeUndefined();
+    expect(pipelineSpec('')).toBeUndefined();
+  });
+});
+
+describe('paramsJsonSchema', () => {
+  it('describes synthetic params as a closed object with defaults and no required fields', () => {
+    expect(paramsJsonSchema(PIPELINE_SPECS.synthetic)).toEqual({
+      type: 'object',
+      properties: {
+        steps: { default: 10, type: 'integer', minimum: 1, maximum: 1000 },
+        stepMs: { default: 100, type: 'integer', minimum: 0, maximum: 60000 },
+        width: { default: 256, type: 'integer', minimum: 1, maximum: 4096 },
+        height: { default: 256, type: 'integer', minimum: 1, maximum: 4096 },
+        seed: { default: 0, type: 'integer', minimum: 0, maximum: 2147483647 },
+      },
+      additionalProperties: false,
+    });
+  });
+
+  it('describes edit params with one closed object per operation', () => {
+    const schema = paramsJsonSchema(PIPELINE_SPECS.edit) as {
+      type: string;
+      additionalProperties: boolean;
+      required?: string[];
+      $schema?: string;
+      properties: {
+        operations: {
+          type: string;
+          default: unknown;
+          maxItems: number;
+          items: { oneOf: { properties: { op: { const: string } }; required: string[]; additionalProperties: boolean }[] };
+        };
+      };
+    };
+    expect(schema.type).toBe('object');
+    expect(schema.additionalProperties).toBe(false);
+    expect(schema.$schema).toBeUndefined();
+    expect(schema.required).toBeUndefined();
+    const ops = schema.properties.operations;
+    expect([ops.type, ops.default, ops.maxItems]).toEqual(['array', [], 32]);
+    expect(ops.items.oneOf.map((o) => o.properties.op.const)).toEqual([
+      'resize',
+      'crop',
+      'rotate',
+      'flip',
+      'flop',
+      'blur',
+      'sharpen',
+      'grayscale',
+      'modulate',
+      'tint',
+      'format',
+    ]);
+    expect(ops.items.oneOf.every((o) => o.additionalProperties === false)).toBe(true);
+    expect(ops.items.oneOf[1]?.required).toEqual(['op', 'left', 'top', 'width', 'height']);
+    expect(ops.items.oneOf[0]?.required).toEqual(['op']);
+  });
+
+  it('returns a fresh object each time (callers may mutate it)', () => {
+    const a = paramsJsonSchema(PIPELINE_SPECS.synthetic) as Record<string, unknown>;
+    a.type = 'changed';
+    expect((paramsJsonSchema(PIPELINE_SPECS.synthetic) as Record<string, unknown>).type).toBe('object');
+  });
+});
