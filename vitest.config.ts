@@ -5,8 +5,6 @@ export default defineConfig({
     projects: ['packages/*', 'apps/*'],
     // End-to-end files start their own Redis, api and worker processes; two files at a time fit 2 cores.
     maxWorkers: 2,
-    testTimeout: 60_000,
-    hookTimeout: 90_000,
     reporters: ['default', './scripts/summary-reporter.ts'],
   },
 });

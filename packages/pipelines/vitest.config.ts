@@ -1,6 +1,6 @@
-import { defineConfig } from 'vitest/config';
+import { defineProject } from 'vitest/config';
+import { sharedTestOptions } from '../../vitest.shared.ts';
 
-// Named so the root's `--project pipelines` finds this package when the root config lists packages/*.
-export default defineConfig({
-  test: { name: 'pipelines', include: ['test/**/*.test.ts'] },
+export default defineProject({
+  test: { ...sharedTestOptions, name: 'pipelines' },
 });
