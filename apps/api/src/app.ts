@@ -6,7 +6,10 @@ import type { StationRegistry } from './auth/stations.ts';
 import { errorHandler, notFoundHandler } from './http/error-handler.ts';
 import { unavailable } from './http/problem.ts';
 import { type Deps, JobService } from './jobs.ts';
+import { stationRateLimit } from './limits.ts';
+import { adminRouter } from './routes/admin.ts';
 import { DASHBOARD_PATH, dashboardRouter } from './routes/dashboard.ts';
+import { docsRouter } from './routes/docs.ts';
 import { jobsRouter } from './routes/jobs.ts';
 import { metaRouter } from './routes/meta.ts';
 
@@ -53,11 +56,13 @@ export function createApp(deps: Deps, stations: StationRegistry): App {
   const needsRedis = (_req: Request, _res: Response, next: NextFunction) => (deps.redis.status === 'ready' ? next() : next(unavailable()));
 
   app.use(metaRouter(deps, stations, jobs));
+  app.use(docsRouter());
   app.use('/v1/jobs', needsRedis);
   app.use('/v1/queue', needsRedis);
-  app.use(jobsRouter(deps, stations, jobs));
+  app.use('/v1/admin', needsRedis);
+  app.use(jobsRouter(deps, stations, jobs, stationRateLimit(deps.redis, deps.config.prefix)));
+  app.use(adminRouter(deps, stations));
   app.use(DASHBOARD_PATH, requireAdmin(stations, { realm: 'darkroom-admin' }), dashboardRouter(deps.queues));
-  app.use('/v1/admin', requireAdmin(stations));
 
   app.use(notFoundHandler);
   app.use(errorHandler(deps.logger));

@@ -3,8 +3,10 @@ import {
   type BlobStore,
   type BullState,
   blobKeys,
+  CANCELLED_REASON,
   type Config,
   type DarkroomQueue,
+  endWaitingJob,
   estimateWaitSeconds,
   finishedState,
   inspectImage,
@@ -19,7 +21,10 @@ import {
 import { Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Station } from './auth/stations.ts';
+import type { EventHub } from './events.ts';
 import { HttpError } from './http/problem.ts';
+import { claimIdempotencyKey, fingerprint } from './idempotency.ts';
+import { claimPendingSlot, tooManyPending } from './limits.ts';
 import type { ValidSubmit } from './submit/validate.ts';
 
 export interface Deps {
@@ -29,6 +34,11 @@ export interface Deps {
   queues: QueueRegistry;
   blobs: BlobStore;
   stats: StatsReader;
+  events: EventHub;
+  /** Refuses a webhook URL whose host resolves to a forbidden address (400 at `webhookUrl`). */
+  checkWebhookTarget?: (url: string) => Promise<void>;
+  /** Called once a job was ended by this process (cancelled or expired while waiting). */
+  onEnded?: (job: Job<JobData, JobResultData>, body: JobStatusBody) => Promise<void>;
 }
 
 export type LoadedJob = { queue: DarkroomQueue; job: Job<JobData, JobResultData>; state: BullState };
@@ -36,18 +46,31 @@ export type LoadedJob = { queue: DarkroomQueue; job: Job<JobData, JobResultData>
 /** Who is asking: a station sees only its own jobs; the admin credential sees all. */
 export type Viewer = { station: Station } | { admin: true };
 
+export const FINAL_STATUSES = new Set(['completed', 'failed', 'cancelled']);
 const QUEUED_STATES = new Set(['prioritized', 'waiting', 'delayed', 'paused', 'waiting-children']);
+
+export const expiredError = () => new HttpError(410, 'expired', 'the job has been removed after its retention time');
 
 export class JobService {
   readonly #d: Deps;
+  readonly #keys: ReturnType<typeof sysKeys>;
 
   constructor(deps: Deps) {
     this.#d = deps;
+    this.#keys = sysKeys(deps.config.prefix);
   }
 
-  /** Accepts a validated submit: checks the image and queue room, stores the input, queues the job. */
-  async submit(v: ValidSubmit, station: Station, requestId: string | undefined): Promise<JobStatusBody> {
-    const { config, queues, blobs, logger } = this.#d;
+  /**
+   * Accepts a validated submit: checks the image, honours the Idempotency-Key, checks queue
+   * room and the station's pending limit, stores the input and queues the job. Any answered
+   * error leaves nothing behind: no job, no file, no claimed key, no pending slot.
+   */
+  async submit(
+    v: ValidSubmit,
+    station: Station,
+    opts: { requestId?: string; idempotencyKey?: string } = {},
+  ): Promise<{ body: JobStatusBody; deduplicated: boolean }> {
+    const { config, queues, blobs, logger, redis } = this.#d;
     const queue = queues.get(v.spec.name)!;
     let input: JobData['input'];
     if (v.image) {
@@ -59,42 +82,70 @@ export class JobService {
       }
       input = { key: '', bytes: v.image.length, sha256: '', ...r.info };
     }
-    await this.#checkRoom(queue);
 
     const id = newJobId(v.spec.name);
-    if (input && v.image) {
-      input.key = blobKeys.input(id);
-      const stored = await blobs.put(input.key, v.image);
-      input.sha256 = stored.sha256;
-    }
-    const data: JobData = {
-      v: 1,
-      station: station.name,
-      pipeline: v.spec.name,
-      priority: v.priority,
-      params: v.params,
-      ...(input ? { input } : {}),
-      ...(v.webhookUrl ? { webhookUrl: v.webhookUrl } : {}),
-      timeoutMs: config.limits.jobTimeoutMs,
-      ...(requestId ? { requestId } : {}),
-    };
-    let job: Job<JobData, JobResultData>;
-    const pendingKey = sysKeys(config.prefix).pending(station.name);
+    const undo: (() => Promise<unknown>)[] = [];
     try {
-      // Counted before the add so a crash between the two overstates (and is reconciled) rather than understates.
-      await this.#d.redis.sadd(pendingKey, id);
-      job = await queue.add(v.spec.name, data, {
+      if (opts.idempotencyKey) {
+        const claim = await claimIdempotencyKey(redis, config.prefix, station.name, opts.idempotencyKey, fingerprint(v), id);
+        if (claim.kind === 'existing') return { body: await this.#original(claim.jobId, station), deduplicated: true };
+        undo.push(claim.release);
+      }
+      await this.#checkRoom(queue);
+      if (!(await this.#claimPending(station, id))) {
+        throw tooManyPending(station, await this.pendingCount(station.name), await this.#d.stats.get(queue.name));
+      }
+      undo.push(() => redis.srem(this.#keys.pending(station.name), id));
+
+      if (input && v.image) {
+        input.key = blobKeys.input(id);
+        const stored = await blobs.put(input.key, v.image);
+        input.sha256 = stored.sha256;
+        const key = input.key;
+        undo.push(() => blobs.delete(key));
+      }
+      const data: JobData = {
+        v: 1,
+        station: station.name,
+        pipeline: v.spec.name,
+        priority: v.priority,
+        params: v.params,
+        ...(input ? { input } : {}),
+        ...(v.webhookUrl ? { webhookUrl: v.webhookUrl } : {}),
+        timeoutMs: config.limits.jobTimeoutMs,
+        ...(opts.requestId ? { requestId: opts.requestId } : {}),
+      };
+      const job = await queue.add(v.spec.name, data, {
         jobId: id,
         priority: priorityRank(v.priority),
         attempts: Math.min(v.spec.attempts, config.jobs.attempts),
       });
+      logger.info({ jobId: id, pipeline: v.spec.name, station: station.name, priority: v.priority }, 'job queued');
+      return { body: await this.view({ queue, job, state: 'prioritized' }), deduplicated: false };
     } catch (err) {
-      if (input) await blobs.delete(input.key).catch(() => {});
-      await this.#d.redis.srem(pendingKey, id).catch(() => {});
+      for (const u of undo.reverse()) await u().catch(() => {});
       throw err;
     }
-    logger.info({ jobId: id, pipeline: v.spec.name, station: station.name, priority: v.priority }, 'job queued');
-    return this.view({ queue, job, state: 'prioritized' });
+  }
+
+  /** The job an Idempotency-Key names. Its creator may still be adding it: wait a moment. */
+  async #original(jobId: string, station: Station): Promise<JobStatusBody> {
+    for (let i = 0; i < 100; i++) {
+      const loaded = await this.load(jobId, { station });
+      if (loaded) return { ...(await this.view(loaded)), deduplicated: true };
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new HttpError(409, 'conflict', 'a request with this Idempotency-Key is still being processed; retry shortly', {
+      headers: { 'Retry-After': '1' },
+    });
+  }
+
+  async #claimPending(station: Station, id: string): Promise<boolean> {
+    const { redis, config } = this.#d;
+    if (await claimPendingSlot(redis, config.prefix, station.name, id, station.maxPending)) return true;
+    // Full: drop ids of jobs that ended without leaving the set, then try once more.
+    await this.pendingCount(station.name);
+    return claimPendingSlot(redis, config.prefix, station.name, id, station.maxPending);
   }
 
   async #checkRoom(queue: DarkroomQueue): Promise<void> {
@@ -112,13 +163,20 @@ export class JobService {
     }
   }
 
-  /** The job if it exists and the viewer may see it; otherwise undefined (answered 404 alike). */
+  /**
+   * The job if it exists and the viewer may see it; undefined (answered 404) otherwise. A job
+   * removed after its retention throws 410 for its own station, 404 for anyone else.
+   */
   async load(id: string, viewer: Viewer): Promise<LoadedJob | undefined> {
     if (!JOB_ID_PATTERN.test(id)) return undefined;
     const queue = this.#d.queues.get(pipelineOfJobId(id));
     if (!queue) return undefined;
     const job = (await Job.fromId(queue, id)) as Job<JobData, JobResultData> | undefined;
-    if (!job?.data?.station) return undefined;
+    if (!job || !job.data?.station) {
+      const owner = await this.#d.redis.get(this.#keys.tombstone(id));
+      if (owner && ('admin' in viewer || owner === viewer.station.name)) throw expiredError();
+      return undefined;
+    }
     if ('station' in viewer && job.data.station !== viewer.station.name) return undefined;
     const state = finishedState(job) ?? (await queue.getJobState(id));
     if (state === 'unknown') return undefined;
@@ -126,6 +184,11 @@ export class JobService {
   }
 
   async view({ queue, job, state }: LoadedJob): Promise<JobStatusBody> {
+    if (state === 'active') {
+      const body = toStatusBody(job, state);
+      if (await this.#d.redis.exists(this.#keys.cancelRequested(job.id!))) body.cancelRequested = true;
+      return body;
+    }
     if (!QUEUED_STATES.has(state)) return toStatusBody(job, state);
     const position = await this.#position(queue, job.id!, state);
     const stats = await this.#d.stats.get(queue.name);
@@ -143,13 +206,59 @@ export class JobService {
     return (await this.#d.redis.zcard(key)) + 1;
   }
 
+  async reload(id: string, viewer: Viewer): Promise<JobStatusBody | undefined> {
+    try {
+      const loaded = await this.load(id, viewer);
+      return loaded ? await this.view(loaded) : undefined;
+    } catch (err) {
+      if (err instanceof HttpError && err.status === 410) return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * DELETE: a queued job ends `cancelled` at once (200); an active one is aborted on whichever
+   * worker holds it (202, `cancelRequested`); a final one is a 409.
+   */
+  async cancel(loaded: LoadedJob, viewer: Viewer): Promise<{ status: 200 | 202; body: JobStatusBody }> {
+    const { redis, config, logger } = this.#d;
+    const id = loaded.job.id!;
+    let current = loaded;
+    for (let round = 0; round < 3; round++) {
+      const body = await this.view(current);
+      if (FINAL_STATUSES.has(body.status)) throw new HttpError(409, 'conflict', `the job is already ${body.status}`);
+      if (body.status === 'queued') {
+        if (await endWaitingJob(redis, current.queue, id, CANCELLED_REASON)) {
+          await redis.srem(this.#keys.pending(current.job.data.station), id);
+          const ended = (await this.load(id, viewer))!;
+          const endedBody = await this.view(ended);
+          logger.info({ jobId: id, pipeline: ended.job.data.pipeline, station: ended.job.data.station }, 'job cancelled while queued');
+          this.#d.events.notify(id);
+          await this.#d.onEnded?.(ended.job, endedBody).catch((err) => logger.warn({ err, jobId: id }, 'after-cancel hook failed'));
+          return { status: 200, body: endedBody };
+        }
+      } else {
+        // Active: the flag covers a worker that misses the message or picks the job up again later.
+        await redis.set(this.#keys.cancelRequested(id), '1', 'EX', Math.ceil(config.limits.jobTimeoutMs / 1000) + 3600);
+        await redis.publish(this.#keys.cancelChannel, id);
+        logger.info({ jobId: id, pipeline: current.job.data.pipeline, station: current.job.data.station }, 'cancel requested');
+        return { status: 202, body: { ...body, cancelRequested: true } };
+      }
+      // It started or ended meanwhile: look again.
+      const next = await this.load(id, viewer);
+      if (!next) throw new HttpError(404, 'not_found', 'no such job');
+      current = next;
+    }
+    throw new HttpError(409, 'conflict', 'the job is changing state; retry');
+  }
+
   /**
    * The station's waiting + active jobs. The set can hold ids of jobs that ended by a path that
    * did not remove them (a worker lost before it could, a job removed from the dashboard), so
    * those are dropped here.
    */
   async pendingCount(station: string): Promise<number> {
-    const key = sysKeys(this.#d.config.prefix).pending(station);
+    const key = this.#keys.pending(station);
     const ids = await this.#d.redis.smembers(key);
     if (ids.length === 0) return 0;
     const multi = this.#d.redis.multi();
@@ -167,7 +276,54 @@ export class JobService {
   }
 
   async getMany(ids: string[], viewer: Viewer): Promise<JobStatusBody[]> {
-    const loaded = await Promise.all(ids.map((id) => this.load(id, viewer)));
-    return Promise.all(loaded.filter((l): l is LoadedJob => l !== undefined).map((l) => this.view(l)));
+    const bodies = await Promise.all(ids.map((id) => this.reload(id, viewer)));
+    return bodies.filter((b): b is JobStatusBody => b !== undefined);
+  }
+
+  /**
+   * Resolves with the job's body once it is final, or its latest body when `ms` runs out or
+   * `signal` aborts. Driven by the shared event subscription, with a slow poll as a safety net.
+   */
+  async waitForFinal(id: string, viewer: Viewer, ms: number, signal?: AbortSignal): Promise<JobStatusBody | undefined> {
+    let latest = await this.reload(id, viewer);
+    if (!latest || FINAL_STATUSES.has(latest.status) || ms <= 0) return latest;
+    return new Promise((resolve) => {
+      let done = false;
+      let checking = false;
+      let again = false;
+      const finish = () => {
+        if (done) return;
+        done = true;
+        unwatch();
+        clearTimeout(timer);
+        clearInterval(poll);
+        signal?.removeEventListener('abort', finish);
+        resolve(latest);
+      };
+      const check = async () => {
+        if (checking) {
+          again = true;
+          return;
+        }
+        checking = true;
+        try {
+          do {
+            again = false;
+            const b = await this.reload(id, viewer).catch(() => latest);
+            if (b) latest = b;
+            if (!b || FINAL_STATUSES.has(b.status)) return finish();
+          } while (again && !done);
+        } finally {
+          checking = false;
+        }
+      };
+      const unwatch = this.#d.events.watch(id, (change) => {
+        if (change !== 'progress') void check();
+      });
+      const timer = setTimeout(finish, ms);
+      const poll = setInterval(() => void check(), 5000);
+      signal?.addEventListener('abort', finish, { once: true });
+      void check(); // it may have ended between the first read and the watch
+    });
   }
 }

@@ -3,16 +3,28 @@ import { PIPELINE_NAMES } from '@darkroom/contracts';
 import {
   ConfigError,
   checkEvictionPolicy,
+  checkWebhookTarget,
   createLogger,
   createRedis,
+  createWebhookProcessor,
+  createWebhookQueue,
+  enqueueFinalWebhook,
   FsBlobStore,
   loadConfig,
   QueueRegistry,
   Shutdown,
   StatsReader,
+  WEBHOOK_QUEUE,
+  type WebhookJobData,
+  type WebhookResult,
 } from '@darkroom/core';
+import { Worker } from 'bullmq';
 import { createApp } from './app.ts';
 import { loadStations, StationConfigError } from './auth/stations.ts';
+import { EventHub } from './events.ts';
+import { badRequest } from './http/problem.ts';
+import type { Deps } from './jobs.ts';
+import { Maintenance } from './maintenance.ts';
 
 async function main() {
   const config = loadConfig();
@@ -36,7 +48,37 @@ async function main() {
   const stats = new StatsReader(redis, config.prefix, PIPELINE_NAMES);
   redis.once('ready', () => void checkEvictionPolicy(redis, logger));
 
-  const { app } = createApp({ config, logger, redis, queues, blobs, stats }, stations);
+  const events = new EventHub(config, PIPELINE_NAMES, logger);
+  const webhooks = createWebhookQueue(config, redis);
+  const deps: Deps = {
+    config,
+    logger,
+    redis,
+    queues,
+    blobs,
+    stats,
+    events,
+    checkWebhookTarget: async (url) => {
+      const r = await checkWebhookTarget(url, { allowPrivate: config.webhooks.allowPrivate });
+      if (!r.ok) throw badRequest('the request is invalid', [{ path: 'webhookUrl', message: r.reason }]);
+    },
+    onEnded: (job, body) => enqueueFinalWebhook(webhooks, config, job, body),
+  };
+  // Deliveries run here, from their own queue; a worker of its own with its own blocking connection.
+  const secrets = new Map(stations.stations.map((s) => [s.name, s.webhookSecret]));
+  const delivery = new Worker<WebhookJobData, WebhookResult>(
+    WEBHOOK_QUEUE,
+    createWebhookProcessor({
+      secretFor: (station) => secrets.get(station) ?? config.webhooks.secret,
+      allowPrivate: config.webhooks.allowPrivate,
+      timeoutMs: config.webhooks.timeoutMs,
+      logger,
+    }),
+    { connection: { url: config.redisUrl, maxRetriesPerRequest: null }, prefix: config.prefix, concurrency: 16 },
+  );
+  delivery.on('error', (err) => logger.debug({ err: err.message }, 'webhook worker error'));
+  const maintenance = new Maintenance(deps);
+  const { app } = createApp(deps, stations);
   const server = app.listen(config.port, config.host);
   await once(server, 'listening');
   server.requestTimeout = 120_000;
@@ -50,6 +92,12 @@ async function main() {
     await redis.quit().catch(() => redis.disconnect());
   });
   shutdown.add('queues', () => queues.close());
+  shutdown.add('webhooks', async () => {
+    await delivery.close();
+    await webhooks.close();
+  });
+  shutdown.add('events', () => events.close());
+  shutdown.add('maintenance', () => maintenance.stop());
   shutdown.add(
     'http',
     () =>
@@ -58,6 +106,7 @@ async function main() {
         server.closeIdleConnections();
       }),
   );
+  maintenance.start();
   shutdown.installSignalHandlers(config.worker.shutdownGraceMs || 10_000);
 }
 

@@ -51,3 +51,43 @@ export async function totalJobs(sys: System): Promise<number> {
   const body = (await res.json()) as { pipelines: { waiting: { total: number }; active: number; completed: number; failed: number }[] };
   return body.pipelines.reduce((n, p) => n + p.waiting.total + p.active + p.completed + p.failed, 0);
 }
+
+export interface SseEvent {
+  event: string;
+  data: unknown;
+}
+
+/** Reads a Server-Sent Events stream to its end (or until `limit` events), parsing each event. */
+export async function readSse(res: Response, opts: { limit?: number; onEvent?: (e: SseEvent) => void } = {}): Promise<SseEvent[]> {
+  const events: SseEvent[] = [];
+  const reader = res.body!.getReader();
+  const decoder = new TextDecoder();
+  let buf = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buf += decoder.decode(value, { stream: true });
+    let idx = buf.indexOf('\n\n');
+    while (idx >= 0) {
+      const block = buf.slice(0, idx);
+      buf = buf.slice(idx + 2);
+      let event = 'message';
+      const data: string[] = [];
+      for (const line of block.split('\n')) {
+        if (line.startsWith('event:')) event = line.slice(6).trim();
+        else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+      }
+      if (data.length > 0) {
+        const e = { event, data: JSON.parse(data.join('\n')) as unknown };
+        events.push(e);
+        opts.onEvent?.(e);
+        if (opts.limit && events.length >= opts.limit) {
+          await reader.cancel();
+          return events;
+        }
+      }
+      idx = buf.indexOf('\n\n');
+    }
+  }
+  return events;
+}

@@ -4,16 +4,19 @@ import {
   checkEvictionPolicy,
   createLogger,
   createRedis,
+  createWebhookQueue,
+  enqueueFinalWebhook,
   FsBlobStore,
   loadConfig,
   queueOptions,
   removeHeartbeat,
   Shutdown,
   sysKeys,
+  toStatusBody,
   writeHeartbeat,
 } from '@darkroom/core';
 import { getPipeline } from '@darkroom/pipelines';
-import { Worker } from 'bullmq';
+import { Job, Worker } from 'bullmq';
 import { AbortReason, createProcessor } from './processor.ts';
 
 const HEARTBEAT_MS = 5000;
@@ -40,6 +43,16 @@ async function main() {
   }
 
   const counters = { processed: 0, failed: 0 };
+  const webhooks = createWebhookQueue(config, redis);
+  // Reads the job back as stored, so the webhook carries exactly what a status request would show.
+  const announce = async (queueName: string, id: string) => {
+    const stored = (await Job.fromId(workers.find((w) => w.name === queueName)!, id).catch(() => undefined)) as
+      | Job<JobData, JobResultData>
+      | undefined;
+    if (!stored?.data.webhookUrl || !stored.finishedOn) return;
+    const state = stored.returnvalue ? 'completed' : 'failed';
+    await enqueueFinalWebhook(webhooks, config, stored, toStatusBody(stored, state));
+  };
   const keys = sysKeys(config.prefix);
   const { prefix } = queueOptions(config, redis);
   const workers = pipelines.map((pipeline) => {
@@ -60,14 +73,27 @@ async function main() {
     w.on('completed', (job) => {
       counters.processed++;
       void redis.srem(keys.pending(job.data.station), job.id!).catch(() => {});
+      if (job.data.webhookUrl)
+        void announce(pipeline.spec.name, job.id!).catch((err) => logger.warn({ err, jobId: job.id }, 'webhook not queued'));
     });
     w.on('failed', (job) => {
       if (!job?.finishedOn) return; // an attempt that will be retried
       counters.failed++;
       void redis.srem(keys.pending(job.data.station), job.id!).catch(() => {});
+      void redis.del(keys.cancelRequested(job.id!)).catch(() => {});
+      if (job.data.webhookUrl)
+        void announce(pipeline.spec.name, job.id!).catch((err) => logger.warn({ err, jobId: job.id }, 'webhook not queued'));
     });
     w.on('error', (err) => logger.warn({ err: err.message, pipeline: pipeline.spec.name }, 'worker error'));
     return w;
+  });
+
+  // Cancel requests for active jobs: whichever worker holds the job aborts its signal.
+  const subscriber = redis.duplicate();
+  subscriber.on('error', () => {});
+  await subscriber.subscribe(keys.cancelChannel);
+  subscriber.on('message', (_channel, id: string) => {
+    for (const w of workers) if (w.cancelJob(id, 'cancel')) logger.info({ jobId: id }, 'cancel request received');
   });
 
   const heartbeat = async () => {
@@ -90,9 +116,11 @@ async function main() {
 
   const shutdown = new Shutdown(logger);
   shutdown.add('redis', async () => {
+    await subscriber.quit().catch(() => subscriber.disconnect());
     await removeHeartbeat(redis, config.prefix, name).catch(() => {});
     await redis.quit().catch(() => redis.disconnect());
   });
+  shutdown.add('webhooks', () => webhooks.close());
   shutdown.add('pipelines', async () => {
     await Promise.allSettled(pipelines.map((p) => p.close?.()));
   });

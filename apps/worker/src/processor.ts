@@ -3,6 +3,7 @@ import {
   BackendUnavailableError,
   type BlobStore,
   blobKeys,
+  CANCELLED_REASON,
   type Config,
   coerceError,
   DarkroomJobError,
@@ -11,6 +12,7 @@ import {
   JobTimeoutError,
   type Logger,
   recordCompletion,
+  sysKeys,
 } from '@darkroom/core';
 import type { Pipeline } from '@darkroom/pipelines';
 import { type Job, UnrecoverableError, WaitingError } from 'bullmq';
@@ -38,6 +40,8 @@ export interface ProcessorDeps {
 }
 
 const PROGRESS_MIN_INTERVAL_MS = 50;
+/** How often a running job looks for a cancel request it may have missed on the channel. */
+const CANCEL_POLL_MS = 1000;
 
 /**
  * Runs one attempt of a job: parses params, runs the pipeline under the job's time limit with an
@@ -58,6 +62,14 @@ export function createProcessor(pipeline: Pipeline, deps: ProcessorDeps) {
     deps.shutdownSignal.addEventListener('abort', onShutdown, { once: true });
     if (deps.shutdownSignal.aborted) onShutdown();
 
+    const cancelKey = sysKeys(config.prefix).cancelRequested(job.id!);
+    const cancelPoll = setInterval(() => {
+      void deps.redis.exists(cancelKey).then(
+        (n) => n && onCancel(),
+        () => {},
+      );
+    }, CANCEL_POLL_MS);
+
     let lastProgress = 0;
     const reportProgress = async (percent: number, message?: string) => {
       const now = Date.now();
@@ -68,6 +80,13 @@ export function createProcessor(pipeline: Pipeline, deps: ProcessorDeps) {
     };
 
     try {
+      // Never start a job that waited past its time-to-live (maintenance may not have expired it yet).
+      const ttlMs = config.limits.jobTtlMs;
+      if ((job.attemptsStarted ?? 1) <= 1 && Date.now() - job.timestamp > ttlMs) {
+        throw new DarkroomJobError('expired', `waited past its queue time-to-live of ${Math.round(ttlMs / 1000)} s`, false);
+      }
+      if (await deps.redis.exists(cancelKey)) onCancel();
+      local.signal.throwIfAborted();
       const parsed = pipeline.spec.params.safeParse(job.data.params ?? {});
       if (!parsed.success) throw new InvalidInputError(`params do not match the ${pipeline.spec.name} schema`);
       let input = null;
@@ -110,6 +129,7 @@ export function createProcessor(pipeline: Pipeline, deps: ProcessorDeps) {
       throw await toBullError(thrown, local.signal, job, token, timeoutMs, log);
     } finally {
       clearTimeout(timer);
+      clearInterval(cancelPoll);
       cancelSignal?.removeEventListener('abort', onCancel);
       deps.shutdownSignal.removeEventListener('abort', onShutdown);
     }
@@ -135,7 +155,7 @@ async function toBullError(
       }
       case 'cancel':
         log.info('job cancelled');
-        return new UnrecoverableError('[cancelled] cancelled on request');
+        return new UnrecoverableError(CANCELLED_REASON);
       case 'shutdown':
         // Hand the job back to the queue, at the front of its priority, without spending an attempt.
         log.warn('worker shutting down: job handed back to the queue');

@@ -1,4 +1,5 @@
 export * from './jobs.ts';
+export * from './openapi.ts';
 export * from './pipelines.ts';
 export * from './priority.ts';
 export * from './problem.ts';

@@ -1,12 +1,19 @@
 import { z } from 'zod';
 
-/** Priority classes, most urgent first. The index + 1 is the BullMQ priority (1 = most urgent). */
+/**
+ * Priority classes, most urgent first. BullMQ priorities: critical 2 … low 5. Priority 1 is
+ * reserved for jobs that waited past the maximum wait (aging), so they start before any new
+ * critical work, oldest first.
+ */
 export const PRIORITIES = ['critical', 'high', 'normal', 'low'] as const;
 export const Priority = z.enum(PRIORITIES);
 export type Priority = z.infer<typeof Priority>;
 
+export const AGED_PRIORITY = 1;
+
+/** The BullMQ priority of a class. */
 export function priorityRank(p: Priority): number {
-  return PRIORITIES.indexOf(p) + 1;
+  return PRIORITIES.indexOf(p) + 2;
 }
 
 /** True when `requested` is more urgent than `allowed`. */

@@ -1,11 +1,12 @@
-import { isAbove, PRIORITIES, Priority, priorityRank } from '@darkroom/contracts';
+import { AGED_PRIORITY, isAbove, PRIORITIES, Priority, priorityRank } from '@darkroom/contracts';
 import { describe, expect, it } from 'vitest';
 
 describe('priorityRank', () => {
-  it('maps critical..low to BullMQ priorities 1..4', () => {
-    expect(PRIORITIES.map(priorityRank)).toEqual([1, 2, 3, 4]);
-    expect(priorityRank('critical')).toBe(1);
-    expect(priorityRank('low')).toBe(4);
+  it('maps critical..low to BullMQ priorities 2..5, above them the aged class', () => {
+    expect(PRIORITIES.map(priorityRank)).toEqual([2, 3, 4, 5]);
+    expect(priorityRank('critical')).toBe(2);
+    expect(priorityRank('low')).toBe(5);
+    expect(AGED_PRIORITY).toBeLessThan(priorityRank('critical'));
   });
 });
 

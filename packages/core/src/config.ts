@@ -48,6 +48,12 @@ const EnvSchema = z.object({
   DARKROOM_JOB_TIMEOUT_SECONDS: int(1).default(300),
   DARKROOM_JOB_TTL_SECONDS: int(1).default(3600),
   DARKROOM_RETENTION_SECONDS: int(1).default(86400),
+  DARKROOM_MAX_WAIT_SECONDS: int(1).default(600),
+  DARKROOM_TOMBSTONE_SECONDS: int(1).default(7 * 86400),
+  DARKROOM_MAINTENANCE_INTERVAL_MS: int(100).default(1000),
+  DARKROOM_WEBHOOK_ATTEMPTS: int(1).max(20).default(6),
+  DARKROOM_WEBHOOK_BACKOFF_MS: int(0).default(30_000),
+  DARKROOM_WEBHOOK_TIMEOUT_MS: int(100).default(10_000),
   DARKROOM_JOB_ATTEMPTS: int(1).max(20).default(3),
   DARKROOM_RETRY_BACKOFF_MS: int(0).default(1000),
 
@@ -96,7 +102,10 @@ function buildConfig(env: z.output<typeof EnvSchema>) {
       jobTimeoutMs: env.DARKROOM_JOB_TIMEOUT_SECONDS * 1000,
       jobTtlMs: env.DARKROOM_JOB_TTL_SECONDS * 1000,
       retentionSeconds: env.DARKROOM_RETENTION_SECONDS,
+      maxWaitMs: env.DARKROOM_MAX_WAIT_SECONDS * 1000,
+      tombstoneSeconds: env.DARKROOM_TOMBSTONE_SECONDS,
     },
+    maintenanceIntervalMs: env.DARKROOM_MAINTENANCE_INTERVAL_MS,
     jobs: {
       attempts: env.DARKROOM_JOB_ATTEMPTS,
       backoffMs: env.DARKROOM_RETRY_BACKOFF_MS,
@@ -104,6 +113,9 @@ function buildConfig(env: z.output<typeof EnvSchema>) {
     webhooks: {
       secret: env.DARKROOM_WEBHOOK_SECRET,
       allowPrivate: env.DARKROOM_WEBHOOK_ALLOW_PRIVATE,
+      attempts: env.DARKROOM_WEBHOOK_ATTEMPTS,
+      backoffMs: env.DARKROOM_WEBHOOK_BACKOFF_MS,
+      timeoutMs: env.DARKROOM_WEBHOOK_TIMEOUT_MS,
     },
     metricsToken: env.DARKROOM_METRICS_TOKEN,
     worker: {

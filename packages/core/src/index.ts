@@ -1,5 +1,6 @@
 export * from './blob-store.ts';
 export * from './config.ts';
+export * from './end-waiting.ts';
 export * from './errors.ts';
 export * from './ids.ts';
 export * from './image-inspect.ts';
@@ -10,3 +11,5 @@ export * from './queues.ts';
 export * from './redis.ts';
 export * from './shutdown.ts';
 export * from './stats.ts';
+export * from './webhook-queue.ts';
+export * from './webhooks.ts';

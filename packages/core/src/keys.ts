@@ -12,6 +12,18 @@ export function sysKeys(prefix: string) {
     /** STRING counter of completions in one minute bucket. */
     /** SET of a station's job ids that are waiting or active (its `pending` count). */
     pending: (station: string) => `${base}:pending:${station}`,
+    /** STRING set while a cancel of an active job is pending (the worker holding it aborts it). */
+    cancelRequested: (id: string) => `${base}:cancel:${id}`,
+    /** Pub/sub channel carrying ids of active jobs to abort. */
+    cancelChannel: `${base}:cancel-channel`,
+    /** STRING station name: the job existed and was removed after its retention (answers 410). */
+    tombstone: (id: string) => `${base}:tomb:${id}`,
+    /** STRING JSON {fingerprint, jobId}: a station's Idempotency-Key, for 24 h. */
+    idempotency: (station: string, keyHash: string) => `${base}:idem:${station}:${keyHash}`,
+    /** STRING: the API instance currently running maintenance (aging, expiry, retention). */
+    maintenanceLock: `${base}:maintenance-lock`,
+    /** Rate-limiter keys of stations. */
+    rateLimit: `${base}:rl`,
     doneBucket: (pipeline: string, minute: number) => `${base}:done:${pipeline}:${minute}`,
   };
 }

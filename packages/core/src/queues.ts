@@ -19,8 +19,10 @@ export function queueOptions(config: Config, connection: Redis): QueueOptions {
     defaultJobOptions: {
       attempts: config.jobs.attempts,
       backoff: { type: 'exponential', delay: config.jobs.backoffMs },
-      removeOnComplete: { age: config.limits.retentionSeconds },
-      removeOnFail: { age: config.limits.retentionSeconds },
+      // Retention is Darkroom's maintenance (it also removes blobs and leaves a tombstone); BullMQ's
+      // own age-based removal is only a backstop for when no API has run maintenance for a day.
+      removeOnComplete: { age: config.limits.retentionSeconds + 86400 },
+      removeOnFail: { age: config.limits.retentionSeconds + 86400 },
     },
   };
 }

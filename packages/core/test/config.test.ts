@@ -44,9 +44,12 @@ describe('loadConfig defaults', () => {
       jobTimeoutMs: 300_000,
       jobTtlMs: 3_600_000,
       retentionSeconds: 86400,
+      maxWaitMs: 600_000,
+      tombstoneSeconds: 7 * 86400,
     });
     expect(c.jobs).toEqual({ attempts: 3, backoffMs: 1000 });
-    expect(c.webhooks).toEqual({ secret: undefined, allowPrivate: false });
+    expect(c.maintenanceIntervalMs).toBe(1000);
+    expect(c.webhooks).toEqual({ secret: undefined, allowPrivate: false, attempts: 6, backoffMs: 30_000, timeoutMs: 10_000 });
   });
 
   it('serves every pipeline by default, with worker defaults', () => {
@@ -119,7 +122,7 @@ describe('loadConfig parsing', () => {
     expect(c.limits.stationMaxPriority).toBe('high');
     expect(c.limits.stationDefaultPriority).toBe('low');
     expect(c.jobs.attempts).toBe(5);
-    expect(c.webhooks).toEqual({ secret: '0123456789abcdef', allowPrivate: true });
+    expect(c.webhooks).toMatchObject({ secret: '0123456789abcdef', allowPrivate: true });
     expect(c.worker.concurrency).toBe(4);
     expect(c.worker.name).toBe('w1');
     expect(c.worker.device).toBe('cuda:0');

@@ -1,30 +1,36 @@
-import type { JobStatusBody } from '@darkroom/contracts';
 import { blobKeys } from '@darkroom/core';
+import { createSession } from 'better-sse';
+import type { RequestHandler } from 'express';
 import express, { Router } from 'express';
 import { requireStation } from '../auth/middleware.ts';
 import type { StationRegistry } from '../auth/stations.ts';
 import { handler } from '../http/async.ts';
 import { badRequest, HttpError, notFound } from '../http/problem.ts';
-import type { Deps, JobService, LoadedJob, Viewer } from '../jobs.ts';
+import { idempotencyKeyOf } from '../idempotency.ts';
+import { type Deps, FINAL_STATUSES, type JobService, type LoadedJob, type Viewer } from '../jobs.ts';
 import { fromJson, parseMultipart, type RawSubmit, tooLarge } from '../submit/parse.ts';
 import { validateSubmit } from '../submit/validate.ts';
 
-const FINAL = new Set(['completed', 'failed', 'cancelled']);
 const MAX_IDS = 100;
+const SSE_KEEPALIVE_MS = 15_000;
+const SSE_SAFETY_POLL_MS = 10_000;
 
-export function jobsRouter(deps: Deps, stations: StationRegistry, jobs: JobService): Router {
+export function jobsRouter(deps: Deps, stations: StationRegistry, jobs: JobService, rateLimit: RequestHandler): Router {
   const r = Router();
   const { config } = deps;
   const maxUpload = config.limits.maxUploadBytes;
   // base64 is 4/3 of the bytes; the rest is room for the other fields.
   const json = express.json({ limit: Math.ceil((maxUpload * 4) / 3) + 256 * 1024, type: ['application/json', 'application/*+json'] });
   const viewerOf = (req: express.Request): Viewer => (req.station ? { station: req.station } : { admin: true });
+  const station = [requireStation(stations), rateLimit];
+  const stationOrAdmin = [requireStation(stations, { allowAdmin: true }), rateLimit];
 
   r.post(
     '/v1/jobs',
-    requireStation(stations),
+    ...station,
     handler(async (req, res) => {
       const wait = parseWait(req.query.wait);
+      const idempotencyKey = idempotencyKeyOf(req.headers['idempotency-key']);
       const type = req.headers['content-type'] ?? '';
       const declared = Number(req.headers['content-length'] ?? 0);
       let raw: RawSubmit;
@@ -39,22 +45,26 @@ export function jobsRouter(deps: Deps, stations: StationRegistry, jobs: JobServi
         throw new HttpError(415, 'unsupported_media_type', 'send multipart/form-data (an "image" file part) or application/json');
       }
       const valid = validateSubmit(raw, req.station!, { webhookSecretAvailable: Boolean(config.webhooks.secret) });
-      let body = await jobs.submit(valid, req.station!, req.id as string | undefined);
-      if (wait > 0) {
-        const final = await waitForFinal(jobs, body.id, { station: req.station! }, wait * 1000, res);
-        if (final && FINAL.has(final.status)) {
-          res.status(200).setHeader('Location', body.links.self).json(final);
-          return;
-        }
-        if (final) body = final;
+      if (valid.webhookUrl) await deps.checkWebhookTarget?.(valid.webhookUrl);
+      const submitted = await jobs.submit(valid, req.station!, {
+        ...(req.id ? { requestId: String(req.id) } : {}),
+        ...(idempotencyKey ? { idempotencyKey } : {}),
+      });
+      let body = submitted.body;
+      res.setHeader('Location', body.links.self);
+      if (wait > 0 && !FINAL_STATUSES.has(body.status)) {
+        const closed = new AbortController();
+        res.once('close', () => closed.abort());
+        body = (await jobs.waitForFinal(body.id, { station: req.station! }, wait * 1000, closed.signal)) ?? body;
+        if (submitted.deduplicated) body.deduplicated = true;
       }
-      res.status(202).setHeader('Location', body.links.self).json(body);
+      res.status(submitted.deduplicated || FINAL_STATUSES.has(body.status) ? 200 : 202).json(body);
     }),
   );
 
   r.get(
     '/v1/jobs',
-    requireStation(stations, { allowAdmin: true }),
+    ...stationOrAdmin,
     handler(async (req, res) => {
       const raw = req.query.ids;
       if (typeof raw !== 'string' || raw.trim() === '') {
@@ -83,15 +93,24 @@ export function jobsRouter(deps: Deps, stations: StationRegistry, jobs: JobServi
 
   r.get(
     '/v1/jobs/:id',
-    requireStation(stations, { allowAdmin: true }),
+    ...stationOrAdmin,
     handler(async (req, res) => {
       res.json(await jobs.view(await loadOr404(req)));
     }),
   );
 
+  r.delete(
+    '/v1/jobs/:id',
+    ...stationOrAdmin,
+    handler(async (req, res) => {
+      const { status, body } = await jobs.cancel(await loadOr404(req), viewerOf(req));
+      res.status(status).json(body);
+    }),
+  );
+
   r.get(
     '/v1/jobs/:id/result',
-    requireStation(stations, { allowAdmin: true }),
+    ...stationOrAdmin,
     handler(async (req, res) => {
       const loaded = await loadOr404(req);
       const body = await jobs.view(loaded);
@@ -127,6 +146,64 @@ export function jobsRouter(deps: Deps, stations: StationRegistry, jobs: JobServi
     }),
   );
 
+  r.get(
+    '/v1/jobs/:id/events',
+    ...stationOrAdmin,
+    handler(async (req, res) => {
+      const loaded = await loadOr404(req);
+      const viewer = viewerOf(req);
+      const id = loaded.job.id!;
+      const session = await createSession(req, res, { keepAlive: SSE_KEEPALIVE_MS, retry: 2000 });
+      let last = await jobs.view(loaded);
+      let closed = false;
+      let busy = false;
+      let pending: 'progress' | 'status' | undefined;
+      let unwatch = () => {};
+      let poll: NodeJS.Timeout | undefined;
+      const end = () => {
+        if (closed) return;
+        closed = true;
+        unwatch();
+        clearInterval(poll);
+        res.end();
+      };
+      // The current state first, so a reconnecting client is up to date at once.
+      session.push(last, 'status');
+      if (FINAL_STATUSES.has(last.status)) return end();
+
+      const send = async (kind: 'progress' | 'status') => {
+        if (busy) {
+          pending = pending === 'status' ? 'status' : kind;
+          return;
+        }
+        busy = true;
+        try {
+          let next: 'progress' | 'status' | undefined = kind;
+          while (next && !closed) {
+            pending = undefined;
+            const body = await jobs.reload(id, viewer).catch(() => undefined);
+            if (!body) return end();
+            const changed = body.status !== last.status;
+            if (changed || next === 'status') {
+              if (changed || JSON.stringify(body) !== JSON.stringify(last)) session.push(body, 'status');
+            } else if (JSON.stringify(body.progress) !== JSON.stringify(last.progress)) {
+              session.push(body, 'progress');
+            }
+            last = body;
+            if (FINAL_STATUSES.has(body.status)) return end();
+            next = pending;
+          }
+        } finally {
+          busy = false;
+        }
+      };
+      unwatch = deps.events.watch(id, (change) => void send(change === 'progress' ? 'progress' : 'status'));
+      poll = setInterval(() => void send('status'), SSE_SAFETY_POLL_MS);
+      res.once('close', end);
+      void send('status'); // anything that happened between the first read and the watch
+    }),
+  );
+
   return r;
 }
 
@@ -143,28 +220,4 @@ function etagMatches(header: string | undefined, sha256: string): boolean {
   if (!header) return false;
   if (header.trim() === '*') return true;
   return header.split(',').some((t) => t.trim().replace(/^W\//, '') === `"${sha256}"`);
-}
-
-/** Holds a submit until the job is final or the time is up; gives up early if the client leaves. */
-async function waitForFinal(
-  jobs: JobService,
-  id: string,
-  viewer: Viewer,
-  ms: number,
-  res: express.Response,
-): Promise<JobStatusBody | undefined> {
-  const deadline = Date.now() + ms;
-  let closed = false;
-  res.once('close', () => {
-    closed = true;
-  });
-  let delay = 50;
-  for (;;) {
-    const loaded = await jobs.load(id, viewer);
-    if (!loaded) return undefined;
-    const body = await jobs.view(loaded);
-    if (FINAL.has(body.status) || Date.now() >= deadline || closed) return body;
-    await new Promise((r) => setTimeout(r, Math.min(delay, Math.max(0, deadline - Date.now()))));
-    delay = Math.min(delay * 1.5, 500);
-  }
 }

@@ -1,4 +1,12 @@
-import { PIPELINE_SPECS, type PipelineQueueInfo, paramsJsonSchema, type QueueBody } from '@darkroom/contracts';
+import {
+  AGED_PRIORITY,
+  PIPELINE_SPECS,
+  type PipelineQueueInfo,
+  PRIORITIES,
+  paramsJsonSchema,
+  priorityRank,
+  type QueueBody,
+} from '@darkroom/contracts';
 import type { DarkroomQueue } from '@darkroom/core';
 import { Router } from 'express';
 import { requireStation } from '../auth/middleware.ts';
@@ -77,14 +85,16 @@ export async function queueEntry(
 ): Promise<PipelineQueueInfo> {
   const [counts, perPriority, paused] = await Promise.all([
     queue.getJobCounts('active', 'completed', 'failed'),
-    queue.getCountsPerPriority([1, 2, 3, 4]),
+    queue.getCountsPerPriority([AGED_PRIORITY, ...PRIORITIES.map(priorityRank)]),
     queue.isPaused(),
   ]);
+  // Counted by the class a job waits in now: aging moves old jobs up, past max wait into `critical`.
+  const at = (p: number) => perPriority[String(p)] ?? 0;
   const waiting = {
-    critical: perPriority['1'] ?? 0,
-    high: perPriority['2'] ?? 0,
-    normal: perPriority['3'] ?? 0,
-    low: perPriority['4'] ?? 0,
+    critical: at(AGED_PRIORITY) + at(priorityRank('critical')),
+    high: at(priorityRank('high')),
+    normal: at(priorityRank('normal')),
+    low: at(priorityRank('low')),
     total: 0,
   };
   waiting.total = waiting.critical + waiting.high + waiting.normal + waiting.low;
