@@ -172,14 +172,22 @@ export class JobService {
     const queue = this.#d.queues.get(pipelineOfJobId(id));
     if (!queue) return undefined;
     const job = (await Job.fromId(queue, id)) as Job<JobData, JobResultData> | undefined;
-    if (!job || !job.data?.station) {
+    if (!job?.data?.station) {
       const owner = await this.#d.redis.get(this.#keys.tombstone(id));
       if (owner && ('admin' in viewer || owner === viewer.station.name)) throw expiredError();
       return undefined;
     }
     if ('station' in viewer && job.data.station !== viewer.station.name) return undefined;
-    const state = finishedState(job) ?? (await queue.getJobState(id));
+    const known = finishedState(job);
+    if (known) return { queue, job, state: known };
+    const state = await queue.getJobState(id);
     if (state === 'unknown') return undefined;
+    if (state === 'completed' || state === 'failed') {
+      // It finished between the two reads: read the hash again so the body has its result.
+      const fresh = (await Job.fromId(queue, id)) as Job<JobData, JobResultData> | undefined;
+      if (!fresh) return undefined;
+      return { queue, job: fresh, state: finishedState(fresh) ?? state };
+    }
     return { queue, job, state };
   }
 

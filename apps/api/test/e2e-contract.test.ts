@@ -253,6 +253,9 @@ describe('pause and resume', () => {
     const queue = (await (await sys.fetch('/v1/queue')).json()) as { pipelines: { name: string; paused: boolean }[] };
     expect(queue.pipelines.find((p) => p.name === 'synthetic')!.paused).toBe(true);
     expect(queue.pipelines.find((p) => p.name === 'edit')!.paused).toBe(false);
+    const board = (await (await admin('/admin/queues/api/queues', 'GET')).json()) as { queues: { name: string; isPaused: boolean }[] };
+    expect(board.queues.find((q) => q.name === 'synthetic')!.isPaused).toBe(true);
+    expect(board.queues.find((q) => q.name === 'edit')!.isPaused).toBe(false);
 
     const resumed = await admin('/v1/admin/pipelines/synthetic/resume');
     expect(await resumed.json()).toMatchObject({ name: 'synthetic', paused: false });

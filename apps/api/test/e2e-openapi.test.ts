@@ -1,3 +1,4 @@
+import { buildOpenApiDocument } from '@darkroom/contracts';
 import { ADMIN_TOKEN, type System, startSystem } from '@darkroom/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -41,6 +42,24 @@ function assetUrls(html: string): string[] {
   return urls;
 }
 
+/** A live problem answer has the media type, `type`, `title` and headers the document shows for it. */
+function expectDocumentedProblem(documented: Json, res: Response, text: string) {
+  expect(res.headers.get('content-type')).toMatch(/^application\/problem\+json\b/);
+  const body = JSON.parse(text) as Json;
+  const media = (documented.content as Record<string, Json>)['application/problem+json']!;
+  const examples = (media.example ? [media.example] : Object.values(media.examples as Record<string, Json>).map((e) => e.value)) as Json[];
+  const example = examples.find((e) => e.code === body.code);
+  expect(example, `a documented example with code ${String(body.code)}`).toBeDefined();
+  expect({ type: body.type, title: body.title, status: body.status }).toEqual({
+    type: example!.type,
+    title: example!.title,
+    status: example!.status,
+  });
+  for (const name of Object.keys((documented.headers as Json | undefined) ?? {})) {
+    if (name !== 'Retry-After') expect(res.headers.has(name), name).toBe(true);
+  }
+}
+
 describe('GET /openapi.json', () => {
   it('answers the OpenAPI 3.1 document without a credential', async () => {
     const res = await sys.fetch('/openapi.json', { station: null });
@@ -53,9 +72,23 @@ describe('GET /openapi.json', () => {
     );
   });
 
-  it('is the same for a station (nothing in it depends on the caller)', async () => {
+  it('is the document the contracts build, the same for every caller', async () => {
+    expect(doc).toEqual(buildOpenApiDocument());
     const res = await sys.fetch('/openapi.json');
     expect(await res.json()).toEqual(doc);
+  });
+
+  it('shows problems as the server writes them', async () => {
+    for (const [path, station] of [
+      ['/v1/queue', null],
+      ['/v1/jobs/edit_aaaaaaaaaaaaaaaaaaaaaaaa', 'alpha'],
+      ['/v1/jobs?ids=', 'alpha'],
+    ] as const) {
+      const res = await sys.fetch(path, { station });
+      const documented = (doc.paths[path.split('?')[0]!.replace(/edit_a+$/, '{id}')]!.get as { responses: Record<string, Json> }).responses;
+      expect(documented[String(res.status)], `${path} ${res.status}`).toBeDefined();
+      expectDocumentedProblem(documented[String(res.status)]!, res, await res.text());
+    }
   });
 
   it('describes the pipelines as GET /v1/pipelines serves them', async () => {
@@ -163,8 +196,9 @@ describe('every documented route is served', () => {
         }
         expect(noSuchRoute, `${METHOD} ${path} answered "no such route"`).toBe(false);
         // A documented status (or 401 for a credential this probe could not give).
-        const documented = Object.keys((item[method] as { responses: Json }).responses);
-        expect([...documented, '401'], `${METHOD} ${path} answered ${res.status}`).toContain(String(res.status));
+        const responses = (item[method] as { responses: Record<string, Json> }).responses;
+        expect([...Object.keys(responses), '401'], `${METHOD} ${path} answered ${res.status}`).toContain(String(res.status));
+        if (res.status >= 400 && responses[String(res.status)]) expectDocumentedProblem(responses[String(res.status)]!, res, body);
         checked.push(`${METHOD} ${path} ${res.status}`);
       }
     }

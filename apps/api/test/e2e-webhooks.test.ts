@@ -3,10 +3,10 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobStatusBody } from '@darkroom/contracts';
 import { verifyWebhookSignature } from '@darkroom/core';
 import { ADMIN_TOKEN, type System, startSystem, waitFor } from '@darkroom/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { submit, waitForFinal } from './helpers.ts';
 
 const SECRET = 'global-webhook-secret-0123456789';
@@ -43,10 +43,11 @@ async function startReceiver() {
   return {
     base,
     deliveries,
-    close: () => new Promise<void>((r) => {
-      server.closeAllConnections();
-      server.close(() => r());
-    }),
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
   };
 }
 
@@ -100,8 +101,14 @@ describe('webhooks', () => {
   });
 
   it('announces failures and cancellations, signed with the station’s own secret where it has one', async () => {
-    const failing = (await (await submit(sys, { pipeline: 'synthetic', params: { steps: 100, stepMs: 100 }, webhookUrl: `${receiver.base}/failed` })).json()) as JobStatusBody;
-    await sys.fetch(`/v1/admin/pipelines/synthetic/pause`, { method: 'POST', station: null, headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    const failing = (await (
+      await submit(sys, { pipeline: 'synthetic', params: { steps: 100, stepMs: 100 }, webhookUrl: `${receiver.base}/failed` })
+    ).json()) as JobStatusBody;
+    await sys.fetch(`/v1/admin/pipelines/synthetic/pause`, {
+      method: 'POST',
+      station: null,
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+    });
     const own = await sys.fetch('/v1/jobs', {
       method: 'POST',
       station: null,
@@ -109,9 +116,17 @@ describe('webhooks', () => {
       body: JSON.stringify({ pipeline: 'synthetic', webhookUrl: `${receiver.base}/cancelled` }),
     });
     const queued = (await own.json()) as JobStatusBody;
-    const cancel = await sys.fetch(`/v1/jobs/${queued.id}`, { method: 'DELETE', station: null, headers: { authorization: `Bearer ${OWN.key}` } });
+    const cancel = await sys.fetch(`/v1/jobs/${queued.id}`, {
+      method: 'DELETE',
+      station: null,
+      headers: { authorization: `Bearer ${OWN.key}` },
+    });
     expect(cancel.status).toBe(200);
-    await sys.fetch(`/v1/admin/pipelines/synthetic/resume`, { method: 'POST', station: null, headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    await sys.fetch(`/v1/admin/pipelines/synthetic/resume`, {
+      method: 'POST',
+      station: null,
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+    });
 
     await waitFor(() => forPath('/cancelled').length > 0, { what: 'the cancel webhook' });
     const c = forPath('/cancelled')[0]!;
@@ -127,7 +142,13 @@ describe('webhooks', () => {
   });
 
   it('never delays the job: a receiver that never answers does not hold it', async () => {
-    const { id } = (await (await submit(sys, { pipeline: 'synthetic', params: { steps: 1, stepMs: 0 }, webhookUrl: `${receiver.base}/hang` }, { query: '?wait=10' })).json()) as JobStatusBody;
+    const { id } = (await (
+      await submit(
+        sys,
+        { pipeline: 'synthetic', params: { steps: 1, stepMs: 0 }, webhookUrl: `${receiver.base}/hang` },
+        { query: '?wait=10' },
+      )
+    ).json()) as JobStatusBody;
     expect((await waitForFinal(sys, id)).status).toBe('completed');
   });
 });
@@ -136,7 +157,14 @@ describe('webhook targets', () => {
   it('refuses loopback and private targets at submit unless the operator allows them', async () => {
     const strict = await startSystem({ workers: 0, env: { DARKROOM_WEBHOOK_SECRET: SECRET } });
     try {
-      for (const url of ['http://127.0.0.1:9/x', 'http://localhost/x', 'http://10.1.2.3/x', 'http://[::1]/x', 'http://169.254.169.254/latest', 'http://192.168.1.1/']) {
+      for (const url of [
+        'http://127.0.0.1:9/x',
+        'http://localhost/x',
+        'http://10.1.2.3/x',
+        'http://[::1]/x',
+        'http://169.254.169.254/latest',
+        'http://192.168.1.1/',
+      ]) {
         const res = await submit(strict, { pipeline: 'synthetic', webhookUrl: url });
         expect(res.status, url).toBe(400);
         const problem = (await res.json()) as { errors: { path: string }[] };

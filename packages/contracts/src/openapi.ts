@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { FailureCode, JobListBody, JobResultBody, JobStatus, JobStatusBody } from './jobs.ts';
 import { EditOperation, PIPELINE_NAMES, PIPELINE_SPECS, type PipelineSpec } from './pipelines.ts';
 import { Priority } from './priority.ts';
-import { FieldError, Problem, type ProblemCode, ProblemCode as ProblemCodeSchema } from './problem.ts';
+import { FieldError, PROBLEM_TITLES, Problem, type ProblemCode, ProblemCode as ProblemCodeSchema, problemType } from './problem.ts';
 import { PipelineQueueInfo, QueueBody, WorkerInfo } from './queue.ts';
 
 /*
@@ -289,28 +289,10 @@ function paramsByPipeline(): Json[] {
 // Responses
 // ---------------------------------------------------------------------------------------------
 
-const PROBLEM_TITLES: Record<ProblemCode, string> = {
-  invalid_request: 'Invalid request',
-  unauthorized: 'Unauthorized',
-  forbidden: 'Forbidden',
-  not_found: 'Not found',
-  conflict: 'Conflict',
-  payload_too_large: 'Payload too large',
-  unsupported_media_type: 'Unsupported media type',
-  invalid_image: 'Invalid image',
-  queue_full: 'Queue full',
-  rate_limited: 'Rate limited',
-  not_ready: 'Not ready',
-  no_result: 'No result',
-  expired: 'Expired',
-  unavailable: 'Service unavailable',
-  internal: 'Internal error',
-};
-
 /** An example problem body, shaped as the server writes them. */
 function problemExample(status: number, code: ProblemCode, detail: string, errors?: FieldError[]): Json {
   return {
-    type: `https://darkroom.dev/problems/${code.replace(/_/g, '-')}`,
+    type: problemType(code),
     title: PROBLEM_TITLES[code],
     status,
     detail,
@@ -410,7 +392,6 @@ export function buildOpenApiDocument(opts: { serverUrl?: string } = {}): OpenApi
   for (const id of Object.keys(inputs)) if (id in outputs) throw new Error(`component ${id} is both a request and a response schema`);
   for (const id of ['SubmitJson', 'SubmitMultipart'] as const) inputs[id] = { ...inputs[id], allOf: paramsByPipeline() };
 
-  const statusBody = json(ref('JobStatus'));
   const jobIdParam = { name: 'id', in: 'path', required: true, schema: inline(JobIdPath) };
   const jobExample = (status: string, extra: Json = {}) => ({
     id: 'edit_8ntv3369rr6e6hh0y4efv87d',
@@ -425,6 +406,20 @@ export function buildOpenApiDocument(opts: { serverUrl?: string } = {}): OpenApi
       events: '/v1/jobs/edit_8ntv3369rr6e6hh0y4efv87d/events',
     },
     ...extra,
+  });
+  const completedExample = jobExample('completed', {
+    attempts: 1,
+    startedAt: '2026-11-22T10:00:01.000Z',
+    finishedAt: '2026-11-22T10:00:01.812Z',
+    durationMs: 812,
+    result: {
+      url: '/v1/jobs/edit_8ntv3369rr6e6hh0y4efv87d/result',
+      contentType: 'image/webp',
+      width: 512,
+      height: 384,
+      bytes: 20411,
+      sha256: 'a3f1c9e0b7d24e6f8a1b2c3d4e5f60718293a4b5c6d7e8f90112233445566778',
+    },
   });
   const editExample = {
     operations: [
@@ -477,7 +472,15 @@ export function buildOpenApiDocument(opts: { serverUrl?: string } = {}): OpenApi
             description:
               'With `wait`: the job became final in time, full status body. With a repeated `Idempotency-Key`: the original job’s current status body with `"deduplicated": true`.',
             headers: { Location: header('Location') },
-            content: statusBody,
+            content: json(ref('JobStatus'), {
+              examples: {
+                final: { summary: 'With `wait`: finished in time', value: completedExample },
+                deduplicated: {
+                  summary: 'A repeated Idempotency-Key',
+                  value: jobExample('queued', { position: 3, estimatedWaitSeconds: 12, deduplicated: true }),
+                },
+              },
+            }),
           },
           '202': {
             description: 'Queued. `position` counts from 1; `estimatedWaitSeconds` is `null` until the pipeline has run-time history.',
@@ -569,22 +572,7 @@ export function buildOpenApiDocument(opts: { serverUrl?: string } = {}): OpenApi
                     progress: { percent: 40, message: 'step 4/10' },
                   }),
                 },
-                completed: {
-                  value: jobExample('completed', {
-                    attempts: 1,
-                    startedAt: '2026-11-22T10:00:01.000Z',
-                    finishedAt: '2026-11-22T10:00:01.812Z',
-                    durationMs: 812,
-                    result: {
-                      url: '/v1/jobs/edit_8ntv3369rr6e6hh0y4efv87d/result',
-                      contentType: 'image/webp',
-                      width: 512,
-                      height: 384,
-                      bytes: 20411,
-                      sha256: 'a3f1c9e0b7d24e6f8a1b2c3d4e5f60718293a4b5c6d7e8f90112233445566778',
-                    },
-                  }),
-                },
+                completed: { value: completedExample },
               },
             }),
           },

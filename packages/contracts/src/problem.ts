@@ -33,3 +33,27 @@ export const Problem = z.object({
   errors: z.array(FieldError).optional(),
 });
 export type Problem = z.infer<typeof Problem>;
+
+/** Human titles of the problem codes, one per code (the `title` of a problem body). */
+export const PROBLEM_TITLES: Record<ProblemCode, string> = {
+  invalid_request: 'Invalid request',
+  unauthorized: 'Unauthorized',
+  forbidden: 'Forbidden',
+  not_found: 'Not found',
+  conflict: 'Conflict',
+  payload_too_large: 'Payload too large',
+  unsupported_media_type: 'Unsupported media type',
+  invalid_image: 'Invalid image',
+  queue_full: 'Queue full',
+  rate_limited: 'Rate limited',
+  not_ready: 'Not ready',
+  no_result: 'No result',
+  expired: 'Expired',
+  unavailable: 'Service unavailable',
+  internal: 'Internal error',
+};
+
+/** The `type` URI of a problem code. */
+export function problemType(code: ProblemCode): string {
+  return `https://darkroom.dev/problems/${code.replace(/_/g, '-')}`;
+}

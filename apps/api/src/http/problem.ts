@@ -1,22 +1,4 @@
-import type { FieldError, ProblemCode } from '@darkroom/contracts';
-
-const TITLES: Record<ProblemCode, string> = {
-  invalid_request: 'Invalid request',
-  unauthorized: 'Unauthorized',
-  forbidden: 'Forbidden',
-  not_found: 'Not found',
-  conflict: 'Conflict',
-  payload_too_large: 'Payload too large',
-  unsupported_media_type: 'Unsupported media type',
-  invalid_image: 'Invalid image',
-  queue_full: 'Queue full',
-  rate_limited: 'Rate limited',
-  not_ready: 'Not ready',
-  no_result: 'No result',
-  expired: 'Expired',
-  unavailable: 'Service unavailable',
-  internal: 'Internal error',
-};
+import { type FieldError, PROBLEM_TITLES, type ProblemCode, problemType } from '@darkroom/contracts';
 
 /** An error answered to the client as problem+json (RFC 9457). The only way handlers say "no". */
 export class HttpError extends Error {
@@ -36,8 +18,8 @@ export class HttpError extends Error {
 
   body() {
     return {
-      type: `https://darkroom.dev/problems/${this.code.replace(/_/g, '-')}`,
-      title: TITLES[this.code],
+      type: problemType(this.code),
+      title: PROBLEM_TITLES[this.code],
       status: this.status,
       detail: this.message,
       code: this.code,
