@@ -99,6 +99,29 @@ describe('live events', () => {
     expect(again[0]).toMatchObject({ event: 'status', data: { status: 'completed' } });
     expect((await sys.fetch(`/v1/jobs/${id}/events`, { station: 'beta' })).status).toBe(404);
   });
+
+  it('serves many watchers from one subscription: Redis sees no new connections', async () => {
+    const { Redis } = await import('ioredis');
+    const probe = new Redis(sys.redis.url);
+    try {
+      const clients = async () =>
+        String(await probe.client('LIST'))
+          .trim()
+          .split('\n').length;
+      const before = await clients();
+      await admin('/v1/admin/pipelines/synthetic/pause');
+      const { id } = await body(await submit(sys, synthetic({ steps: 2, stepMs: 50 })));
+      const streams = await Promise.all(Array.from({ length: 100 }, () => sys.fetch(`/v1/jobs/${id}/events`)));
+      const reads = streams.map((res) => readSse(res));
+      await new Promise((r) => setTimeout(r, 300));
+      expect(await clients()).toBe(before);
+      await admin('/v1/admin/pipelines/synthetic/resume');
+      const all = await Promise.all(reads);
+      for (const events of all) expect(events.at(-1)).toMatchObject({ event: 'status', data: { id, status: 'completed' } });
+    } finally {
+      probe.disconnect();
+    }
+  });
 });
 
 describe('sync wait', () => {
