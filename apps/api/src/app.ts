@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import helmet from 'helmet';
 import { pinoHttp } from 'pino-http';
 import { requireAdmin } from './auth/middleware.ts';
 import type { StationRegistry } from './auth/stations.ts';
@@ -45,8 +46,21 @@ export function createApp(deps: Deps, stations: StationRegistry): App {
       },
     }),
   );
+  // Security headers. The dashboard and the docs page set their own script policy; the JSON API
+  // needs none at all, so the default CSP forbids everything.
+  const headers = helmet({
+    contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
+    crossOriginEmbedderPolicy: false,
+    strictTransportSecurity: deps.config.production ? { maxAge: 15552000 } : false,
+  });
+  const pageHeaders = helmet({
+    contentSecurityPolicy: false,
+    strictTransportSecurity: deps.config.production ? { maxAge: 15552000 } : false,
+  });
+  app.use((req: Request, res: Response, next: NextFunction) =>
+    req.path.startsWith(DASHBOARD_PATH) || req.path.startsWith('/docs') ? pageHeaders(req, res, next) : headers(req, res, next),
+  );
   app.use((_req: Request, res: Response, next: NextFunction) => {
-    res.setHeader('X-Content-Type-Options', 'nosniff');
     res.setHeader('Referrer-Policy', 'no-referrer');
     next();
   });

@@ -99,7 +99,12 @@ export class JobService {
 
       if (input && v.image) {
         input.key = blobKeys.input(id);
-        const stored = await blobs.put(input.key, v.image);
+        const stored = await blobs.put(input.key, v.image).catch((err: NodeJS.ErrnoException) => {
+          logger.error({ err, jobId: id }, 'input image could not be stored');
+          throw new HttpError(503, 'unavailable', 'the image could not be stored right now; try again later', {
+            headers: { 'Retry-After': '5' },
+          });
+        });
         input.sha256 = stored.sha256;
         const key = input.key;
         undo.push(() => blobs.delete(key));
@@ -121,7 +126,10 @@ export class JobService {
         attempts: Math.min(v.spec.attempts, config.jobs.attempts),
       });
       logger.info({ jobId: id, pipeline: v.spec.name, station: station.name, priority: v.priority }, 'job queued');
-      return { body: await this.view({ queue, job, state: 'prioritized' }), deduplicated: false };
+      undo.length = 0; // queued: from here on the job stands, whatever happens to this answer
+      // The job is queued even if Redis goes away before its position can be read: say so (202) without one.
+      const body = await this.view({ queue, job, state: 'prioritized' }).catch(() => toStatusBody(job, 'prioritized'));
+      return { body, deduplicated: false };
     } catch (err) {
       for (const u of undo.reverse()) await u().catch(() => {});
       throw err;

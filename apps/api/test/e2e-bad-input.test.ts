@@ -250,6 +250,28 @@ describe('bad input is refused with a problem and changes nothing', () => {
     }
   });
 
+  it('answers 503 when the data volume cannot take the image, storing and queueing nothing', async () => {
+    const inputs = path.join(sys.dataDir, 'inputs');
+    fs.rmSync(inputs, { recursive: true, force: true });
+    fs.writeFileSync(inputs, 'not a directory');
+    try {
+      const before = await totalJobs(sys);
+      const res = await submit(sys, multipart({ pipeline: 'edit', params: editParams }, { data: png() }));
+      expect(res.status).toBe(503);
+      expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
+      const problem = (await res.json()) as { code: string; detail: string };
+      expect(problem.code).toBe('unavailable');
+      expect(problem.detail).toMatch(/could not be stored/);
+      expect(problem.detail).not.toMatch(/ENOTDIR|\/tmp|inputs/);
+      expect(await totalJobs(sys)).toBe(before);
+      expect(listFiles(sys.dataDir).filter((f) => f.startsWith('tmp/'))).toEqual([]);
+    } finally {
+      fs.rmSync(inputs, { force: true });
+      fs.mkdirSync(inputs);
+    }
+    expect((await submit(sys, multipart({ pipeline: 'edit', params: editParams }, { data: png() }))).status).toBe(202);
+  });
+
   it('answers unknown routes with a problem body', async () => {
     const res = await sys.fetch('/v2/everything');
     expect(res.status).toBe(404);

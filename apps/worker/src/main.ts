@@ -1,3 +1,4 @@
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { JobData, JobResultData } from '@darkroom/contracts';
 import {
   ConfigError,
@@ -66,12 +67,23 @@ async function main() {
         concurrency,
         lockDuration: config.worker.lockDurationMs,
         stalledInterval: config.worker.stalledIntervalMs,
-        maxStalledCount: 2,
+        maxStalledCount: config.worker.maxStalledCount,
         autorun: false,
       },
     );
     w.on('completed', (job) => {
       counters.processed++;
+      // Logged here, after BullMQ recorded the result: a run whose lock was lost never gets this line.
+      logger.info(
+        {
+          jobId: job.id,
+          pipeline: pipeline.spec.name,
+          station: job.data.station,
+          attempts: job.attemptsMade,
+          durationMs: (job.finishedOn ?? Date.now()) - (job.processedOn ?? Date.now()),
+        },
+        'job completed',
+      );
       void redis.srem(keys.pending(job.data.station), job.id!).catch(() => {});
       if (job.data.webhookUrl)
         void announce(pipeline.spec.name, job.id!).catch((err) => logger.warn({ err, jobId: job.id }, 'webhook not queued'));
@@ -79,6 +91,10 @@ async function main() {
     w.on('failed', (job) => {
       if (!job?.finishedOn) return; // an attempt that will be retried
       counters.failed++;
+      logger.info(
+        { jobId: job.id, pipeline: pipeline.spec.name, station: job.data.station, attempts: job.attemptsMade, reason: job.failedReason },
+        'job failed',
+      );
       void redis.srem(keys.pending(job.data.station), job.id!).catch(() => {});
       void redis.del(keys.cancelRequested(job.id!)).catch(() => {});
       if (job.data.webhookUrl)
@@ -96,7 +112,11 @@ async function main() {
     for (const w of workers) if (w.cancelJob(id, 'cancel')) logger.info({ jobId: id }, 'cancel request received');
   });
 
+  const loopDelay = monitorEventLoopDelay({ resolution: 20 });
+  loopDelay.enable();
   const heartbeat = async () => {
+    const eventLoopDelayMaxMs = Math.round(loopDelay.max / 1e6);
+    loopDelay.reset();
     const activeJobs = workers.reduce((n, w) => n + ((w as unknown as { jobsInProgress?: Set<unknown> }).jobsInProgress?.size ?? 0), 0);
     await writeHeartbeat(redis, config.prefix, {
       name,
@@ -107,6 +127,7 @@ async function main() {
       lastSeen: new Date().toISOString(),
       device: config.worker.device,
       concurrency,
+      eventLoopDelayMaxMs,
     }).catch(() => {});
   };
   await heartbeat();

@@ -115,7 +115,7 @@ export function createProcessor(pipeline: Pipeline, deps: ProcessorDeps) {
       }
       const durationMs = Date.now() - started;
       await recordCompletion(deps.redis, config.prefix, pipeline.spec.name, durationMs).catch(() => {});
-      log.info({ durationMs, bytes: stored.bytes, width: out.width, height: out.height }, 'job completed');
+      log.debug({ durationMs, bytes: stored.bytes, width: out.width, height: out.height }, 'pipeline finished');
       return {
         key,
         bytes: stored.bytes,

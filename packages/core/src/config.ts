@@ -67,7 +67,8 @@ const EnvSchema = z.object({
   DARKROOM_WORKER_DEVICE: z.string().optional(),
   DARKROOM_SHUTDOWN_GRACE_SECONDS: int(0).default(30),
   DARKROOM_STALLED_INTERVAL_MS: int(1000).default(30_000),
-  DARKROOM_LOCK_DURATION_MS: int(5000).default(30_000),
+  DARKROOM_LOCK_DURATION_MS: int(1000).default(30_000),
+  DARKROOM_MAX_STALLED_COUNT: int(0).max(100).default(2),
 });
 
 export type Env = z.input<typeof EnvSchema>;
@@ -126,6 +127,7 @@ function buildConfig(env: z.output<typeof EnvSchema>) {
       shutdownGraceMs: env.DARKROOM_SHUTDOWN_GRACE_SECONDS * 1000,
       stalledIntervalMs: env.DARKROOM_STALLED_INTERVAL_MS,
       lockDurationMs: env.DARKROOM_LOCK_DURATION_MS,
+      maxStalledCount: env.DARKROOM_MAX_STALLED_COUNT,
     },
   };
 }

@@ -28,6 +28,8 @@ export async function recordCompletion(redis: Redis, prefix: string, pipeline: s
 
 export interface WorkerHeartbeat extends WorkerInfo {
   concurrency: number;
+  /** Longest event-loop stall since the last heartbeat: past half the lock duration a job could be run twice. */
+  eventLoopDelayMaxMs?: number;
 }
 
 export async function writeHeartbeat(redis: Redis, prefix: string, hb: WorkerHeartbeat): Promise<void> {
@@ -109,7 +111,7 @@ export class StatsReader {
       out.set(p, {
         avgProcessingMs: avg,
         throughputPerMinute: throughput,
-        workers: workers.map(({ concurrency: _c, ...info }) => info),
+        workers: workers.map(({ concurrency: _c, eventLoopDelayMaxMs: _e, ...info }) => info),
         slots: workers.reduce((n, w) => n + (w.concurrency || 1), 0),
       });
     });
