@@ -23,6 +23,8 @@ export interface SystemOptions {
   workerEnv?: Record<string, string>;
   /** Workers to start (default 1); 0 for none. */
   workers?: number;
+  /** An existing directory to use as the data volume (kept on stop); default a fresh temporary one. */
+  dataDir?: string;
 }
 
 export interface System {
@@ -44,7 +46,7 @@ export async function startSystem(opts: SystemOptions = {}): Promise<System> {
   const redis = await startRedis(opts.redis);
   const port = await freePort();
   const prefix = uniquePrefix('e2e');
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'darkroom-data-'));
+  const dataDir = opts.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'darkroom-data-'));
   const env: Record<string, string> = {
     REDIS_URL: redis.url,
     DARKROOM_REDIS_PREFIX: prefix,
@@ -85,7 +87,7 @@ export async function startSystem(opts: SystemOptions = {}): Promise<System> {
     stop: async () => {
       await Promise.all([api, ...workers].map((p) => p.stop('SIGKILL')));
       await redis.stop();
-      if (!process.env.DARKROOM_KEEP_TEST_DATA) fs.rmSync(dataDir, { recursive: true, force: true });
+      if (!process.env.DARKROOM_KEEP_TEST_DATA && !opts.dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
     },
     fetch: (pathname, init = {}) => {
       const { station = 'alpha', ...rest } = init;
