@@ -2,12 +2,15 @@ import { randomUUID } from 'node:crypto';
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
 import helmet from 'helmet';
 import { pinoHttp } from 'pino-http';
-import { requireAdmin } from './auth/middleware.ts';
+import { credentialOf, requireAdmin } from './auth/middleware.ts';
 import type { StationRegistry } from './auth/stations.ts';
+import { constantTimeEqual } from './auth/stations.ts';
+import { handler } from './http/async.ts';
 import { errorHandler, notFoundHandler } from './http/error-handler.ts';
-import { unavailable } from './http/problem.ts';
+import { HttpError, unavailable } from './http/problem.ts';
 import { type Deps, JobService } from './jobs.ts';
 import { stationRateLimit } from './limits.ts';
+import { ApiMetrics } from './metrics.ts';
 import { adminRouter } from './routes/admin.ts';
 import { DASHBOARD_PATH, dashboardRouter } from './routes/dashboard.ts';
 import { docsRouter } from './routes/docs.ts';
@@ -66,6 +69,18 @@ export function createApp(deps: Deps, stations: StationRegistry): App {
   });
 
   const jobs = new JobService(deps);
+  const metrics = new ApiMetrics(deps);
+  app.use(metrics.middleware());
+  app.get(
+    '/metrics',
+    handler(async (req, res) => {
+      const token = deps.config.metricsToken;
+      if (token && !constantTimeEqual(credentialOf(req).bearer, token)) {
+        throw new HttpError(401, 'unauthorized', 'the metrics token is required', { headers: { 'WWW-Authenticate': 'Bearer' } });
+      }
+      res.type(metrics.registry.contentType).send(await metrics.scrape());
+    }),
+  );
   // Producers fail fast: with the queue store away, answer 503 at once rather than queueing work.
   const needsRedis = (_req: Request, _res: Response, next: NextFunction) => (deps.redis.status === 'ready' ? next() : next(unavailable()));
 
@@ -74,7 +89,7 @@ export function createApp(deps: Deps, stations: StationRegistry): App {
   app.use('/v1/jobs', needsRedis);
   app.use('/v1/queue', needsRedis);
   app.use('/v1/admin', needsRedis);
-  app.use(jobsRouter(deps, stations, jobs, stationRateLimit(deps.redis, deps.config.prefix)));
+  app.use(jobsRouter(deps, stations, jobs, stationRateLimit(deps.redis, deps.config.prefix), metrics));
   app.use(adminRouter(deps, stations));
   app.use(DASHBOARD_PATH, requireAdmin(stations, { realm: 'darkroom-admin' }), dashboardRouter(deps.queues));
 

@@ -379,7 +379,7 @@ export const hostileIdSegment: fc.Arbitrary<string> = fc.oneof(
 
 export interface RawPart {
   /** Header lines, without the line ends. */
-  headers: Buffer[];
+  headers: readonly Buffer[];
   body: Buffer;
 }
 
@@ -447,7 +447,7 @@ export const fileName: fc.Arbitrary<string | Buffer> = fc.oneof(
   ),
   nastyString,
   fc.integer({ min: 256, max: 4096 }).map((n) => 'n'.repeat(n)),
-  bytes(40).map((b) => b.filter((c) => c !== 0x22 && c !== 0x0d && c !== 0x0a)),
+  bytes(40).map((b) => Buffer.from(b.filter((c) => c !== 0x22 && c !== 0x0d && c !== 0x0a))),
 );
 
 /** JSON text that is not an object, or no JSON at all, for the `params` field. */

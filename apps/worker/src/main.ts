@@ -18,6 +18,7 @@ import {
 } from '@darkroom/core';
 import { getPipeline } from '@darkroom/pipelines';
 import { Job, Worker } from 'bullmq';
+import { WorkerMetrics } from './metrics.ts';
 import { AbortReason, createProcessor } from './processor.ts';
 
 const HEARTBEAT_MS = 5000;
@@ -44,6 +45,8 @@ async function main() {
   }
 
   const counters = { processed: 0, failed: 0 };
+  const metrics = new WorkerMetrics();
+  for (const p of pipelines) metrics.slots.set({ pipeline: p.spec.name }, concurrency);
   const webhooks = createWebhookQueue(config, redis);
   // Reads the job back as stored, so the webhook carries exactly what a status request would show.
   const announce = async (queueName: string, id: string) => {
@@ -59,7 +62,7 @@ async function main() {
   const workers = pipelines.map((pipeline) => {
     const w = new Worker<JobData, JobResultData>(
       pipeline.spec.name,
-      createProcessor(pipeline, { config, logger, redis, blobs, shutdownSignal: shutdownController.signal }),
+      createProcessor(pipeline, { config, logger, redis, blobs, shutdownSignal: shutdownController.signal, metrics }),
       {
         connection: redis,
         prefix,
@@ -132,8 +135,12 @@ async function main() {
   };
   await heartbeat();
   const hbTimer = setInterval(() => void heartbeat(), HEARTBEAT_MS);
+  const metricsServer = await metrics.listen(config.worker.metricsPort, config.host, () => redis.status === 'ready');
   for (const w of workers) void w.run().catch((err) => logger.error({ err }, 'worker stopped'));
-  logger.info({ worker: name, pipelines: config.worker.pipelines, concurrency }, 'worker ready');
+  logger.info(
+    { worker: name, pipelines: config.worker.pipelines, concurrency, metrics: `http://${config.host}:${metricsServer.port}/metrics` },
+    'worker ready',
+  );
 
   const shutdown = new Shutdown(logger);
   shutdown.add('redis', async () => {
@@ -141,6 +148,7 @@ async function main() {
     await removeHeartbeat(redis, config.prefix, name).catch(() => {});
     await redis.quit().catch(() => redis.disconnect());
   });
+  shutdown.add('metrics', () => metricsServer.close());
   shutdown.add('webhooks', () => webhooks.close());
   shutdown.add('pipelines', async () => {
     await Promise.allSettled(pipelines.map((p) => p.close?.()));

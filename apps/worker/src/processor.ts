@@ -17,6 +17,7 @@ import {
 import type { Pipeline } from '@darkroom/pipelines';
 import { type Job, UnrecoverableError, WaitingError } from 'bullmq';
 import type { Redis } from 'ioredis';
+import type { WorkerMetrics } from './metrics.ts';
 
 /** Why a running pipeline was told to stop. */
 export type AbortCause = 'timeout' | 'cancel' | 'shutdown';
@@ -37,6 +38,7 @@ export interface ProcessorDeps {
   blobs: BlobStore;
   /** Aborted with AbortReason('shutdown') when the grace period is over. */
   shutdownSignal: AbortSignal;
+  metrics: WorkerMetrics;
 }
 
 const PROGRESS_MIN_INTERVAL_MS = 50;
@@ -53,6 +55,9 @@ export function createProcessor(pipeline: Pipeline, deps: ProcessorDeps) {
   return async (job: Job<JobData, JobResultData>, token?: string, cancelSignal?: AbortSignal): Promise<JobResultData> => {
     const log = logger.child({ jobId: job.id, pipeline: pipeline.spec.name, station: job.data.station });
     const started = Date.now();
+    const name = pipeline.spec.name;
+    deps.metrics.busy.inc({ pipeline: name });
+    if ((job.attemptsStarted ?? 1) <= 1) deps.metrics.waitSeconds.observe({ pipeline: name }, Math.max(0, started - job.timestamp) / 1000);
     const timeoutMs = job.data.timeoutMs || config.limits.jobTimeoutMs;
     const local = new AbortController();
     const timer = setTimeout(() => local.abort(new AbortReason('timeout')), timeoutMs);
@@ -116,6 +121,8 @@ export function createProcessor(pipeline: Pipeline, deps: ProcessorDeps) {
       const durationMs = Date.now() - started;
       await recordCompletion(deps.redis, config.prefix, pipeline.spec.name, durationMs).catch(() => {});
       log.debug({ durationMs, bytes: stored.bytes, width: out.width, height: out.height }, 'pipeline finished');
+      deps.metrics.runSeconds.observe({ pipeline: name, outcome: 'completed' }, durationMs / 1000);
+      deps.metrics.finished.inc({ pipeline: name, outcome: 'completed' });
       return {
         key,
         bytes: stored.bytes,
@@ -126,10 +133,18 @@ export function createProcessor(pipeline: Pipeline, deps: ProcessorDeps) {
         height: out.height,
       };
     } catch (thrown) {
-      throw await toBullError(thrown, local.signal, job, token, timeoutMs, log);
+      const err = await toBullError(thrown, local.signal, job, token, timeoutMs, log);
+      if (!(err instanceof WaitingError)) {
+        const final = err instanceof UnrecoverableError || (job.attemptsMade ?? 0) + 1 >= (job.opts.attempts ?? 1);
+        const outcome = !final ? 'retry' : err.message.startsWith('[cancelled]') ? 'cancelled' : 'failed';
+        deps.metrics.runSeconds.observe({ pipeline: name, outcome }, (Date.now() - started) / 1000);
+        deps.metrics.finished.inc({ pipeline: name, outcome });
+      }
+      throw err;
     } finally {
       clearTimeout(timer);
       clearInterval(cancelPoll);
+      deps.metrics.busy.dec({ pipeline: name });
       cancelSignal?.removeEventListener('abort', onCancel);
       deps.shutdownSignal.removeEventListener('abort', onShutdown);
     }

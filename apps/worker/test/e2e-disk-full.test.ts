@@ -2,9 +2,9 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobStatusBody } from '@darkroom/contracts';
 import { fixture, listFiles, type System, startSystem } from '@darkroom/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { multipart, submit, waitForFinal } from '../../api/test/helpers.ts';
 
 /*
@@ -36,7 +36,10 @@ describe.skipIf(!mounted)('a full data volume', () => {
   it('answers 503 when an upload cannot be stored, leaving no partial file', async () => {
     fill(64 * 1024);
     try {
-      const res = await submit(sys, multipart({ pipeline: 'edit', params: '{"operations":[{"op":"flip"}]}' }, { data: fixture('Landscape_1.jpg') }));
+      const res = await submit(
+        sys,
+        multipart({ pipeline: 'edit', params: '{"operations":[{"op":"flip"}]}' }, { data: fixture('Landscape_1.jpg') }),
+      );
       expect(res.status).toBe(503);
       expect(((await res.json()) as { code: string }).code).toBe('unavailable');
       expect(listFiles(mountPoint).filter((f) => f.startsWith('tmp/') || f.startsWith('inputs/'))).toEqual([]);
@@ -53,7 +56,10 @@ describe.skipIf(!mounted)('a full data volume', () => {
     expect(final).toMatchObject({ status: 'failed', attempts: 3, error: { code: 'backend_unavailable' } });
     expect(final.error!.message).toMatch(/could not be stored/);
     expect(listFiles(mountPoint).filter((f) => f.startsWith('tmp/') || f.startsWith('outputs/'))).toEqual([]);
-    const small = await waitForFinal(sys, ((await (await submit(sys, { pipeline: 'synthetic', params: { steps: 1, stepMs: 0 } })).json()) as JobStatusBody).id);
+    const small = await waitForFinal(
+      sys,
+      ((await (await submit(sys, { pipeline: 'synthetic', params: { steps: 1, stepMs: 0 } })).json()) as JobStatusBody).id,
+    );
     expect(small.status).toBe('completed');
   });
 });

@@ -58,7 +58,7 @@ export function isComplete(format: InputFormat, b: Buffer): boolean {
     case 'png':
       return pngComplete(b);
     case 'gif':
-      return b.length > 13 && b[b.length - 1] === 0x3b;
+      return gifComplete(b);
     case 'webp':
       return b.length >= 12 && b.readUInt32LE(4) + 8 <= b.length;
     case 'avif':
@@ -100,6 +100,43 @@ function jpegComplete(b: Buffer): boolean {
         break;
       }
     }
+  }
+  return false;
+}
+
+/**
+ * Walks the blocks (extensions, images and their data sub-blocks) to the trailer. Checking only
+ * that the last byte is the trailer's 0x3B lets a file cut at any 0x3B inside image data pass.
+ */
+function gifComplete(b: Buffer): boolean {
+  if (b.length < 13) return false;
+  const colorTable = (packed: number) => (packed & 0x80 ? 3 * 2 ** ((packed & 0x07) + 1) : 0);
+  let i = 13 + colorTable(b[10]!);
+  /** Skips data sub-blocks from i to their terminator; -1 if they run past the end. */
+  const subBlocks = (at: number): number => {
+    let j = at;
+    while (j < b.length) {
+      const size = b[j]!;
+      if (size === 0) return j + 1;
+      j += 1 + size;
+    }
+    return -1;
+  };
+  while (i < b.length) {
+    const block = b[i]!;
+    if (block === 0x3b) return true;
+    if (block === 0x21) {
+      if (i + 2 > b.length) return false;
+      i = subBlocks(i + 2); // introducer, label, sub-blocks
+    } else if (block === 0x2c) {
+      if (i + 10 > b.length) return false;
+      i += 10 + colorTable(b[i + 9]!);
+      if (i >= b.length) return false;
+      i = subBlocks(i + 1); // LZW minimum code size, then the image data
+    } else {
+      return false;
+    }
+    if (i < 0) return false;
   }
   return false;
 }

@@ -57,6 +57,8 @@ export async function startSystem(opts: SystemOptions = {}): Promise<System> {
     DARKROOM_ADMIN_TOKEN: ADMIN_TOKEN,
     DARKROOM_RETRY_BACKOFF_MS: '200',
     DARKROOM_LOG_LEVEL: 'info',
+    // Several workers share this host: each takes a free port for its metrics.
+    DARKROOM_WORKER_METRICS_PORT: '0',
     ...opts.env,
   };
   const url = `http://127.0.0.1:${port}`;

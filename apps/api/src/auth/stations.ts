@@ -38,6 +38,11 @@ const StationsFileObject = z.strictObject({ stations: z.array(StationEntry) });
 
 const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
 
+/** Compares two secrets in constant time (digests first, so lengths leak nothing either). */
+export function constantTimeEqual(given: string | undefined, expected: string): boolean {
+  return given !== undefined && timingSafeEqual(digest(given), digest(expected));
+}
+
 export class StationRegistry {
   readonly #entries: { digest: Buffer; station: Station }[];
   readonly #adminDigest: Buffer | undefined;

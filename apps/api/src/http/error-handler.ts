@@ -15,6 +15,7 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
       res.destroy();
       return;
     }
+    res.locals.problemCode = problem.code; // for the rejection metric
     for (const [k, v] of Object.entries(problem.headers)) res.setHeader(k, v);
     res.status(problem.status).type('application/problem+json').send(JSON.stringify(problem.body()));
   };

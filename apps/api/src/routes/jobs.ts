@@ -8,6 +8,7 @@ import { handler } from '../http/async.ts';
 import { badRequest, HttpError, notFound } from '../http/problem.ts';
 import { idempotencyKeyOf } from '../idempotency.ts';
 import { type Deps, FINAL_STATUSES, type JobService, type LoadedJob, type Viewer } from '../jobs.ts';
+import type { ApiMetrics } from '../metrics.ts';
 import { fromJson, parseMultipart, type RawSubmit, tooLarge } from '../submit/parse.ts';
 import { validateSubmit } from '../submit/validate.ts';
 
@@ -15,7 +16,13 @@ const MAX_IDS = 100;
 const SSE_KEEPALIVE_MS = 15_000;
 const SSE_SAFETY_POLL_MS = 10_000;
 
-export function jobsRouter(deps: Deps, stations: StationRegistry, jobs: JobService, rateLimit: RequestHandler): Router {
+export function jobsRouter(
+  deps: Deps,
+  stations: StationRegistry,
+  jobs: JobService,
+  rateLimit: RequestHandler,
+  metrics: ApiMetrics,
+): Router {
   const r = Router();
   const { config } = deps;
   const maxUpload = config.limits.maxUploadBytes;
@@ -50,6 +57,7 @@ export function jobsRouter(deps: Deps, stations: StationRegistry, jobs: JobServi
         ...(req.id ? { requestId: String(req.id) } : {}),
         ...(idempotencyKey ? { idempotencyKey } : {}),
       });
+      if (!submitted.deduplicated) metrics.submitted.inc({ pipeline: valid.spec.name, priority: valid.priority });
       let body = submitted.body;
       res.setHeader('Location', body.links.self);
       if (wait > 0 && !FINAL_STATUSES.has(body.status)) {

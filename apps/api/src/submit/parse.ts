@@ -38,17 +38,36 @@ export function parseMultipart(req: Request, maxUploadBytes: number): Promise<Ra
     const fail = (err: HttpError) => {
       failure ??= err;
     };
+    // Busboy does not always emit 'close' after an 'error' (a malformed part header, for one), so
+    // the first of error/close settles. On an error the rest of the body is read and dropped, so
+    // the answer reaches a client that is still sending.
+    let settled = false;
+    const settle = (err: HttpError | undefined) => {
+      if (settled) return;
+      settled = true;
+      if (!err) return resolve(out);
+      req.unpipe(bb);
+      req.resume();
+      reject(err);
+    };
+    const malformed = () => badRequest('malformed multipart/form-data body');
 
     bb.on('file', (name, stream) => {
       if (name !== 'image') {
+        // A name busboy cannot decode (a bad charset, an empty name) comes as undefined.
+        const part = typeof name === 'string' && name !== '' ? name : undefined;
         fail(
-          badRequest(`unexpected file part "${name}"; the image goes in a part named "image"`, [
-            { path: name, message: 'unexpected file part' },
-          ]),
+          badRequest(
+            `unexpected file part ${part === undefined ? 'without a name' : `"${part.slice(0, 64)}"`}; the image goes in a part named "image"`,
+            [{ path: part ?? 'image', message: part === undefined ? 'a file part without a usable name' : 'unexpected file part' }],
+          ),
         );
+        stream.on('error', () => {});
         stream.resume();
         return;
       }
+      // A part that ends early errors its stream; unhandled, that error would end the process.
+      stream.on('error', () => fail(malformed()));
       const chunks: Buffer[] = [];
       let size = 0;
       stream.on('data', (c: Buffer) => {
@@ -65,7 +84,8 @@ export function parseMultipart(req: Request, maxUploadBytes: number): Promise<Ra
     });
     bb.on('field', (name, value, info) => {
       if (info.valueTruncated) {
-        fail(badRequest(`field "${name}" is longer than ${MAX_FIELD_BYTES} bytes`, [{ path: name, message: 'too long' }]));
+        const field = typeof name === 'string' && name !== '' ? name.slice(0, 64) : '(unnamed)';
+        fail(badRequest(`field "${field}" is longer than ${MAX_FIELD_BYTES} bytes`, [{ path: field, message: 'too long' }]));
         return;
       }
       if (name === 'image' || name === 'imageBase64') {
@@ -88,9 +108,9 @@ export function parseMultipart(req: Request, maxUploadBytes: number): Promise<Ra
     );
     bb.on('fieldsLimit', () => fail(badRequest('too many fields')));
     bb.on('partsLimit', () => fail(badRequest('too many parts')));
-    bb.on('error', () => fail(badRequest('malformed multipart/form-data body')));
-    bb.on('close', () => (failure ? reject(failure) : resolve(out)));
-    req.on('error', () => reject(badRequest('the request body could not be read')));
+    bb.on('error', () => settle(failure ?? malformed()));
+    bb.on('close', () => settle(failure));
+    req.on('error', () => settle(badRequest('the request body could not be read')));
     req.pipe(bb);
   });
 }
