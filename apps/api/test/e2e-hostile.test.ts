@@ -1,4 +1,5 @@
 import path from 'node:path';
+import querystring from 'node:querystring';
 import zlib from 'node:zlib';
 import { PRIORITIES, PROBLEM_CODES, PROBLEM_TITLES, type ProblemCode, problemType } from '@darkroom/contracts';
 import { ADMIN_TOKEN, listFiles, REPO_ROOT, STATIONS, type System, startSystem } from '@darkroom/testing';
@@ -182,6 +183,7 @@ function judge(r: Req, status: number, headers: (name: string) => string | null 
       stats.dashboard4xx++;
       return a;
     }
+    if (r.method === 'HEAD' && body.length === 0) return a; // a HEAD answer has the headers of a problem, no body
     if (!/^application\/problem\+json/.test(type)) throw failure(`a ${status} without a problem+json body (content-type ${type})`, r, a);
     try {
       json = JSON.parse(body.toString('utf8'));
@@ -682,7 +684,8 @@ describe('hostile input never hurts the api', () => {
       await property(rawCase, 450, async (c) => {
         const res = await rawRequest(port, c.steps, { after: c.after, timeoutMs: c.mustAnswer ? 10_000 : 2_000 });
         const label = `raw ${c.name}: ${JSON.stringify(c.steps.map((s) => (typeof s === 'object' && 'delayMs' in s ? s : Buffer.from(s).toString('latin1').slice(0, 300))))}`;
-        const r: Req = c.submit ? { method: 'POST', path: '/v1/jobs', label } : { label };
+        const method = /^([A-Z]+) /.exec(Buffer.from(c.steps[0] as string | Buffer).toString('latin1'))?.[1];
+        const r: Req = c.submit ? { method: 'POST', path: '/v1/jobs', label } : { label, ...(method ? { method } : {}) };
         if (c.mustAnswer && res.responses.length === 0) throw failure(`no answer (timed out: ${res.timedOut})`, r);
         if (res.responses.length === 0) {
           count(0);
@@ -756,6 +759,9 @@ describe('hostile input never hurts the api', () => {
         { method: 'POST', path: '/v1/admin/pipelines/nope/pause', who: 'admin' },
         { method: 'GET', path: '/admin/queues', who: 'admin' },
         { method: 'GET', path: '/admin/queues/api/queues', who: 'admin' },
+        { method: 'GET', path: '/admin/queues/api/job-schedulers', who: 'admin' },
+        { method: 'GET', path: '/admin/queues/api/redis/stats', who: 'admin' },
+        { method: 'GET', path: '/admin/queues/api/queues/edit/edit_aaaaaaaaaaaaaaaaaaaaaaaa', who: 'admin' },
         { method: 'GET', path: '/nowhere', who: 'alpha' },
       ];
       const key = fc.oneof(
@@ -766,6 +772,7 @@ describe('hostile input never hurts the api', () => {
           'status',
           'jobsPerPage',
           'activeQueue',
+          'queueName',
           'query',
           'v',
           '__proto__',
@@ -810,12 +817,15 @@ describe('hostile input never hurts the api', () => {
         )
         .map(([kv, sep]) => kv.map(([k, v]) => (v === undefined ? k : `${k}=${v}`)).join(sep));
       await property(fc.record({ route: fc.constantFrom(...routes), query }), 550, async ({ route, query: q }) => {
+        const dashboard = route.path.startsWith('/admin/queues/');
+        // The known Bull Board 500 is pinned in its own test below; keep it from hiding other findings.
+        fc.pre(!(dashboard && hitsBullBoardDecodeBug(q)));
         await send({
           method: route.method,
           path: `${route.path}?${q}`,
           who: route.who,
           allowBare: true,
-          dashboard: route.path.startsWith('/admin/queues/'),
+          dashboard,
           ...(route.body ? { body: route.body, headers: { 'content-type': 'application/json' } } : {}),
         });
       });
@@ -839,6 +849,19 @@ describe('hostile input never hurts the api', () => {
     },
     PORT_TIMEOUT,
   );
+
+  // KNOWN BUG, not fixable in the files this suite may touch: Bull Board (mounted by
+  // apps/api/src/routes/dashboard.ts) runs decodeURIComponent again on the already decoded
+  // `activeQueue` / `queueName` query values, and its error handler answers the URIError as a 500
+  // (with the error message, and with NODE_ENV=development the stack, in its body). Admin-only.
+  // Once dashboard.ts maps that error to a 400 problem, drop `.fails`.
+  it.fails('Bull Board answers a malformed activeQueue/queueName with a 4xx (known bug: 500)', async () => {
+    for (const p of ['/admin/queues/api/queues?activeQueue=%25', '/admin/queues/api/job-schedulers?queueName=%25E0%25A4%25A']) {
+      const res = await fetch(sys.url + p, { headers: authHeaders('admin') });
+      await res.arrayBuffer();
+      expect(res.status).toBeLessThan(500);
+    }
+  });
 
   it('the api survived, holds exactly the accepted jobs, and stored nothing else', async () => {
     expect(stats.fiveXx).toBe(0);
@@ -868,6 +891,21 @@ describe('hostile input never hurts the api', () => {
     );
   });
 });
+
+/** Whether a query would reach Bull Board's double decoding of activeQueue/queueName with a value it cannot decode. */
+function hitsBullBoardDecodeBug(q: string): boolean {
+  const parsed = querystring.parse(q);
+  return ['activeQueue', 'queueName'].some((k) =>
+    [parsed[k] ?? []].flat().some((v) => {
+      try {
+        decodeURIComponent(v);
+        return false;
+      } catch {
+        return true;
+      }
+    }),
+  );
+}
 
 // ---------------------------------------------------------------------------------------------
 // Broken multipart

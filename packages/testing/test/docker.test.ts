@@ -1,0 +1,640 @@
+/*
+ * The container files (docker/, .dockerignore), checked without a Docker engine: the compose file
+ * against the Compose Specification schema, the Dockerfile by parsing it, and every path, port,
+ * setting and metric name they mention against the repository.
+ */
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Ajv } from 'ajv';
+import { DCLinter } from 'dclint';
+import { describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const DOCKER = path.join(ROOT, 'docker');
+const COMPOSE_FILE = path.join(DOCKER, 'compose.yaml');
+const DOCKERFILE = path.join(DOCKER, 'Dockerfile');
+const read = (p: string) => fs.readFileSync(p, 'utf8');
+const exists = (p: string) => fs.existsSync(p);
+
+type Json = Record<string, unknown>;
+const obj = (v: unknown): Json => (v && typeof v === 'object' && !Array.isArray(v) ? (v as Json) : {});
+
+// The compose file uses YAML merge keys (`<<: *anchor`), as Docker Compose does.
+const loadYaml = (p: string): Json => obj(parseYaml(read(p), { merge: true }));
+const compose = loadYaml(COMPOSE_FILE);
+const services = obj(compose.services);
+const service = (name: string) => obj(services[name]);
+
+/** A service's environment as a map, whichever form (map or KEY=VALUE list) it is written in. */
+function environment(svc: Json): Record<string, string> {
+  const env = svc.environment;
+  if (Array.isArray(env)) {
+    return Object.fromEntries(
+      env.map((e) => {
+        const [k, ...v] = String(e).split('=');
+        return [k ?? '', v.join('=')];
+      }),
+    );
+  }
+  return Object.fromEntries(Object.entries(obj(env)).map(([k, v]) => [k, v == null ? '' : String(v)]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dockerfile parsing: continuation lines joined, comments dropped, stages with their base.
+
+interface Instruction {
+  keyword: string;
+  args: string;
+}
+interface Stage {
+  name: string;
+  image: string;
+  instructions: Instruction[];
+}
+
+function parseDockerfile(text: string) {
+  const logical: string[] = [];
+  let current = '';
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line.startsWith('#') || (line === '' && current === '')) continue;
+    if (line.endsWith('\\')) {
+      current += `${line.slice(0, -1)} `;
+      continue;
+    }
+    logical.push((current + line).trim());
+    current = '';
+  }
+  const globalArgs: Record<string, string> = {};
+  const stages: Stage[] = [];
+  for (const l of logical.filter(Boolean)) {
+    const m = /^(\S+)\s*(.*)$/.exec(l);
+    const keyword = (m?.[1] ?? '').toUpperCase();
+    const args = m?.[2] ?? '';
+    if (keyword === 'FROM') {
+      const parts = args.split(/\s+/).filter((p) => !p.startsWith('--'));
+      const image = (parts[0] ?? '').replace(/\$\{(\w+)\}|\$(\w+)/g, (_, a, b) => globalArgs[a ?? b] ?? '');
+      const as = parts.findIndex((p) => p.toUpperCase() === 'AS');
+      stages.push({ name: as >= 0 ? (parts[as + 1] ?? '') : `#${stages.length}`, image, instructions: [] });
+    } else if (stages.length === 0 && keyword === 'ARG') {
+      const [k, v] = args.split('=');
+      if (k) globalArgs[k.trim()] = (v ?? '').trim();
+    } else {
+      stages.at(-1)?.instructions.push({ keyword, args });
+    }
+  }
+  const byName = new Map(stages.map((s) => [s.name, s]));
+  /** The stage and the stages it is built FROM, nearest first. */
+  const chain = (name: string): Stage[] => {
+    const out: Stage[] = [];
+    for (let s = byName.get(name); s; s = byName.get(s.image)) out.push(s);
+    return out;
+  };
+  /** The last value of an instruction in effect in a stage (own, else inherited from a parent stage). */
+  const effective = (name: string, keyword: string) => {
+    for (const s of chain(name)) {
+      const found = s.instructions.filter((i) => i.keyword === keyword).at(-1);
+      if (found) return found.args;
+    }
+    return undefined;
+  };
+  /** ENV names and values in effect in a stage. */
+  const env = (name: string) => {
+    const out: Record<string, string> = {};
+    for (const s of chain(name).reverse()) {
+      for (const i of s.instructions.filter((x) => x.keyword === 'ENV')) {
+        for (const m of i.args.matchAll(/(\w+)=("[^"]*"|\S+)/g)) out[m[1] ?? ''] = (m[2] ?? '').replace(/^"|"$/g, '');
+      }
+    }
+    return out;
+  };
+  /** The external image a stage finally runs on. */
+  const baseImage = (name: string) => chain(name).at(-1)?.image ?? '';
+  return { stages, byName, chain, effective, env, baseImage, globalArgs };
+}
+
+const dockerfileText = read(DOCKERFILE);
+const dockerfile = parseDockerfile(dockerfileText);
+const TARGETS = ['api', 'worker', 'worker-gpu'];
+
+/** COPY sources that come from the build context (not `--from=` another stage or image). */
+function contextCopySources(): string[] {
+  const out: string[] = [];
+  for (const s of dockerfile.stages) {
+    for (const i of s.instructions) {
+      if (i.keyword !== 'COPY' && i.keyword !== 'ADD') continue;
+      const words = i.args.split(/\s+/);
+      if (words.some((w) => w.startsWith('--from='))) continue;
+      const rest = words.filter((w) => !w.startsWith('--'));
+      const list: string[] = rest[0]?.startsWith('[') ? (JSON.parse(rest.join(' ')) as string[]) : rest;
+      out.push(...list.slice(0, -1));
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// .dockerignore matching, as Docker does it: `**` spans directories, `*` and `?` stay inside one
+// path segment, a pattern that matches a directory excludes what is under it, `!` re-includes,
+// the last matching line wins.
+
+function dockerignore() {
+  const rules = read(path.join(ROOT, '.dockerignore'))
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'))
+    .map((l) => {
+      const negate = l.startsWith('!');
+      const pattern = (negate ? l.slice(1) : l).trim().replace(/^\/+/, '').replace(/\/+$/, '');
+      let re = '';
+      for (let i = 0; i < pattern.length; i++) {
+        const c = pattern[i] ?? '';
+        if (c === '*' && pattern[i + 1] === '*') {
+          i++;
+          if (pattern[i + 1] === '/') {
+            i++;
+            re += '(?:.*/)?';
+          } else re += '.*';
+        } else if (c === '*') re += '[^/]*';
+        else if (c === '?') re += '[^/]';
+        else re += c.replace(/[.+^${}()|[\]\\]/g, '\\$&');
+      }
+      return { negate, re: new RegExp(`^${re}$`) };
+    });
+  return (p: string) => {
+    const segments = p.split('/');
+    let excluded = false;
+    for (const rule of rules) {
+      for (let n = 1; n <= segments.length; n++) {
+        if (rule.re.test(segments.slice(0, n).join('/'))) {
+          excluded = !rule.negate;
+          break;
+        }
+      }
+    }
+    return excluded;
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe('compose.yaml against the Compose Specification', () => {
+  // The official compose-spec JSON schema (draft-07), as shipped in the dclint npm package.
+  const requireFromHere = createRequire(import.meta.url);
+  const schemaPath = path.join(path.dirname(requireFromHere.resolve('dclint/package.json')), 'schemas', 'compose.schema.json');
+  const schema = JSON.parse(read(schemaPath)) as Json;
+  const ajv = new Ajv({ allErrors: true, strict: false, allowUnionTypes: true, validateSchema: false });
+  const validate = ajv.compile(schema);
+
+  it('is the Compose Specification schema', () => {
+    expect(schema.$id).toBe('compose_spec.json');
+    expect(Object.keys(obj(schema.properties))).toEqual(expect.arrayContaining(['services', 'volumes', 'include', 'models']));
+  });
+
+  it('validates', () => {
+    const ok = validate(compose);
+    expect(validate.errors ?? [], JSON.stringify(validate.errors, null, 2)).toEqual([]);
+    expect(ok).toBe(true);
+    expect(compose).not.toHaveProperty('version');
+  });
+
+  it('rejects a broken copy (so the check can fail)', () => {
+    const broken = structuredClone(compose) as { services: { api: Json } };
+    broken.services.api.ports = 5;
+    expect(validate(broken)).toBe(false);
+    expect(validate({ ...compose, servics: {} })).toBe(false);
+    const badDepends = structuredClone(compose) as { services: { worker: Json } };
+    badDepends.services.worker.depends_on = { redis: { condition: 'service_ready' } };
+    expect(validate(badDepends)).toBe(false);
+  });
+
+  it('passes dclint (correctness and security rules; layout rules off)', () => {
+    const linter = new DCLinter({
+      rules: {
+        'services-alphabetical-order': 0,
+        'service-keys-order': 0,
+        'top-level-properties-order': 0,
+        // Quoted ports never turn into YAML 1.1 base-60 numbers; this file uses double quotes.
+        'require-quotes-in-ports': [2, { quoteType: 'double' }],
+      },
+      quiet: true,
+      debug: false,
+      exclude: [],
+    });
+    const [result] = linter.lintFiles([COMPOSE_FILE], false);
+    const messages: { type: string; rule: string; line: number; message: string }[] = result?.messages ?? [];
+    const problems = messages.map((m) => `${m.type} ${m.rule} line ${m.line}: ${m.message}`);
+    expect(problems).toEqual([]);
+  });
+});
+
+describe('compose.yaml against the repository', () => {
+  const built = Object.entries(services).filter(([, s]) => obj(s).build !== undefined);
+
+  it('builds api, worker and worker-gpu from docker/Dockerfile, with the repo root as context', () => {
+    expect(built.map(([n]) => n).sort()).toEqual(['api', 'worker', 'worker-gpu']);
+    for (const [name, svc] of built) {
+      const build = obj(obj(svc).build);
+      const context = path.resolve(DOCKER, String(build.context ?? '.'));
+      expect(context, name).toBe(path.resolve(ROOT));
+      expect(exists(path.join(context, String(build.dockerfile ?? 'Dockerfile'))), name).toBe(true);
+      expect(path.join(context, String(build.dockerfile))).toBe(DOCKERFILE);
+      expect(build.target, name).toBe(name);
+      expect(dockerfile.byName.has(String(build.target)), `stage ${String(build.target)}`).toBe(true);
+    }
+  });
+
+  it('sets only environment variables that config.ts reads (or that are on their way)', () => {
+    const configSource = read(path.join(ROOT, 'packages/core/src/config.ts'));
+    // added by issue 7 / metrics: the worker metrics server (DARKROOM_WORKER_METRICS_PORT) and the
+    // GPU pipelines (DARKROOM_COMFYUI_URL, DARKROOM_MODEL_DIR) add these to config.ts. Drop a name
+    // from this list once config.ts has it.
+    const pending = new Set(['DARKROOM_WORKER_METRICS_PORT', 'DARKROOM_COMFYUI_URL', 'DARKROOM_MODEL_DIR']);
+    const ours = (k: string) => k.startsWith('DARKROOM_') || k === 'PORT' || k === 'REDIS_URL' || k === 'NODE_ENV';
+    const names = new Set<string>();
+    for (const svc of Object.values(services)) for (const k of Object.keys(environment(obj(svc)))) if (ours(k)) names.add(k);
+    for (const t of TARGETS) for (const k of Object.keys(dockerfile.env(t))) if (ours(k)) names.add(k);
+    expect(names.size).toBeGreaterThan(5);
+    const unknown = [...names].filter((k) => !pending.has(k) && !new RegExp(`\\b${k}\\b`).test(configSource));
+    expect(unknown).toEqual([]);
+  });
+
+  it('points the processes at the compose Redis and the shared blob volume', () => {
+    for (const name of ['api', 'worker', 'worker-gpu']) {
+      const svc = service(name);
+      const env = environment(svc);
+      expect(env.REDIS_URL, name).toBe('redis://redis:6379');
+      expect(env.DARKROOM_DATA_DIR, name).toBe('/data');
+      expect(env.DARKROOM_HOST, name).toBe('0.0.0.0');
+      expect(svc.volumes, name).toContain('blobs:/data');
+      expect(obj(obj(svc.depends_on).redis).condition, name).toBe('service_healthy');
+    }
+    expect(dockerfile.env('api').DARKROOM_DATA_DIR).toBe('/data');
+  });
+
+  it('requires the admin token and leaves station keys empty by default', () => {
+    const env = environment(service('api'));
+    expect(env.DARKROOM_ADMIN_TOKEN).toMatch(/^\$\{DARKROOM_ADMIN_TOKEN:\?.+\}$/);
+    expect(env.DARKROOM_API_KEYS).toBe(`\${DARKROOM_API_KEYS:-}`);
+  });
+
+  it('publishes the API on its default port and keeps worker metrics on the compose network', () => {
+    const configSource = read(path.join(ROOT, 'packages/core/src/config.ts'));
+    const defaultPort = Number(/\bPORT: int\(0\)\.max\(65535\)\.default\((\d+)\)/.exec(configSource)?.[1]);
+    expect(defaultPort).toBe(8080);
+    const api = service('api');
+    expect(api.ports).toEqual([`${defaultPort}:${defaultPort}`]);
+    expect(Number(environment(api).PORT ?? defaultPort)).toBe(defaultPort);
+    expect(dockerfile.effective('api', 'EXPOSE')).toBe(String(defaultPort));
+
+    const metricsDefault = /DARKROOM_WORKER_METRICS_PORT: int\(0\)\.max\(65535\)\.default\((\d+)\)/.exec(configSource)?.[1];
+    for (const name of ['worker', 'worker-gpu']) {
+      const svc = service(name);
+      const port = environment(svc).DARKROOM_WORKER_METRICS_PORT;
+      expect(port, name).toBe('9091');
+      if (metricsDefault) expect(port, `${name} = config default`).toBe(metricsDefault);
+      expect(svc.ports, name).toBeUndefined();
+      expect(svc.expose, name).toEqual([port]);
+      expect(dockerfile.effective(name, 'EXPOSE'), name).toBe(port);
+    }
+    expect(environment(service('worker')).DARKROOM_WORKER_PIPELINES).toBe('edit,synthetic');
+  });
+
+  it('gives the GPU worker the GPUs and read-only models under the gpu profile', () => {
+    const gpu = service('worker-gpu');
+    expect(gpu.profiles).toEqual(['gpu']);
+    expect(obj(obj(obj(gpu.deploy).resources).reservations).devices).toEqual([{ driver: 'nvidia', count: 'all', capabilities: ['gpu'] }]);
+    expect(environment(gpu).DARKROOM_MODEL_DIR).toBe('/models');
+    expect(environment(gpu)).not.toHaveProperty('DARKROOM_WORKER_DEVICE');
+    expect(gpu.volumes).toContain('models:/models:ro');
+  });
+
+  it('gives workers longer to stop than their shutdown grace', () => {
+    for (const name of ['worker', 'worker-gpu']) {
+      const svc = service(name);
+      const grace = Number(environment(svc).DARKROOM_SHUTDOWN_GRACE_SECONDS ?? 30);
+      expect(Number.parseInt(String(svc.stop_grace_period), 10), name).toBeGreaterThan(grace);
+    }
+  });
+
+  it('runs Redis append-only with noeviction, with a healthcheck', () => {
+    const redis = service('redis');
+    const command = (redis.command as string[]).join(' ');
+    expect(command).toContain('--appendonly yes');
+    expect(command).toContain('--appendfsync everysec');
+    expect(command).toContain('--maxmemory-policy noeviction');
+    expect(String(redis.image)).toMatch(/^redis:7(\.|$|-)/);
+    expect(JSON.stringify(obj(redis.healthcheck).test)).toContain('redis-cli ping');
+    expect(redis.volumes).toContain('redis-data:/data');
+  });
+
+  it('has the same healthchecks as the images', () => {
+    for (const name of ['api', 'worker', 'worker-gpu']) {
+      const fromCompose = obj(service(name).healthcheck).test as string[];
+      const fromImage = dockerfile.effective(name, 'HEALTHCHECK') ?? '';
+      const cmd = JSON.parse(fromImage.slice(fromImage.indexOf('CMD ') + 4)) as string[];
+      expect(fromCompose, name).toEqual(['CMD', ...cmd]);
+    }
+  });
+
+  it('mounts only repository files that exist and volumes that are declared', () => {
+    const declared = new Set(Object.keys(obj(compose.volumes)));
+    let binds = 0;
+    for (const [name, svc] of Object.entries(services)) {
+      for (const v of (obj(svc).volumes as unknown[] | undefined) ?? []) {
+        const source = typeof v === 'string' ? (v.split(':')[0] ?? '') : String(obj(v).source ?? '');
+        if (source.startsWith('.') || source.startsWith('/')) {
+          binds++;
+          expect(exists(path.resolve(DOCKER, source)), `${name}: ${source}`).toBe(true);
+        } else {
+          expect(declared.has(source), `${name}: volume ${source}`).toBe(true);
+        }
+      }
+    }
+    expect(binds).toBeGreaterThanOrEqual(3);
+  });
+
+  it('uses pinned images, never :latest', () => {
+    for (const [name, svc] of Object.entries(services)) {
+      const image = obj(svc).image;
+      if (image === undefined) continue;
+      expect(String(image), name).toMatch(/:[\w][\w.-]*$/);
+      expect(String(image), name).not.toMatch(/:latest$/);
+    }
+  });
+});
+
+describe('Dockerfile', () => {
+  it('has the targets, built on glibc Node 20 (not alpine) and the CUDA runtime', () => {
+    for (const t of TARGETS) expect(dockerfile.byName.has(t), t).toBe(true);
+    for (const t of ['api', 'worker']) {
+      expect(dockerfile.baseImage(t), t).toMatch(/^node:20[\w.-]*-bookworm-slim$/);
+    }
+    expect(dockerfile.baseImage('build')).toMatch(/^node:20[\w.-]*-bookworm-slim$/);
+    expect(dockerfile.baseImage('worker-gpu')).toMatch(/^nvidia\/cuda:12[\w.-]*-cudnn-runtime-ubuntu\d/);
+    for (const s of dockerfile.stages) expect(s.image, s.name).not.toMatch(/alpine/);
+  });
+
+  it('pins every base image by tag, never :latest', () => {
+    for (const s of dockerfile.stages) {
+      if (dockerfile.byName.has(s.image)) continue;
+      expect(s.image, s.name).toMatch(/^[\w./-]+:[\w][\w.-]*$/);
+      expect(s.image, s.name).not.toMatch(/:latest$/);
+    }
+    expect(dockerfileText).not.toMatch(/:latest\b/);
+  });
+
+  it('installs with the lockfile, after copying every workspace manifest', () => {
+    const build = dockerfile.byName.get('build');
+    expect(build).toBeDefined();
+    const instructions = build?.instructions ?? [];
+    const installAt = instructions.findIndex((i) => i.keyword === 'RUN' && /pnpm install\b/.test(i.args));
+    expect(installAt).toBeGreaterThan(0);
+    expect(instructions[installAt]?.args).toContain('--frozen-lockfile');
+    const before = instructions
+      .slice(0, installAt)
+      .filter((i) => i.keyword === 'COPY')
+      .flatMap((i) => i.args.split(/\s+/).slice(0, -1));
+    const manifests = ['apps', 'packages'].flatMap((dir) =>
+      fs
+        .readdirSync(path.join(ROOT, dir))
+        .filter((d) => exists(path.join(ROOT, dir, d, 'package.json')))
+        .map((d) => `${dir}/${d}/package.json`),
+    );
+    expect(manifests.length).toBeGreaterThanOrEqual(6);
+    for (const m of ['package.json', 'pnpm-lock.yaml', 'pnpm-workspace.yaml', ...manifests]) expect(before, m).toContain(m);
+    // No source is copied before the install (that would rebuild the install layer on every edit).
+    expect(before.filter((s) => !s.endsWith('package.json') && !s.endsWith('.yaml'))).toEqual([]);
+  });
+
+  it('uses the pnpm of package.json', () => {
+    const pkg = JSON.parse(read(path.join(ROOT, 'package.json'))) as { packageManager: string };
+    const version = /ARG PNPM_VERSION=(\S+)/.exec(dockerfileText)?.[1];
+    expect(`pnpm@${version}`).toBe(pkg.packageManager.split('+')[0]);
+    expect(dockerfileText).toContain(`npm install -g pnpm@\${PNPM_VERSION}`);
+  });
+
+  it('builds and deploys each app with production dependencies only', () => {
+    for (const [app, stage] of [
+      ['api', 'build-api'],
+      ['worker', 'build-worker'],
+    ] as const) {
+      const run = dockerfile.byName
+        .get(stage)
+        ?.instructions.filter((i) => i.keyword === 'RUN')
+        .map((i) => i.args)
+        .join(' ');
+      expect(run, stage).toContain(`pnpm --filter @darkroom/${app} build`);
+      expect(run, stage).toMatch(new RegExp(`pnpm --filter @darkroom/${app} deploy --prod --legacy /out/app`));
+    }
+    for (const t of TARGETS) {
+      const copies = dockerfile
+        .chain(t)
+        .flatMap((s) => s.instructions.filter((i) => i.keyword === 'COPY' && i.args.includes('--from=build-')));
+      expect(copies.map((c) => c.args.split(/\s+/)[1]).sort(), t).toEqual([
+        '/out/app/dist',
+        '/out/app/node_modules',
+        '/out/app/package.json',
+      ]);
+      expect(dockerfile.effective(t, 'WORKDIR'), t).toBe('/app');
+    }
+  });
+
+  it('runs every target as the non-root user 10001, in production, with a healthcheck', () => {
+    for (const t of TARGETS) {
+      const user = dockerfile.effective(t, 'USER') ?? 'root';
+      expect(user, t).toBe('10001:10001');
+      expect(dockerfile.env(t).NODE_ENV, t).toBe('production');
+      expect(dockerfile.effective(t, 'HEALTHCHECK'), t).toMatch(/^--interval=.* CMD \["node", "-e", .*\/healthz/);
+      expect(dockerfile.effective(t, 'CMD'), t).toBe('["node", "dist/main.js"]');
+      expect(dockerfile.effective(t, 'VOLUME'), t).toBe('["/data"]');
+    }
+    expect(dockerfile.effective('api', 'HEALTHCHECK')).toContain('process.env.PORT||8080');
+    expect(dockerfile.effective('worker', 'HEALTHCHECK')).toContain('process.env.DARKROOM_WORKER_METRICS_PORT||9091');
+    // The data directory belongs to that user in every image.
+    for (const stage of ['runtime', 'worker-gpu']) {
+      const runs =
+        dockerfile.byName
+          .get(stage)
+          ?.instructions.filter((i) => i.keyword === 'RUN')
+          .map((i) => i.args)
+          .join(' ') ?? '';
+      expect(runs, stage).toMatch(/useradd .*--uid 10001/);
+      expect(runs, stage).toContain('chown 10001:10001 /data');
+    }
+  });
+
+  it('sets up the GPU image for the NVIDIA runtime with Node from the node image', () => {
+    const env = dockerfile.env('worker-gpu');
+    expect(env.NVIDIA_VISIBLE_DEVICES).toBe('all');
+    expect(env.NVIDIA_DRIVER_CAPABILITIES).toBe('compute,utility');
+    const copies =
+      dockerfile.byName
+        .get('worker-gpu')
+        ?.instructions.filter((i) => i.keyword === 'COPY')
+        .map((i) => i.args) ?? [];
+    expect(copies).toContain('--from=node-dist /usr/local/bin/node /usr/local/bin/node');
+    expect(dockerfile.baseImage('node-dist')).toBe(dockerfile.baseImage('api'));
+  });
+
+  it('copies only repository paths that exist and that .dockerignore lets through', () => {
+    const ignored = dockerignore();
+    const sources = contextCopySources();
+    expect(sources.length).toBeGreaterThan(8);
+    for (const s of sources) {
+      expect(exists(path.join(ROOT, s)), s).toBe(true);
+      expect(ignored(s.replace(/\/$/, '')), `${s} is in .dockerignore`).toBe(false);
+    }
+    // What the bundle build needs is in the context ...
+    for (const p of [
+      'scripts/build-app.ts',
+      'apps/api/src/main.ts',
+      'apps/worker/src/main.ts',
+      'packages/core/src/config.ts',
+      'tsconfig.base.json',
+    ]) {
+      expect(exists(path.join(ROOT, p)), p).toBe(true);
+      expect(ignored(p), p).toBe(false);
+    }
+    // ... and what is installed, built, private or test-only here is not.
+    for (const p of [
+      'node_modules/.pnpm/x',
+      'apps/api/node_modules/express/package.json',
+      'packages/core/node_modules/x',
+      'apps/api/dist/main.js',
+      '.git/HEAD',
+      '.darkroom/data/outputs/x',
+      'apps/api/test/e2e.test.ts',
+      'test-artifacts/x',
+      '.env',
+    ]) {
+      expect(ignored(p), p).toBe(true);
+    }
+  });
+});
+
+describe('monitoring', () => {
+  const prometheus = loadYaml(path.join(DOCKER, 'prometheus.yml'));
+  const dashboardPath = path.join(DOCKER, 'grafana/dashboards/darkroom.json');
+
+  it('scrapes the api and workers where they serve /metrics', () => {
+    const jobs = (prometheus.scrape_configs as Json[]).map((j) => ({
+      name: String(j.job_name),
+      path: String(j.metrics_path ?? '/metrics'),
+      targets: ((j.dns_sd_configs as Json[] | undefined) ?? []).flatMap((d) => (d.names as string[]).map((n) => `${n}:${String(d.port)}`)),
+    }));
+    const targets = Object.fromEntries(jobs.flatMap((j) => j.targets.map((t) => [t, j.path])));
+    expect(targets).toMatchObject({ 'api:8080': '/metrics', 'worker:9091': '/metrics', 'worker-gpu:9091': '/metrics' });
+    for (const t of Object.keys(targets)) expect(Object.keys(services), t).toContain(t.split(':')[0]);
+    expect(service('prometheus').profiles).toEqual(['monitoring']);
+    expect(service('grafana').profiles).toEqual(['monitoring']);
+  });
+
+  it('provisions the Prometheus datasource and the dashboard folder that compose mounts', () => {
+    const ds = loadYaml(path.join(DOCKER, 'grafana/provisioning/datasources/prometheus.yaml'));
+    const [source] = ds.datasources as Json[];
+    expect(source).toMatchObject({ uid: 'prometheus', type: 'prometheus', url: 'http://prometheus:9090' });
+    const providers = loadYaml(path.join(DOCKER, 'grafana/provisioning/dashboards/darkroom.yaml'));
+    const dashboardsDir = String(obj(obj((providers.providers as Json[])[0]).options).path);
+    expect(service('grafana').volumes).toContain(`./grafana/dashboards:${dashboardsDir}:ro`);
+    expect(service('grafana').volumes).toContain('./grafana/provisioning:/etc/grafana/provisioning:ro');
+  });
+
+  // The metric names the api and worker export (apps/*/src/metrics.ts); the metrics engineer also
+  // checks this list against a live /metrics.
+  const API_METRICS = [
+    'darkroom_queue_waiting_jobs',
+    'darkroom_queue_active_jobs',
+    'darkroom_queue_paused',
+    'darkroom_workers_live',
+    'darkroom_jobs_submitted_total',
+    'darkroom_jobs_rejected_total',
+    'darkroom_http_request_duration_seconds_bucket',
+  ];
+  const WORKER_METRICS = [
+    'darkroom_job_run_seconds_bucket',
+    'darkroom_job_queue_wait_seconds_bucket',
+    'darkroom_jobs_finished_total',
+    'darkroom_worker_busy_slots',
+    'darkroom_worker_slots',
+  ];
+  // prom-client 15 default metrics, registered with prefix darkroom_ in both processes.
+  const DEFAULT_METRICS = [
+    'process_cpu_user_seconds_total',
+    'process_cpu_system_seconds_total',
+    'process_cpu_seconds_total',
+    'process_start_time_seconds',
+    'process_resident_memory_bytes',
+    'process_virtual_memory_bytes',
+    'process_heap_bytes',
+    'process_open_fds',
+    'process_max_fds',
+    'nodejs_eventloop_lag_seconds',
+    'nodejs_eventloop_lag_min_seconds',
+    'nodejs_eventloop_lag_max_seconds',
+    'nodejs_eventloop_lag_mean_seconds',
+    'nodejs_eventloop_lag_stddev_seconds',
+    'nodejs_eventloop_lag_p50_seconds',
+    'nodejs_eventloop_lag_p90_seconds',
+    'nodejs_eventloop_lag_p99_seconds',
+    'nodejs_active_resources',
+    'nodejs_active_resources_total',
+    'nodejs_active_handles',
+    'nodejs_active_handles_total',
+    'nodejs_active_requests',
+    'nodejs_active_requests_total',
+    'nodejs_heap_size_total_bytes',
+    'nodejs_heap_size_used_bytes',
+    'nodejs_external_memory_bytes',
+    'nodejs_version_info',
+  ].map((n) => `darkroom_${n}`);
+  // A histogram's _bucket comes with its _sum and _count.
+  const histogramSiblings = [...API_METRICS, ...WORKER_METRICS]
+    .filter((m) => m.endsWith('_bucket'))
+    .flatMap((m) => [m.replace(/_bucket$/, '_sum'), m.replace(/_bucket$/, '_count')]);
+  const KNOWN = new Set([...API_METRICS, ...WORKER_METRICS, ...DEFAULT_METRICS, ...histogramSiblings]);
+
+  const dashboard = JSON.parse(read(dashboardPath)) as Json;
+  const panels = (dashboard.panels as Json[]).flatMap((p) => [p, ...((p.panels as Json[] | undefined) ?? [])]);
+  const exprs = [
+    ...panels.flatMap((p) => ((p.targets as Json[] | undefined) ?? []).map((t) => String(t.expr))),
+    ...(obj(dashboard.templating).list as Json[]).map((v) => JSON.stringify(v.query ?? '')),
+  ];
+  const used = new Set(exprs.flatMap((e) => e.match(/\bdarkroom_[a-z0-9_]+/g) ?? []));
+
+  it('is a Grafana dashboard on the provisioned Prometheus', () => {
+    expect(dashboard).toMatchObject({ uid: 'darkroom', title: 'Darkroom' });
+    expect(Number(dashboard.schemaVersion)).toBeGreaterThanOrEqual(36);
+    const ids = panels.map((p) => p.id);
+    expect(new Set(ids).size).toBe(ids.length);
+    const dsVar = (obj(dashboard.templating).list as Json[]).find((v) => v.name === 'DS_PROMETHEUS');
+    expect(dsVar).toMatchObject({ type: 'datasource', query: 'prometheus', current: { value: 'prometheus' } });
+    for (const p of panels.filter((x) => x.type !== 'row')) {
+      expect(obj(p.datasource).uid, String(p.title)).toBe(`\${DS_PROMETHEUS}`);
+      expect(obj(p.gridPos).w, String(p.title)).toBeGreaterThan(0);
+      expect(((p.targets as Json[] | undefined) ?? []).length, String(p.title)).toBeGreaterThan(0);
+    }
+  });
+
+  it('queries only metrics the api and workers export, and every one of them', () => {
+    expect([...used].filter((m) => !KNOWN.has(m))).toEqual([]);
+    expect([...API_METRICS, ...WORKER_METRICS].filter((m) => !used.has(m))).toEqual([]);
+    expect(used.has('darkroom_nodejs_eventloop_lag_p99_seconds') || used.has('darkroom_nodejs_eventloop_lag_seconds')).toBe(true);
+  });
+
+  it('has the panels operators need', () => {
+    const all = exprs.join('\n');
+    for (const q of ['0.5', '0.95', '0.99']) {
+      expect(all).toContain(`histogram_quantile(${q}, sum by (le, route) (rate(darkroom_http_request_duration_seconds_bucket`);
+    }
+    expect(all).toContain('histogram_quantile(0.95, sum by (le, pipeline) (rate(darkroom_job_run_seconds_bucket');
+    expect(all).toContain('histogram_quantile(0.95, sum by (le, pipeline) (rate(darkroom_job_queue_wait_seconds_bucket');
+    expect(all).toMatch(/sum by \(pipeline\) \(darkroom_worker_busy_slots[^)]*\) \/ sum by \(pipeline\) \(darkroom_worker_slots/);
+    expect(all).toContain('sum by (reason) (rate(darkroom_jobs_rejected_total');
+    // Every histogram_quantile aggregates by le (else the quantile is wrong).
+    for (const m of all.matchAll(/histogram_quantile\([^,]+, sum by \(([^)]*)\)/g)) expect(m[1]).toMatch(/\ble\b/);
+  });
+});
