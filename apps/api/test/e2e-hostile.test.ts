@@ -65,6 +65,7 @@ const stats = {
   bare: 0,
   unanswered: 0,
   rawTimeouts: 0,
+  rawNoAnswer: 0,
   dashboard4xx: 0,
   byStatus: new Map<number, number>(),
 };
@@ -259,8 +260,9 @@ async function send(r: Req): Promise<Answer> {
       redirect: 'manual',
     });
   } catch (err) {
-    if (r.allowBare) {
-      // The parser may close on a request it refuses before undici reads the answer.
+    const timedOut = (err as Error).name === 'TimeoutError' || (err as Error).name === 'AbortError';
+    if (r.allowBare && !timedOut) {
+      // The parser may close on a request it refuses before undici reads the answer; a hang still fails.
       count(0);
       stats.unanswered++;
       return { status: 0, body: Buffer.alloc(0) };
@@ -689,7 +691,7 @@ describe('hostile input never hurts the api', () => {
         if (c.mustAnswer && res.responses.length === 0) throw failure(`no answer (timed out: ${res.timedOut})`, r);
         if (res.responses.length === 0) {
           count(0);
-          stats.unanswered++;
+          stats.rawNoAnswer++;
         }
         if (res.timedOut) stats.rawTimeouts++;
         // Only the first answer is to this request; later ones answer bytes left over after it.
@@ -819,7 +821,7 @@ describe('hostile input never hurts the api', () => {
       await property(fc.record({ route: fc.constantFrom(...routes), query }), 550, async ({ route, query: q }) => {
         const dashboard = route.path.startsWith('/admin/queues/');
         // The known Bull Board 500 is pinned in its own test below; keep it from hiding other findings.
-        fc.pre(!(dashboard && hitsBullBoardDecodeBug(q)));
+        fc.pre(!(dashboard && hitsKnownBullBoardBug(q)));
         await send({
           method: route.method,
           path: `${route.path}?${q}`,
@@ -850,17 +852,23 @@ describe('hostile input never hurts the api', () => {
     PORT_TIMEOUT,
   );
 
-  // KNOWN BUG, not fixable in the files this suite may touch: Bull Board (mounted by
-  // apps/api/src/routes/dashboard.ts) runs decodeURIComponent again on the already decoded
-  // `activeQueue` / `queueName` query values, and its error handler answers the URIError as a 500
-  // (with the error message, and with NODE_ENV=development the stack, in its body). Admin-only.
-  // Once dashboard.ts maps that error to a 400 problem, drop `.fails`.
-  it.fails('Bull Board answers a malformed activeQueue/queueName with a 4xx (known bug: 500)', async () => {
-    for (const p of ['/admin/queues/api/queues?activeQueue=%25', '/admin/queues/api/job-schedulers?queueName=%25E0%25A4%25A']) {
-      const res = await fetch(sys.url + p, { headers: authHeaders('admin') });
-      await res.arrayBuffer();
-      expect(res.status).toBeLessThan(500);
-    }
+  // KNOWN BUGS, not fixable in the files this suite may touch: Bull Board's API (mounted by
+  // apps/api/src/routes/dashboard.ts, admin credential only) answers some malformed query strings
+  // with a 500 from its own error handler, with the error's message in the body (and with
+  // NODE_ENV=development its stack): (1) it runs decodeURIComponent again on the already decoded
+  // `activeQueue` / `queueName` values (URIError); (2) a NUL in a validated value (`status`, `page`,
+  // `jobsPerPage`) breaks its own error-message encoding, which uses NUL as a separator (JSON
+  // SyntaxError). The random query cases skip exactly these shapes (hitsKnownBullBoardBug).
+  // Once dashboard.ts answers them with a 4xx problem, drop `.fails` and that skip.
+  it.fails('Bull Board: a malformed activeQueue/queueName is a 4xx (known bug: 500)', async () => {
+    const res = await fetch(`${sys.url}/admin/queues/api/queues?activeQueue=%25`, { headers: authHeaders('admin') });
+    await res.arrayBuffer();
+    expect(res.status).toBeLessThan(500);
+  });
+  it.fails('Bull Board: a NUL in a query value is a 4xx (known bug: 500)', async () => {
+    const res = await fetch(`${sys.url}/admin/queues/api/queues?activeQueue=edit&status=%00`, { headers: authHeaders('admin') });
+    await res.arrayBuffer();
+    expect(res.status).toBeLessThan(500);
   });
 
   it('the api survived, holds exactly the accepted jobs, and stored nothing else', async () => {
@@ -887,24 +895,24 @@ describe('hostile input never hurts the api', () => {
     expect(alive).toBe(true);
     const statuses = [...stats.byStatus].sort(([a], [b]) => a - b).map(([s, n]) => `${s || 'none'}:${n}`);
     console.log(
-      `hostile: ${stats.cases} cases, ${stats.fiveXx} 5xx, ${stats.accepted} accepted, ${stats.deduplicated} deduplicated, ${stats.bare} bare parser answers, ${stats.unanswered} unanswered (connection dropped, ${stats.rawTimeouts} raw requests left waiting), ${stats.dashboard4xx} Bull Board 4xx in its own JSON, api ${alive ? 'alive' : 'DEAD'}; seed ${FUZZ_SEED}, scale ${FUZZ_SCALE}; statuses ${statuses.join(' ')}`,
+      `hostile: ${stats.cases} cases, ${stats.fiveXx} 5xx, ${stats.accepted} accepted, ${stats.deduplicated} deduplicated, ${stats.bare} bare parser answers, ${stats.unanswered} dropped by the parser before an answer, ${stats.rawNoAnswer} raw requests given up by the client (${stats.rawTimeouts} left waiting), ${stats.dashboard4xx} Bull Board 4xx in its own JSON, api ${alive ? 'alive' : 'DEAD'}; seed ${FUZZ_SEED}, scale ${FUZZ_SCALE}; statuses ${statuses.join(' ')}`,
     );
   });
 });
 
-/** Whether a query would reach Bull Board's double decoding of activeQueue/queueName with a value it cannot decode. */
-function hitsBullBoardDecodeBug(q: string): boolean {
+/** Whether a query has the shape of a known Bull Board 500 (see the pinned tests). */
+function hitsKnownBullBoardBug(q: string): boolean {
   const parsed = querystring.parse(q);
-  return ['activeQueue', 'queueName'].some((k) =>
-    [parsed[k] ?? []].flat().some((v) => {
-      try {
-        decodeURIComponent(v);
-        return false;
-      } catch {
-        return true;
-      }
-    }),
-  );
+  const undecodable = (v: string) => {
+    try {
+      decodeURIComponent(v);
+      return false;
+    } catch {
+      return true;
+    }
+  };
+  if (['activeQueue', 'queueName'].some((k) => [parsed[k] ?? []].flat().some(undecodable))) return true;
+  return Object.entries(parsed).some(([k, v]) => k.includes('\0') || [v ?? []].flat().some((x) => x.includes('\0')));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -95,8 +95,15 @@ async function main() {
       if (!job?.finishedOn) return; // an attempt that will be retried
       counters.failed++;
       logger.info(
-        { jobId: job.id, pipeline: pipeline.spec.name, station: job.data.station, attempts: job.attemptsMade, reason: job.failedReason },
-        'job failed',
+        {
+          jobId: job.id,
+          pipeline: pipeline.spec.name,
+          station: job.data.station,
+          attempts: job.attemptsMade,
+          durationMs: job.processedOn ? (job.finishedOn ?? Date.now()) - job.processedOn : 0,
+          reason: job.failedReason,
+        },
+        job.failedReason?.startsWith('[cancelled]') ? 'job cancelled' : 'job failed',
       );
       void redis.srem(keys.pending(job.data.station), job.id!).catch(() => {});
       void redis.del(keys.cancelRequested(job.id!)).catch(() => {});

@@ -169,7 +169,7 @@ async function toBullError(
         return new UnrecoverableError(formatFailure(e.code, e.message));
       }
       case 'cancel':
-        log.info('job cancelled');
+        log.debug('pipeline aborted on cancel');
         return new UnrecoverableError(CANCELLED_REASON);
       case 'shutdown':
         // Hand the job back to the queue, at the front of its priority, without spending an attempt.
