@@ -22,7 +22,7 @@ import { Worker } from 'bullmq';
 import { createApp } from './app.ts';
 import { loadStations, StationConfigError } from './auth/stations.ts';
 import { EventHub } from './events.ts';
-import { badRequest } from './http/problem.ts';
+import { badRequest, HttpError } from './http/problem.ts';
 import type { Deps } from './jobs.ts';
 import { Maintenance } from './maintenance.ts';
 
@@ -86,6 +86,25 @@ async function main() {
   await once(server, 'listening');
   server.requestTimeout = 120_000;
   server.headersTimeout = 30_000;
+  // Requests Node's HTTP parser refuses never reach Express: answer them as problems too.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (err.code === 'ECONNRESET' || !socket.writable) return socket.destroy();
+    const [status, detail] =
+      err.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'the request headers are too large']
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? [408, 'the request took too long to arrive']
+          : [400, 'the request could not be parsed as HTTP'];
+    const problem = JSON.stringify(new HttpError(status, 'invalid_request', detail).body());
+    socket.end(
+      `HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request'}\r\n` +
+        `Content-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(problem)}\r\nConnection: close\r\n\r\n${problem}`,
+    );
+  });
+  server.on('checkExpectation', (_req, res) => {
+    const problem = JSON.stringify(new HttpError(417, 'invalid_request', 'only "Expect: 100-continue" is supported').body());
+    res.writeHead(417, { 'Content-Type': 'application/problem+json', Connection: 'close' }).end(problem);
+  });
   const addr = server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.port;
   logger.info({ url: `http://${config.host}:${port}`, dashboard: `http://${config.host}:${port}/admin/queues` }, 'api listening');

@@ -1,6 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobStatusBody } from '@darkroom/contracts';
-import { spawnApp, type System, startSystem } from '@darkroom/testing';
+import { type System, spawnApp, startSystem } from '@darkroom/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { submit, waitForFinal } from './helpers.ts';
 
 /* One log line per job state change, each naming the job, its pipeline and station; JSON when piped, pretty in a terminal. */
@@ -43,7 +43,10 @@ describe('job logs', () => {
     const api = spawnApp('api', { ...sys.env, PORT: '0', DARKROOM_LOG_PRETTY: 'true' });
     try {
       await api.waitForOutput(/api listening/);
-      const line = api.output().split('\n').find((l) => l.includes('api listening'))!;
+      const line = api
+        .output()
+        .split('\n')
+        .find((l) => l.includes('api listening'))!;
       expect(line.trim().startsWith('{')).toBe(false);
       expect(line).toMatch(/INFO/);
     } finally {

@@ -35,5 +35,12 @@ export function dashboardRouter(queues: QueueRegistry): Router {
     serverAdapter,
     options: { uiConfig: { boardTitle: 'Darkroom' } },
   });
+  // Bull Board's own handler answers 500 with the error's message (and stack in development) for
+  // query strings it cannot decode; those are the client's mistake, and no internals go out.
+  serverAdapter.setErrorHandler((error: Error) =>
+    error instanceof URIError || error instanceof SyntaxError
+      ? { status: 400, body: { error: 'invalid request', message: 'the query string could not be read' } }
+      : { status: 500, body: { error: 'internal error', message: 'an internal error occurred; it has been logged' } },
+  );
   return serverAdapter.getRouter() as Router;
 }

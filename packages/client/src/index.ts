@@ -1,0 +1,18 @@
+export type { JobStatus, JobStatusBody, Priority, Problem, ProblemCode, QueueBody } from '@darkroom/contracts';
+export type { ImageInput } from './body.ts';
+export {
+  type CallOptions,
+  DarkroomClient,
+  type DarkroomClientOptions,
+  type JobList,
+  type ParamsOf,
+  type PipelineInfo,
+  type PipelineList,
+  type SubmitOptions,
+} from './client.ts';
+export type { DownloadOptions, DownloadResult } from './download.ts';
+export { DarkroomError, DarkroomNetworkError, DarkroomTimeoutError } from './errors.ts';
+export { backoffDelay, DEFAULT_RETRY, parseRetryAfter, type RetryOptions } from './retry.ts';
+export { readEventStream, type SseEvent } from './sse.ts';
+export type { RetryEvent } from './transport.ts';
+export { isFinal, type WaitOptions } from './wait.ts';
