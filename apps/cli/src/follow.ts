@@ -15,11 +15,14 @@ export interface FollowOptions {
   timeout?: number | undefined;
   /** A file path, or `-` for stdout. */
   output?: string | undefined;
+  /** A line printed above the live view (not with --quiet, nor with --json off a terminal). */
+  heading?: string;
 }
 
 export async function follow(ctx: Context, job: JobStatusBody, opts: FollowOptions): Promise<number> {
   const { io } = ctx;
   const mode = ctx.quiet ? 'none' : isTerminal(io.stderr, io.env) ? 'terminal' : ctx.json ? 'none' : 'plain';
+  if (opts.heading && mode !== 'none') io.stderr.write(`${opts.heading}\n`);
   const view = createProgress(io.stderr, mode);
   let final = job;
   try {

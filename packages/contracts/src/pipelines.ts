@@ -100,14 +100,95 @@ export const SyntheticParams = z.strictObject({
 });
 export type SyntheticParams = z.infer<typeof SyntheticParams>;
 
+/** Formats a model pipeline may write; without one the output keeps the input's format (a GIF becomes PNG). */
+export const ModelOutputFormat = z.enum(['jpeg', 'png', 'webp', 'avif']);
+
+export const UpscaleParams = z.strictObject({
+  format: ModelOutputFormat.optional(),
+});
+export type UpscaleParams = z.infer<typeof UpscaleParams>;
+
+/** The ComfyUI workflow templates kept in the repository (packages/pipelines/workflows/<name>.json). */
+export const COMFYUI_WORKFLOWS = ['txt2img', 'img2img', 'inpaint', 'edit'] as const;
+export const ComfyuiWorkflow = z.enum(COMFYUI_WORKFLOWS);
+export type ComfyuiWorkflow = z.infer<typeof ComfyuiWorkflow>;
+/** Longest prompt text a station may send (API.md limits). */
+export const MAX_PROMPT_CHARS = 2000;
+const ComfyEdge = z.int().min(64).max(4096).multipleOf(8);
+
+export const ComfyuiParams = z.strictObject({
+  workflow: ComfyuiWorkflow.meta({
+    description:
+      'Workflow template: txt2img (no image needed), img2img (the image), inpaint (repaints where the image is transparent), edit (instruction edit of the image).',
+  }),
+  prompt: z.string().max(MAX_PROMPT_CHARS).optional(),
+  negativePrompt: z.string().max(MAX_PROMPT_CHARS).optional(),
+  seed: z
+    .int()
+    .min(0)
+    .max(2 ** 48)
+    .optional()
+    .meta({ description: 'Sampler seed; random when absent.' }),
+  steps: z.int().min(1).max(150).optional(),
+  cfg: z.number().min(0).max(30).optional(),
+  width: ComfyEdge.optional().meta({ description: 'Output width (txt2img), a multiple of 8.' }),
+  height: ComfyEdge.optional().meta({ description: 'Output height (txt2img), a multiple of 8.' }),
+  denoise: z.number().min(0).max(1).optional(),
+});
+export type ComfyuiParams = z.infer<typeof ComfyuiParams>;
+
+/** A model's name as the onnx pipeline reads it from the model directory: the name of its folder. */
+export const ONNX_MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+export const OnnxParams = z.strictObject({
+  model: z.string().regex(ONNX_MODEL_NAME, 'must be a model name: letters, digits, _ . -').meta({
+    description: "A model from the worker's model directory; the workers list theirs in GET /v1/queue.",
+  }),
+  format: ModelOutputFormat.optional(),
+});
+export type OnnxParams = z.infer<typeof OnnxParams>;
+
 export interface PipelineSpec<S extends z.ZodType = z.ZodType> {
   name: string;
   description: string;
   acceptsImage: boolean;
+  /**
+   * With acceptsImage: the image may also be left out (the params decide whether one is needed,
+   * e.g. comfyui's txt2img). The pipeline refuses a missing image its params need.
+   */
+  imageOptional?: boolean;
   params: S;
   /** Attempts in all, the first included, for errors a retry may fix. */
   attempts: number;
 }
+
+/** Model pipelines, each added to PIPELINE_SPECS below. */
+export const UPSCALE_SPEC = {
+  name: 'upscale',
+  description:
+    'ESRGAN super-resolution ×2 (the weights @upscalerjs/default-model ships), run in the worker with tfjs; large images are tiled. Output keeps the input format unless `format` says otherwise.',
+  acceptsImage: true,
+  params: UpscaleParams,
+  attempts: 3,
+} as const satisfies PipelineSpec;
+
+export const COMFYUI_SPEC = {
+  name: 'comfyui',
+  description:
+    "Diffusion and instruction edits run by a ComfyUI server beside the GPU worker, from workflow templates with named slots (image, mask, prompt, negative prompt, seed, steps, cfg, size, denoise). inpaint repaints the input image's transparent area.",
+  acceptsImage: true,
+  imageOptional: true,
+  params: ComfyuiParams,
+  attempts: 3,
+} as const satisfies PipelineSpec;
+
+export const ONNX_SPEC = {
+  name: 'onnx',
+  description:
+    "Any image-to-image ONNX model from the worker's model directory, run by onnxruntime on the GPU (CUDA) when there is one, else on the CPU.",
+  acceptsImage: true,
+  params: OnnxParams,
+  attempts: 3,
+} as const satisfies PipelineSpec;
 
 export const PIPELINE_SPECS = {
   edit: {

@@ -179,7 +179,7 @@ describe('loadConfig errors', () => {
     ['DARKROOM_WORKER_CONCURRENCY', '0'],
     ['DARKROOM_WORKER_CONCURRENCY', '257'],
     ['DARKROOM_STALLED_INTERVAL_MS', '999'],
-    ['DARKROOM_LOCK_DURATION_MS', '4999'],
+    ['DARKROOM_LOCK_DURATION_MS', '999'],
   ])('%s=%s throws a ConfigError naming the variable', (name, value) => {
     const err = configError({ [name]: value });
     expect(err.name).toBe('ConfigError');
