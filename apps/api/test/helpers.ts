@@ -1,5 +1,6 @@
+import { DarkroomClient } from '@darkroom/client';
 import type { JobStatusBody } from '@darkroom/contracts';
-import { type System, waitFor } from '@darkroom/testing';
+import { STATIONS, type System } from '@darkroom/testing';
 
 export const FINAL = ['completed', 'failed', 'cancelled'];
 
@@ -29,20 +30,18 @@ export async function submit(
   });
 }
 
+/**
+ * Waits for a job's final state the way a station does: with the station SDK, which follows the
+ * job's live events (SSE) and falls back to polling. Dogfoods the client in every e2e test.
+ */
 export async function waitForFinal(
   sys: System,
   id: string,
   station: 'alpha' | 'beta' = 'alpha',
   timeoutMs = 30_000,
 ): Promise<JobStatusBody> {
-  return waitFor(
-    async () => {
-      const res = await sys.fetch(`/v1/jobs/${id}`, { station });
-      const body = (await res.json()) as JobStatusBody;
-      return FINAL.includes(body.status) ? body : undefined;
-    },
-    { timeoutMs, intervalMs: 50, what: `job ${id} to finish` },
-  );
+  const client = new DarkroomClient({ baseUrl: sys.url, apiKey: STATIONS[station].key });
+  return client.waitFor(id, { timeoutMs });
 }
 
 /** Waiting + active + finished job counts over every pipeline queue, straight from Redis via the API. */

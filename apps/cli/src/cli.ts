@@ -118,6 +118,10 @@ export async function run(argv: string[], io: Io): Promise<number> {
     });
     return await command.run({ io, client, json: values.json === true, quiet }, parsed.positionals, values);
   } catch (err) {
+    if (io.signal.aborted) {
+      io.stderr.write('darkroom: interrupted\n');
+      return EXIT.interrupted;
+    }
     const failure = describeFailure(err, { url, keyGiven: key !== undefined });
     if (values.json && failure.exitCode !== EXIT.usage) io.stdout.write(`${JSON.stringify(failure.json, null, 2)}\n`);
     io.stderr.write(failure.message.map((l, i) => (i === 0 ? `darkroom: ${l}` : `  ${l}`)).join('\n'));

@@ -21,7 +21,7 @@ export function describeFailure(err: unknown, ctx: { url: string; keyGiven: bool
     return { exitCode: EXIT.usage, message: [err.message], json: { error: 'usage', detail: err.message } };
   }
   if (err instanceof DarkroomError) {
-    const message = [`${err.detail} (${err.status} ${err.code})`, ...err.errors.map((e) => `  ${e.path}: ${e.message}`)];
+    const message = [`${err.detail} (${err.status} ${err.code})`, ...err.errors.map((e) => `${e.path}: ${e.message}`)];
     if (err.status === 401) {
       message.push(
         ctx.keyGiven
@@ -29,7 +29,9 @@ export function describeFailure(err: unknown, ctx: { url: string; keyGiven: bool
           : 'no key was given: pass a station key with --key <key> or set DARKROOM_API_KEY',
       );
     } else if (err.code === 'unsupported_media_type') {
-      message.push(`accepted image formats: ${Object.values(ACCEPTED_FORMATS).join(', ')} (judged by the bytes, not the file name)`);
+      const formats = Object.values(ACCEPTED_FORMATS).join(', ');
+      if (!err.detail.includes(formats)) message.push(`accepted image formats: ${formats}`);
+      message.push('the server judges an image by its bytes, not by its file name');
     } else if (err.retryAfterMs !== undefined && (err.status === 429 || err.status === 503)) {
       message.push(`try again in ${Math.ceil(err.retryAfterMs / 1000)} s`);
     }
@@ -53,6 +55,7 @@ export function describeFailure(err: unknown, ctx: { url: string; keyGiven: bool
     return { exitCode: EXIT.timeout, message: [detail], json: { error: 'timeout', id: err.jobId, detail } };
   }
   const e = err as NodeJS.ErrnoException;
-  const detail = e?.code && e.path ? `${e.path}: ${e.code === 'ENOENT' ? 'no such file or directory' : e.message}` : String(e?.message ?? e);
+  const detail =
+    e?.code && e.path ? `${e.path}: ${e.code === 'ENOENT' ? 'no such file or directory' : e.message}` : String(e?.message ?? e);
   return { exitCode: EXIT.api, message: [detail], json: { error: 'io', code: e?.code ?? null, detail } };
 }

@@ -18,7 +18,8 @@ export function buildParams(opts: { params?: string; param?: string[]; op?: stri
   }
   for (const o of opts.op ?? []) {
     params ??= {};
-    const list = (params.operations ??= []);
+    params.operations ??= [];
+    const list = params.operations;
     if (!Array.isArray(list)) throw new UsageError('--op adds to params.operations, which --params set to something that is not a list');
     list.push(parseOp(o));
   }

@@ -69,6 +69,7 @@ class PlainProgress implements ProgressView {
 class TerminalProgress implements ProgressView {
   #job: JobStatusBody | undefined;
   #frame = 0;
+  #stopped = false;
   readonly #started = Date.now();
   readonly #timer: NodeJS.Timeout;
 
@@ -79,10 +80,12 @@ class TerminalProgress implements ProgressView {
 
   update(job: JobStatusBody): void {
     this.#job = job;
-    this.#draw();
+    if (!this.#stopped) this.#draw();
   }
 
   stop(): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
     clearInterval(this.#timer);
     this.out.write(CLEAR_LINE);
   }

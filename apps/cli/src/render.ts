@@ -52,7 +52,12 @@ export function table(head: string[], rows: (string | number)[][]): string {
   const numeric = head.map((_, i) => rows.length > 0 && rows.every((r) => typeof r[i] === 'number' || r[i] === '-'));
   const widths = head.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
   return `${cells
-    .map((r) => r.map((c, i) => (numeric[i] && r !== head ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd())
+    .map((r) =>
+      r
+        .map((c, i) => (numeric[i] ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
+        .join('  ')
+        .trimEnd(),
+    )
     .join('\n')}\n`;
 }
 
@@ -87,7 +92,8 @@ export function queueText(q: QueueBody): string {
   }
   const l = q.limits;
   const limit = (v: number | null, unit = '') => (v === null ? 'off' : `${v}${unit}`);
-  out += `\nlimits: upload ${limit(l.maxUploadBytes, ' bytes')}, edge ${limit(l.maxImageEdge, ' px')}, ${limit(l.maxImagePixels, ' pixels')}, queue ${limit(l.maxQueueSize, ' waiting')}\n`;
+  const mib = l.maxUploadBytes === null ? null : Math.round((l.maxUploadBytes / 2 ** 20) * 10) / 10;
+  out += `\nlimits: upload ${limit(mib, ' MiB')}, edge ${limit(l.maxImageEdge, ' px')}, ${limit(l.maxImagePixels, ' pixels')}, queue ${limit(l.maxQueueSize, ' waiting')}\n`;
   if (l.station) {
     out += `station ${l.station.name}: ${l.station.pending} pending of ${limit(l.station.maxPending)}, highest priority ${l.station.maxPriority}\n`;
   }

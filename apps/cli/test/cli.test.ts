@@ -54,11 +54,13 @@ function start(args: string[], opts: { env?: Record<string, string | undefined>;
   child.stderr.on('data', (d: Buffer) => {
     stderr += d;
   });
+  child.stdin.on('error', () => {}); // a command that exits without reading stdin
   child.stdin.end(opts.stdin);
   const done = new Promise<{ code: number | null; stdout: Buffer; stderr: string }>((resolve) =>
     child.once('close', (code) => resolve({ code, stdout: Buffer.concat(out), stderr })),
   );
   return {
+    child,
     done,
     stderr: () => stderr,
     stderrMatches: (re: RegExp) => waitFor(() => re.test(stderr), { timeoutMs: 20_000, what: `stderr to match ${re}` }).then(() => {}),
@@ -94,14 +96,14 @@ describe('darkroom submit', () => {
     let resumed = false;
     try {
       const r = start(['submit', '--pipeline', 'synthetic', '--param', 'steps=4', '--param', 'stepMs=200', '--wait']);
-      await r.stderrMatches(/^queued position 1$/m);
+      await r.stderrMatches(/^queued position 1\b/m);
       await pipelineAdmin('synthetic', 'resume');
       resumed = true;
       const { code, stdout, stderr } = await r.done;
       expect(code, stderr).toBe(0);
       const lines = stderr.trim().split('\n');
       expect(lines[0]).toMatch(/^submitted synthetic_\w+$/);
-      expect(lines[1]).toBe('queued position 1');
+      expect(lines[1]).toMatch(/^queued position 1( about \d+ s)?$/);
       expect(lines).toEqual(expect.arrayContaining([expect.stringMatching(/^active \d+% step \d\/4$/)]));
       expect(lines.at(-1)).toBe('completed');
       expect(new Set(lines).size).toBe(lines.length); // a line only when the state reads differently
@@ -112,7 +114,9 @@ describe('darkroom submit', () => {
   });
 
   it('reads the image from stdin and writes the result to stdout with -o -', async () => {
-    const r = await darkroom(['submit', '-', '--op', 'resize:width=64', '--op', 'format:type=png', '-o', '-'], { stdin: fs.readFileSync(PHOTO) });
+    const r = await darkroom(['submit', '-', '--op', 'resize:width=64', '--op', 'format:type=png', '-o', '-'], {
+      stdin: fs.readFileSync(PHOTO),
+    });
     expect(r.code, r.stderr).toBe(0);
     expect(await sharp(r.raw).metadata()).toMatchObject({ format: 'png', width: 64 });
     expect(r.stderr).toMatch(/completed 64×\d+ image\/png/);
@@ -159,7 +163,7 @@ describe('darkroom status, cancel, queue, pipelines', () => {
       expect(again.stderr).toMatch(/\(409 conflict\)/);
 
       const waiting = start(['submit', '--pipeline', 'synthetic', '--wait']);
-      await waiting.stderrMatches(/^queued position \d+$/m);
+      await waiting.stderrMatches(/^queued position \d+/m);
       const id = /^submitted (\w+)$/m.exec(waiting.stderr())![1]!;
       await client.cancel(id);
       const { code, stdout } = await waiting.done;
@@ -202,7 +206,8 @@ describe('errors and exit codes', () => {
     const r = await darkroom(['submit', 'notes.jpg', '--op', 'flip']);
     expect(r.code).toBe(3);
     expect(r.stderr).toMatch(/^darkroom: .* \(415 unsupported_media_type\)$/m);
-    expect(r.stderr).toContain('accepted image formats: JPEG, PNG, WebP, AVIF, GIF, TIFF');
+    expect(r.stderr).toContain('JPEG, PNG, WebP, AVIF, GIF, TIFF');
+    expect(r.stderr).toContain('by its bytes, not by its file name');
     expect(r.stdout).toBe('');
   });
 
@@ -258,6 +263,19 @@ describe('errors and exit codes', () => {
     } finally {
       await pipelineAdmin('synthetic', 'resume');
     }
+  });
+});
+
+describe('interrupting', () => {
+  it('Ctrl-C stops the wait with exit 130 and says how to follow the job, which goes on', async () => {
+    const r = start(['submit', '--pipeline', 'synthetic', '--param', 'steps=20', '--param', 'stepMs=100', '--wait']);
+    await r.stderrMatches(/^active /m);
+    r.child.kill('SIGINT');
+    const { code, stderr } = await r.done;
+    expect(code).toBe(130);
+    const id = /^submitted (\w+)$/m.exec(stderr)![1]!;
+    expect(stderr).toContain(`stopped waiting; ${id} goes on: darkroom status ${id}`);
+    expect(await client.waitFor(id)).toMatchObject({ status: 'completed' });
   });
 });
 

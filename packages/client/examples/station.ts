@@ -4,8 +4,9 @@ import { DarkroomClient } from '@darkroom/client';
 
 const [photo = 'photo.jpg', out = 'out.webp'] = process.argv.slice(2);
 const darkroom = new DarkroomClient(); // DARKROOM_URL and DARKROOM_API_KEY from the environment
-const operations = [{ op: 'resize', width: 512 }, { op: 'format', type: 'webp' }] as const;
-const job = await darkroom.submit({ image: photo, pipeline: 'edit', params: { operations: [...operations] } });
+const resize = { op: 'resize', width: 512 } as const;
+const webp = { op: 'format', type: 'webp' } as const;
+const job = await darkroom.submit({ image: photo, pipeline: 'edit', params: { operations: [resize, webp] } });
 const done = await darkroom.waitFor(job.id, { onUpdate: (j) => console.log(j.status, j.position ?? j.progress?.percent ?? '') });
 if (done.status !== 'completed') throw new Error(`${done.status}: ${done.error?.message ?? 'no result'}`);
 await darkroom.download(done.id, out);

@@ -11,7 +11,15 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web';
  */
 
 /** An input image: a file path, bytes, a Blob, or a stream of bytes (web or Node). */
-export type ImageInput = string | Buffer | Uint8Array | ArrayBuffer | Blob | WebReadableStream<Uint8Array> | Readable | AsyncIterable<Uint8Array>;
+export type ImageInput =
+  | string
+  | Buffer
+  | Uint8Array
+  | ArrayBuffer
+  | Blob
+  | WebReadableStream<Uint8Array>
+  | Readable
+  | AsyncIterable<Uint8Array>;
 
 export interface ImagePart {
   blob: Blob;

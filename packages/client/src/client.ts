@@ -150,9 +150,8 @@ export class DarkroomClient {
 
   /** The result's bytes, in memory. */
   result(id: string, opts: CallOptions = {}): Promise<Buffer> {
-    return this.#http.send(
-      { path: `${jobPath(id)}/result`, headers: { accept: '*/*' }, signal: opts.signal },
-      async (res) => Buffer.from(await res.arrayBuffer()),
+    return this.#http.send({ path: `${jobPath(id)}/result`, headers: { accept: '*/*' }, signal: opts.signal }, async (res) =>
+      Buffer.from(await res.arrayBuffer()),
     );
   }
 

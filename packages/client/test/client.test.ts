@@ -8,7 +8,14 @@ import type { JobStatusBody } from '@darkroom/contracts';
 import { ADMIN_TOKEN, fixture, fixturePath, freePort, REPO_ROOT, STATIONS, type System, startSystem, waitFor } from '@darkroom/testing';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DarkroomClient, type DarkroomClientOptions, DarkroomError, DarkroomNetworkError, DarkroomTimeoutError, type RetryEvent } from '../src/index.ts';
+import {
+  DarkroomClient,
+  type DarkroomClientOptions,
+  DarkroomError,
+  DarkroomNetworkError,
+  DarkroomTimeoutError,
+  type RetryEvent,
+} from '../src/index.ts';
 
 /*
  * The client against the real system: a Redis, the api and a worker as separate processes. Where
@@ -60,7 +67,20 @@ async function totalJobs(): Promise<number> {
   return pipelines.reduce((n, p) => n + p.waiting.total + p.active + p.completed + p.failed, 0);
 }
 
-const editToWebp = { operations: [{ op: 'resize' as const, width: 512 }, { op: 'format' as const, type: 'webp' as const }] };
+/** The error a call rejects with (a call that resolves fails the test). */
+async function rejection<E = DarkroomError>(p: Promise<unknown>): Promise<E> {
+  return p.then(
+    () => expect.unreachable('the call should have failed'),
+    (err: unknown) => err as E,
+  );
+}
+
+const editToWebp = {
+  operations: [
+    { op: 'resize' as const, width: 512 },
+    { op: 'format' as const, type: 'webp' as const },
+  ],
+};
 
 describe('submit, wait, download', () => {
   it('submits a file path, waits over SSE, downloads to a file written whole', async () => {
@@ -148,7 +168,9 @@ describe('waiting without SSE', () => {
   ];
 
   it.each(proxies)('falls back to polling where a proxy answers the event stream with %s', async (_, answer) => {
-    const { requests, fetch: f } = recording((input, init) => (String(input).endsWith('/events') ? Promise.resolve(answer()) : fetch(input, init)));
+    const { requests, fetch: f } = recording((input, init) =>
+      String(input).endsWith('/events') ? Promise.resolve(answer()) : fetch(input, init),
+    );
     const c = connect({ fetch: f });
     const job = await c.submit({ pipeline: 'synthetic', params: { steps: 8, stepMs: 150 } });
     const updates: JobStatusBody[] = [];
@@ -190,7 +212,7 @@ describe('waiting without SSE', () => {
     await pipelineAdmin('synthetic', 'pause');
     try {
       const job = await client.submit({ pipeline: 'synthetic', params: { steps: 1, stepMs: 0 } });
-      const err = await client.waitFor(job.id, { timeoutMs: 400 }).catch((e: unknown) => e);
+      const err = await rejection(client.waitFor(job.id, { timeoutMs: 400 }));
       expect(err).toBeInstanceOf(DarkroomTimeoutError);
       expect(err).toMatchObject({ jobId: job.id, timeoutMs: 400, last: { status: 'queued' } });
       expect((await client.cancel(job.id)).status).toBe('cancelled');
@@ -236,15 +258,13 @@ describe('typed errors', () => {
   it('carries the problem code; a 4xx is never retried', async () => {
     const { requests, fetch: f } = recording();
     const c = connect({ fetch: f });
-    const err = await c.submit({ image: randomBytes(4096), pipeline: 'edit' }).catch((e: unknown) => e);
+    const err = await rejection(c.submit({ image: randomBytes(4096), pipeline: 'edit' }));
     expect(err).toBeInstanceOf(DarkroomError);
     expect(err).toMatchObject({ status: 415, code: 'unsupported_media_type', attempt: 1 });
     expect((err as DarkroomError).requestId).toBeTruthy();
     expect(requests).toEqual(['POST /v1/jobs']);
 
-    const invalid = await c
-      .submit({ image: PHOTO, pipeline: 'edit', params: { operations: [{ op: 'resize', width: 0 }] } })
-      .catch((e: unknown) => e as DarkroomError);
+    const invalid = await rejection(c.submit({ image: PHOTO, pipeline: 'edit', params: { operations: [{ op: 'resize', width: 0 }] } }));
     expect(invalid).toMatchObject({ status: 400, code: 'invalid_request' });
     expect(invalid.errors.map((e) => e.path)).toContain('params.operations.0.width');
     expect(invalid.message).toContain('params.operations.0.width');
@@ -262,7 +282,7 @@ describe('typed errors', () => {
       retry: { attempts: 3, baseDelayMs: 5 },
       onRetry: (e) => retries.push(e),
     });
-    const err = await c.queue().catch((e: unknown) => e);
+    const err = await rejection(c.queue());
     expect(err).toBeInstanceOf(DarkroomNetworkError);
     expect(err).toMatchObject({ code: 'ECONNREFUSED', attempts: 3 });
     expect(retries.map((r) => r.attempt)).toEqual([1, 2]);
@@ -298,9 +318,9 @@ describe('safe retries', () => {
       const station = { apiKey: LIMITED.key };
       const first = await connect(station).submit({ pipeline: 'synthetic', params: { steps: 1, stepMs: 0 } });
       // Without retries the 429 is thrown, with its Retry-After.
-      const refused = (await connect({ ...station, retry: { attempts: 1 } })
-        .submit({ pipeline: 'synthetic', params: { steps: 1, stepMs: 0 } })
-        .catch((e: unknown) => e)) as DarkroomError;
+      const refused = await rejection(
+        connect({ ...station, retry: { attempts: 1 } }).submit({ pipeline: 'synthetic', params: { steps: 1, stepMs: 0 } }),
+      );
       expect(refused).toMatchObject({ status: 429, code: 'rate_limited' });
       expect(refused.retryAfterMs).toBeGreaterThanOrEqual(1000);
 

@@ -22,7 +22,8 @@ async function parse(...chunks: string[]) {
 
 describe('readEventStream', () => {
   it('parses events, comments, multi-line data and retry, across any chunking and line ending', async () => {
-    const text = '\ufeffretry: 2000\n\n: keep-alive\n\nevent: status\ndata: {"a":1}\n\nevent: progress\ndata: line1\ndata: line2\nid: 7\n\ndata:x\n\n';
+    const text =
+      '\ufeffretry: 2000\n\n: keep-alive\n\nevent: status\ndata: {"a":1}\n\nevent: progress\ndata: line1\ndata: line2\nid: 7\n\ndata:x\n\n';
     const expected = [
       { event: 'status', data: '{"a":1}' },
       { event: 'progress', data: 'line1\nline2', id: '7' },
@@ -42,7 +43,12 @@ describe('readEventStream', () => {
   it('drops an event cut off before its blank line, and stops when told to', async () => {
     expect((await parse('data: whole\n\ndata: cut')).events).toEqual([{ event: 'message', data: 'whole' }]);
     const seen: string[] = [];
-    await readEventStream(streamOf('data: 1\n\ndata: 2\n\ndata: 3\n\n'), { onEvent: (e) => (seen.push(e.data), e.data === '2') });
+    await readEventStream(streamOf('data: 1\n\ndata: 2\n\ndata: 3\n\n'), {
+      onEvent: (e) => {
+        seen.push(e.data);
+        return e.data === '2';
+      },
+    });
     expect(seen).toEqual(['1', '2']);
   });
 

@@ -1,6 +1,6 @@
 import type { OutputFormat } from '@darkroom/contracts';
 import { InvalidInputError } from '@darkroom/core';
-import sharp from 'sharp';
+import sharp, { type Sharp } from 'sharp';
 import type { RgbImage } from './tiles.ts';
 import type { PipelineInput, PipelineOutput } from './types.ts';
 
@@ -79,7 +79,7 @@ export async function encodeOutput(
   return { data: encoded, format, width: rgb.width, height: rgb.height };
 }
 
-function encodeAs(img: sharp.Sharp, format: OutputFormat): sharp.Sharp {
+function encodeAs(img: Sharp, format: OutputFormat): Sharp {
   switch (format) {
     case 'jpeg':
       return img.jpeg({ quality: 92 });

@@ -1,4 +1,4 @@
-import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { PipelineContext } from './types.ts';
 
 /*
@@ -96,7 +96,9 @@ export async function runTiled(img: RgbImage, model: TileModel, opts: TileOption
       }
       done++;
       await ctx.reportProgress(from + ((to - from) * done) / total, `tile ${done}/${total}`);
-      await yieldToEventLoop();
+      // A timer, not setImmediate: the loop then runs its due timers (lock renewals) and I/O
+      // before the next tile, whichever phase this tile ran in.
+      await sleep(0);
     }
   }
   ctx.signal.throwIfAborted();

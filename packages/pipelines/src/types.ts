@@ -28,10 +28,25 @@ export interface PipelineOutput {
  * Throw InvalidInputError for input a retry cannot fix, BackendUnavailableError for transient
  * trouble; anything else fails the attempt as `pipeline_error` and is retried.
  */
+/** What a worker tells about a pipeline in its heartbeat. */
+export interface PipelineStatus {
+  /** Where it runs, when that is not the worker's own device (e.g. "cuda: NVIDIA H100 …"). */
+  device?: string;
+  /** The models it serves (onnx). */
+  models?: string[];
+}
+
 export interface Pipeline<P = unknown> {
   spec: PipelineSpec;
+  /**
+   * Why this host cannot serve the pipeline (its backend is not configured), or undefined when it
+   * can. Asked before init: a worker serves by default every pipeline its host can.
+   */
+  unavailable?(): Promise<string | undefined>;
   /** Loads models or warms caches once per worker process, before the first job. */
   init?(logger: Logger): Promise<void>;
+  /** For the heartbeat, after init. */
+  status?(): PipelineStatus;
   run(input: PipelineInput | null, params: P, ctx: PipelineContext): Promise<PipelineOutput>;
   close?(): Promise<void>;
 }

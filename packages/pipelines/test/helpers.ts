@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type { OutputFormat } from '@darkroom/contracts';
-import { createLogger } from '@darkroom/core';
+import { createLogger, type Logger } from '@darkroom/core';
 import sharp from 'sharp';
 import type { PipelineContext, PipelineInput } from '../src/types.ts';
 
@@ -48,4 +48,33 @@ export async function makeInput(name: string): Promise<PipelineInput> {
       pages: meta.pages,
     },
   };
+}
+
+export interface LogRecord {
+  level: string;
+  obj: Record<string, unknown>;
+  msg: string | undefined;
+}
+
+/** A logger that keeps what it was told, for tests that check warnings. */
+export function captureLogger(): { logger: Logger; records: LogRecord[] } {
+  const records: LogRecord[] = [];
+  const make = (bound: Record<string, unknown>): Logger => {
+    const log =
+      (level: string) =>
+      (a?: unknown, b?: unknown): void => {
+        const [obj, msg] = typeof a === 'string' ? [{}, a] : [(a ?? {}) as Record<string, unknown>, b as string | undefined];
+        records.push({ level, obj: { ...bound, ...obj }, msg });
+      };
+    return {
+      trace: log('trace'),
+      debug: log('debug'),
+      info: log('info'),
+      warn: log('warn'),
+      error: log('error'),
+      fatal: log('fatal'),
+      child: (more: Record<string, unknown>) => make({ ...bound, ...more }),
+    } as unknown as Logger;
+  };
+  return { logger: make({}), records };
 }

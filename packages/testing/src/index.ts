@@ -1,4 +1,5 @@
 export * from './fixtures.ts';
+export * from './onnx-model.ts';
 export * from './processes.ts';
 export * from './redis.ts';
 export * from './system.ts';

@@ -12,7 +12,8 @@ export const cancel: Command = {
   async run(ctx, args) {
     if (args.length !== 1) throw new UsageError('give one job id', 'cancel');
     const job = await ctx.client.cancel(args[0]!, { signal: ctx.io.signal });
-    const text = job.status === 'cancelled' ? `${job.id} cancelled` : `${job.id} cancel requested: it was ${job.status}; it ends cancelled shortly`;
+    const text =
+      job.status === 'cancelled' ? `${job.id} cancelled` : `${job.id} cancel requested: it was ${job.status}; it ends cancelled shortly`;
     ctx.io.stdout.write(ctx.json ? `${JSON.stringify(job, null, 2)}\n` : `${text}\n`);
     return EXIT.ok;
   },

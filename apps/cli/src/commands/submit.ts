@@ -60,7 +60,8 @@ examples:
       ...(v['idempotency-key'] !== undefined ? { idempotencyKey: v['idempotency-key'] as string } : {}),
       signal: ctx.io.signal,
     });
-    if (v.wait || timeout !== undefined || output !== undefined) return follow(ctx, job, { timeout, output, heading: `submitted ${job.id}` });
+    if (v.wait || timeout !== undefined || output !== undefined)
+      return follow(ctx, job, { timeout, output, heading: `submitted ${job.id}` });
     ctx.io.stdout.write(ctx.json ? `${JSON.stringify(job, null, 2)}\n` : `${jobLine(job)}\n`);
     return EXIT.ok;
   },

@@ -1,0 +1,388 @@
+/*
+ * `pnpm bench` — Darkroom against the limit of its own engine: bare BullMQ on the same Redis, on
+ * the same machine, in the same run. Starts a private redis-server, the real api and worker
+ * processes, runs the six benchmarks of issue 8, prints the figures and the targets (PASS/MISS,
+ * never an exit code), and writes JSON and an SVG chart to bench/results/.
+ *
+ *   pnpm bench                 full run (about 3 minutes)
+ *   pnpm bench --quick         small sizes, seconds: proves the harness works (CI)
+ *   pnpm bench --only=submit,latency   a subset: dispatch, duty, edit, submit, latency, lookup
+ *   pnpm bench --profile       also CPU-profile the api and worker and print their hot spots
+ *   pnpm bench --chart=docs/benchmarks.svg   also write the chart there
+ *
+ * Exit code: 0 unless the harness itself broke (a process would not start, a benchmark threw).
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { REPO_ROOT } from '../packages/testing/src/index.ts';
+import { benchConfig, type Ctx, FULL, QUICK, type Sizes, type Window } from './lib/context.ts';
+import { Redis, sharp } from './lib/deps.ts';
+import { printProfile, type ProfileSummary, summarizeProfile } from './lib/profile.ts';
+import { chartSvg, figuresTable, fmt, type Row, type Target, target, targetsTable } from './lib/report.ts';
+import { round } from './lib/stats.ts';
+import { startBenchSystem } from './lib/system.ts';
+import { type DispatchResults, dispatch } from './scenarios/dispatch.ts';
+import { duty } from './scenarios/duty.ts';
+import { type EditResults, editOverhead } from './scenarios/edit.ts';
+import { type OpenLoopResult } from './lib/http.ts';
+import { type LookupResults, lookups } from './scenarios/lookup.ts';
+import { submitLatency } from './scenarios/latency.ts';
+import { bareAdd, imageSubmit, jsonSubmit, type Throughput } from './scenarios/submit.ts';
+
+const ALL = ['dispatch', 'duty', 'edit', 'submit', 'latency', 'lookup'] as const;
+type Bench = (typeof ALL)[number];
+
+interface Args {
+  quick: boolean;
+  only: Set<Bench>;
+  profile: boolean;
+  chart?: string;
+  connections?: number;
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { quick: false, only: new Set(ALL), profile: false };
+  for (const arg of argv) {
+    if (arg === '--') continue;
+    if (arg === '--quick') a.quick = true;
+    else if (arg === '--profile') a.profile = true;
+    else if (arg.startsWith('--only=')) {
+      const names = arg.slice(7).split(',').filter(Boolean);
+      for (const n of names) if (!(ALL as readonly string[]).includes(n)) throw new Error(`--only: unknown benchmark "${n}"; known: ${ALL.join(', ')}`);
+      a.only = new Set(names as Bench[]);
+    } else if (arg.startsWith('--chart=')) a.chart = arg.slice(8);
+    else if (arg.startsWith('--connections=')) a.connections = Number(arg.slice(14));
+    else if (arg === '--help' || arg === '-h') {
+      process.stdout.write(`${fs.readFileSync(new URL(import.meta.url), 'utf8').split('*/')[0]}*/\n`);
+      process.exit(0);
+    } else throw new Error(`unknown argument ${arg} (try --help)`);
+  }
+  // The latency benchmark paces at half the JSON submit rate measured just before it.
+  if (a.only.has('latency')) a.only.add('submit');
+  return a;
+}
+
+interface Results {
+  machine: Record<string, unknown>;
+  mode: 'quick' | 'full';
+  sizes: Sizes;
+  startedAt: string;
+  finishedAt?: string;
+  durationS?: number;
+  loadAverage: { start: number[]; end?: number[] };
+  dispatch?: DispatchResults;
+  duty?: Awaited<ReturnType<typeof duty>>;
+  edit?: EditResults;
+  submit?: { imageBytes: number; bareAdd: Throughput[]; imageSubmit?: Throughput; jsonSubmit?: Throughput; bareAddMean: number };
+  latency?: OpenLoopResult & { maxRate: number };
+  lookup?: LookupResults;
+  rows: Row[];
+  targets: Target[];
+  windows: Window[];
+  profiles?: ProfileSummary[];
+  errors: string[];
+}
+
+async function machineInfo(redisUrl: string) {
+  const r = new Redis(redisUrl);
+  const info = await r.info('server');
+  r.disconnect();
+  const bullmq = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'packages/core/node_modules/bullmq/package.json'), 'utf8')).version;
+  const ioredis = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'packages/core/node_modules/ioredis/package.json'), 'utf8')).version;
+  return {
+    cpus: os.availableParallelism(),
+    cpuModel: os.cpus()[0]?.model?.trim() ?? 'unknown',
+    memoryGiB: round(os.totalmem() / 2 ** 30, 1),
+    platform: `${os.type()} ${os.release()} ${os.arch()}`,
+    node: process.version,
+    redis: /redis_version:(\S+)/.exec(info)?.[1] ?? 'unknown',
+    bullmq,
+    ioredis,
+    sharp: sharp.versions.sharp,
+    libvips: sharp.versions.vips,
+  };
+}
+
+async function main() {
+  const args = parseArgs(process.argv.slice(2));
+  const sizes: Sizes = { ...(args.quick ? QUICK : FULL), ...(args.connections ? { connections: args.connections } : {}) };
+  const started = Date.now();
+  const stamp = new Date(started).toISOString().replace(/[:.]/g, '-');
+  const outDir = path.join(REPO_ROOT, 'bench/results');
+  fs.mkdirSync(outDir, { recursive: true });
+  const profDir = path.join(outDir, `profiles-${stamp}`);
+  const log = (msg: string) => process.stdout.write(`${msg}\n`);
+
+  log(`darkroom bench (${args.quick ? 'quick' : 'full'}): ${[...args.only].join(', ')}`);
+  const sys = await startBenchSystem();
+  const results: Results = {
+    machine: await machineInfo(sys.redis.url),
+    mode: args.quick ? 'quick' : 'full',
+    sizes,
+    startedAt: new Date(started).toISOString(),
+    loadAverage: { start: os.loadavg().map((v) => round(v, 2)) },
+    rows: [],
+    targets: [],
+    windows: [],
+    errors: [],
+  };
+  const m = results.machine;
+  log(
+    `machine: ${m.cpus} × ${m.cpuModel}, ${m.memoryGiB} GiB; node ${m.node}, redis ${m.redis}, bullmq ${m.bullmq}, ioredis ${m.ioredis}, sharp ${m.sharp} (libvips ${m.libvips})`,
+  );
+  log(`load average at start: ${results.loadAverage.start.join(' ')}`);
+
+  const profEnv = args.profile
+    ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profDir} --cpu-prof-interval=250` }
+    : ({} as Record<string, string>);
+  const redis = new Redis(sys.redis.url);
+  const ctx: Ctx = { quick: args.quick, sizes, sys, config: benchConfig(sys), redis, windows: results.windows, log };
+  const step = async <T>(name: string, fn: () => Promise<T>): Promise<T | undefined> => {
+    log(`-- ${name}`);
+    const t = Date.now();
+    try {
+      const r = await fn();
+      log(`   done in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+      return r;
+    } catch (err) {
+      const msg = `${name}: ${(err as Error).stack ?? err}`;
+      results.errors.push(msg);
+      log(`   FAILED: ${msg}`);
+      return undefined;
+    }
+  };
+
+  let apiPid: number | undefined;
+  let workerPid: number | undefined;
+  try {
+    apiPid = (await sys.startApi(profEnv)).proc.pid;
+    const needWorker = args.only.has('dispatch') || args.only.has('duty') || args.only.has('edit');
+    if (needWorker) {
+      workerPid = (await sys.startWorker({ ...profEnv, DARKROOM_WORKER_PIPELINES: 'synthetic,edit', DARKROOM_WORKER_CONCURRENCY: '1' })).proc
+        .pid;
+      if (args.only.has('dispatch')) results.dispatch = await step('3. dispatch latency (idle worker)', () => dispatch(ctx));
+      if (args.only.has('duty')) results.duty = await step('4. worker duty cycle (100 ms jobs, concurrency 1)', () => duty(ctx));
+      if (args.only.has('edit')) results.edit = await step('5. edit overhead (4096×3072 JPEG → 2048 px WebP)', () => editOverhead(ctx));
+      // From here on no worker runs: the queues just grow.
+      await sys.stopWorker();
+    }
+    if (args.only.has('submit')) {
+      const s: NonNullable<Results['submit']> = { imageBytes: 0, bareAdd: [], bareAddMean: Number.NaN };
+      results.submit = s;
+      const a1 = await step('1a. bare Queue.add, 64 in flight', () => bareAdd(ctx, 'a1'));
+      if (a1) s.bareAdd.push(a1);
+      const b = await step('1b. HTTP multipart submit, 32 KB PNG → edit', () => imageSubmit(ctx));
+      if (b) {
+        s.imageSubmit = b.result;
+        s.imageBytes = b.imageBytes;
+      }
+      s.jsonSubmit = await step('1c. HTTP JSON submit → synthetic', () => jsonSubmit(ctx));
+      if (!args.quick) {
+        // The baseline again, after the HTTP runs, so drift in the machine's load shows.
+        const a2 = await step('1a. bare Queue.add again', () => bareAdd(ctx, 'a2'));
+        if (a2) s.bareAdd.push(a2);
+      }
+      s.bareAddMean = s.bareAdd.length ? round(s.bareAdd.reduce((x, y) => x + y.jobsPerSec, 0) / s.bareAdd.length, 0) : Number.NaN;
+    }
+    if (args.only.has('latency') && results.submit?.jsonSubmit) {
+      const max = results.submit.jsonSubmit.jobsPerSec;
+      results.latency = await step(`2. submit latency at half the JSON maximum (${Math.round(max / 2)}/s, open loop)`, () =>
+        submitLatency(ctx, max),
+      );
+    }
+    if (args.only.has('lookup')) {
+      results.lookup = await step(`6. memory and status lookups with ${fmt.n(sizes.lookupQueued)} jobs queued`, () => lookups(ctx));
+    }
+  } catch (err) {
+    results.errors.push(`harness: ${(err as Error).stack ?? err}`);
+    log(`harness failed: ${(err as Error).stack ?? err}`);
+  } finally {
+    redis.disconnect();
+    await sys.stop().catch((err) => results.errors.push(`stop: ${(err as Error).message}`));
+  }
+  results.loadAverage.end = os.loadavg().map((v) => round(v, 2));
+  results.finishedAt = new Date().toISOString();
+  results.durationS = round((Date.now() - started) / 1000, 1);
+
+  buildReport(results);
+  log('');
+  log(`Figures (${results.mode} run, ${results.durationS} s; load average ${results.loadAverage.start.join(' ')} → ${results.loadAverage.end.join(' ')}):`);
+  log(figuresTable(results.rows));
+  log('');
+  log('Targets (issue 8):');
+  log(targetsTable(results.targets));
+
+  if (args.profile) {
+    results.profiles = [];
+    const files = fs.existsSync(profDir) ? fs.readdirSync(profDir).filter((f) => f.endsWith('.cpuprofile')) : [];
+    for (const f of files) {
+      const pid = Number(/\.(\d+)\.\d+\.\d+\.cpuprofile$/.exec(f)?.[1]);
+      const kind = pid === apiPid ? 'api' : pid === workerPid ? 'worker' : undefined;
+      if (!kind) continue;
+      const wanted = kind === 'api' ? /^(1b|1c|2 |6 status)/ : /^(3 dispatch darkroom|4 duty darkroom|5 edit)/;
+      for (const w of results.windows.filter((x) => wanted.test(x.name))) {
+        const s = summarizeProfile(path.join(profDir, f), w);
+        results.profiles.push(s);
+        printProfile(s, log);
+      }
+    }
+    log(`\nprofiles: ${profDir} (open in Chrome DevTools → Performance, or speedscope)`);
+    log('note: the profiler itself costs CPU; take figures from a run without --profile.');
+  }
+
+  const jsonFile = path.join(outDir, `${stamp}${args.quick ? '-quick' : ''}.json`);
+  fs.writeFileSync(jsonFile, `${JSON.stringify(results, null, 2)}\n`);
+  const svg = chartSvg(
+    results.targets,
+    `Darkroom vs bare BullMQ — issue 8 targets (${results.mode} run)`,
+    `${m.cpus} × ${m.cpuModel}, node ${m.node}, redis ${m.redis}, bullmq ${m.bullmq}; ${results.startedAt.slice(0, 16).replace('T', ' ')} UTC; load ${results.loadAverage.start[0]}`,
+  );
+  const svgFile = jsonFile.replace(/\.json$/, '.svg');
+  fs.writeFileSync(svgFile, svg);
+  if (args.chart) fs.writeFileSync(path.resolve(args.chart), svg);
+  log(`\nresults: ${path.relative(process.cwd(), jsonFile)}, chart: ${path.relative(process.cwd(), svgFile)}${args.chart ? ` and ${args.chart}` : ''}`);
+  if (results.errors.length > 0) {
+    log(`\n${results.errors.length} benchmark(s) failed to run:`);
+    for (const e of results.errors) log(`  ${e.split('\n')[0]}`);
+    process.exitCode = 1;
+  }
+}
+
+/** Rows and targets from whatever ran. */
+function buildReport(r: Results): void {
+  const rows = r.rows;
+  const t = r.targets;
+  const s = r.submit;
+  if (s) {
+    const base = s.bareAddMean;
+    const a = s.bareAdd;
+    rows.push({
+      id: '1a',
+      metric: `bare Queue.add, ${r.sizes.connections} in flight (jobs/s)`,
+      darkroom: '—',
+      baseline: `${fmt.n(base)}${a.length > 1 ? ` (runs: ${a.map((x) => fmt.n(x.jobsPerSec)).join(', ')})` : ''}`,
+      ratio: '—',
+    });
+    const tp = (id: string, label: string, x: Throughput | undefined, limit: number) => {
+      if (!x) return;
+      const ratio = x.jobsPerSec / base;
+      rows.push({
+        id,
+        metric: `${label}, ${x.connections} clients (jobs/s)${x.errors ? ` [${x.errors} errors]` : ''}`,
+        darkroom: fmt.n(x.jobsPerSec),
+        baseline: fmt.n(base),
+        ratio: fmt.x(ratio),
+      });
+      t.push(target(id, `${label} ÷ bare add`, round(ratio, 3), '×', 'min', limit));
+    };
+    tp('1b', 'image submit (multipart 32 KB PNG)', s.imageSubmit, 0.25);
+    tp('1c', 'JSON submit (synthetic)', s.jsonSubmit, 0.4);
+  }
+  if (r.latency) {
+    const l = r.latency;
+    rows.push({
+      id: '2',
+      metric: `submit latency p50 / p99 at ${fmt.n(l.targetRate)}/s open loop${l.errors ? ` [${l.errors} errors]` : ''}`,
+      darkroom: `${fmt.ms(l.latency.p50)} / ${fmt.ms(l.latency.p99)}`,
+      baseline: '—',
+      ratio: `from schedule: ${fmt.ms(l.fromSchedule.p50)} / ${fmt.ms(l.fromSchedule.p99)}`,
+    });
+    t.push(target('2', 'submit latency p50', l.latency.p50, 'ms', 'max', 2));
+    t.push(target('2', 'submit latency p99', l.latency.p99, 'ms', 'max', 10));
+  }
+  if (r.dispatch) {
+    const d = r.dispatch;
+    const pair = (x: { p50: number; p99: number }) => `${fmt.ms(x.p50)} / ${fmt.ms(x.p99)}`;
+    rows.push({
+      id: '3',
+      metric: 'dispatch add → active p50 / p99 (idle worker)',
+      darkroom: pair(d.darkroom.addToActive),
+      baseline: pair(d.bare.addToActive),
+      ratio: `${fmt.x(d.darkroom.addToActive.p50 / d.bare.addToActive.p50)} p50; in-process bare ${pair(d.bareInProcess.addToActive)}`,
+    });
+    rows.push({
+      id: '3',
+      metric: 'dispatch add → first progress p50 / p99',
+      darkroom: pair(d.darkroom.addToProgress),
+      baseline: pair(d.bare.addToProgress),
+      ratio: `${fmt.x(d.darkroom.addToProgress.p50 / d.bare.addToProgress.p50)} p50`,
+    });
+    rows.push({
+      id: '3',
+      metric: 'dispatch processedOn − timestamp p50 / p99 (whole ms)',
+      darkroom: pair(d.darkroom.processedMinusTimestamp),
+      baseline: pair(d.bare.processedMinusTimestamp),
+      ratio: '—',
+    });
+    t.push(target('3', 'dispatch p50 (add → active)', d.darkroom.addToActive.p50, 'ms', 'max', 1.5));
+    t.push(target('3', 'dispatch p99 (add → active)', d.darkroom.addToActive.p99, 'ms', 'max', 10));
+  }
+  if (r.duty) {
+    const { darkroom, bare } = r.duty;
+    rows.push({
+      id: '4',
+      metric: `worker duty cycle, ${darkroom.jobs} × 100 ms jobs (in-job overhead / gap per job)`,
+      darkroom: `${fmt.pct(darkroom.duty)} (${fmt.ms(darkroom.inJobOverheadMs)} / ${fmt.ms(darkroom.gapMs)})`,
+      baseline: `${fmt.pct(bare.duty)} (${fmt.ms(bare.inJobOverheadMs)} / ${fmt.ms(bare.gapMs)})`,
+      ratio: fmt.x(darkroom.duty / bare.duty),
+    });
+    t.push(target('4', 'worker duty cycle', darkroom.duty, '%', 'min', 0.98));
+  }
+  if (r.edit) {
+    const e = r.edit;
+    rows.push({
+      id: '5',
+      metric: `edit 4096×3072 JPEG → 2048 px WebP, median of ${e.reps} (download ${fmt.ms(e.downloadMedianMs)})`,
+      darkroom: fmt.ms(e.e2eMedianMs),
+      baseline: `${fmt.ms(e.directMedianMs)} (sharp direct)`,
+      ratio: `${fmt.x(e.ratio)} (${fmt.x(e.ratioWithDownload)} with download)`,
+    });
+    t.push(target('5', 'edit end-to-end ÷ direct sharp', e.ratio, '×', 'max', 1.15));
+  }
+  const mem: number[] = [];
+  if (s) {
+    const a = s.bareAdd[0];
+    const parts: string[] = [];
+    if (s.imageSubmit) {
+      parts.push(`edit via api ${fmt.n(s.imageSubmit.memory.bytesPerJob)} B (${fmt.n(s.imageSubmit.memory.jobs)} jobs)`);
+      mem.push(s.imageSubmit.memory.bytesPerJob);
+    }
+    if (s.jsonSubmit) {
+      parts.push(`synthetic via api ${fmt.n(s.jsonSubmit.memory.bytesPerJob)} B (${fmt.n(s.jsonSubmit.memory.jobs)} jobs)`);
+      mem.push(s.jsonSubmit.memory.bytesPerJob);
+    }
+    if (r.lookup && Number.isFinite(r.lookup.memory.topUpBytesPerJob)) {
+      parts.push(`top-up ${fmt.n(r.lookup.memory.topUpBytesPerJob)} B (${fmt.n(r.lookup.toppedUp)} jobs)`);
+      mem.push(r.lookup.memory.topUpBytesPerJob);
+    }
+    rows.push({
+      id: '6',
+      metric: 'Redis memory per queued job (used_memory Δ ÷ jobs)',
+      darkroom: parts.join('; '),
+      baseline: a ? `${fmt.n(a.memory.bytesPerJob)} B (bare add, edit data)` : '—',
+      ratio: a && mem.length ? fmt.x(Math.max(...mem) / a.memory.bytesPerJob) : '—',
+    });
+  }
+  const finite = mem.filter(Number.isFinite);
+  if (finite.length) t.push(target('6', 'Redis memory per queued job (worst)', Math.max(...finite), 'B', 'max', 2048));
+  if (r.lookup) {
+    const l = r.lookup;
+    rows.push({
+      id: '6',
+      metric: `GET /v1/jobs/{id} p50 / p99, ${fmt.n(l.queued)} queued, ${fmt.n(l.lookup.ok)} lookups${l.lookup.errors ? ` [${l.lookup.errors} errors]` : ''}`,
+      darkroom: `${fmt.ms(l.lookup.latency.p50)} / ${fmt.ms(l.lookup.latency.p99)}`,
+      baseline: '—',
+      ratio: `job hash ${fmt.n(l.memory.jobHashBytes)} B`,
+    });
+    t.push(target('6', `status lookup p99 (${fmt.n(l.queued)} queued)`, l.lookup.latency.p99, 'ms', 'max', 5));
+  }
+}
+
+main().then(
+  () => process.exit(process.exitCode ?? 0),
+  (err) => {
+    process.stderr.write(`bench: ${(err as Error).stack ?? err}\n`);
+    process.exit(1);
+  },
+);
