@@ -18,16 +18,16 @@ import path from 'node:path';
 import { REPO_ROOT } from '../packages/testing/src/index.ts';
 import { benchConfig, type Ctx, FULL, QUICK, type Sizes, type Window } from './lib/context.ts';
 import { Redis, sharp } from './lib/deps.ts';
-import { printProfile, type ProfileSummary, summarizeProfile } from './lib/profile.ts';
+import type { OpenLoopResult } from './lib/http.ts';
+import { type ProfileSummary, printProfile, summarizeProfile } from './lib/profile.ts';
 import { chartSvg, figuresTable, fmt, type Row, type Target, target, targetsTable } from './lib/report.ts';
 import { round } from './lib/stats.ts';
 import { startBenchSystem } from './lib/system.ts';
 import { type DispatchResults, dispatch } from './scenarios/dispatch.ts';
 import { duty } from './scenarios/duty.ts';
 import { type EditResults, editOverhead } from './scenarios/edit.ts';
-import { type OpenLoopResult } from './lib/http.ts';
-import { type LookupResults, lookups } from './scenarios/lookup.ts';
 import { submitLatency } from './scenarios/latency.ts';
+import { type LookupResults, lookups } from './scenarios/lookup.ts';
 import { bareAdd, imageSubmit, jsonSubmit, type Throughput } from './scenarios/submit.ts';
 
 const ALL = ['dispatch', 'duty', 'edit', 'submit', 'latency', 'lookup'] as const;
@@ -49,7 +49,8 @@ function parseArgs(argv: string[]): Args {
     else if (arg === '--profile') a.profile = true;
     else if (arg.startsWith('--only=')) {
       const names = arg.slice(7).split(',').filter(Boolean);
-      for (const n of names) if (!(ALL as readonly string[]).includes(n)) throw new Error(`--only: unknown benchmark "${n}"; known: ${ALL.join(', ')}`);
+      for (const n of names)
+        if (!(ALL as readonly string[]).includes(n)) throw new Error(`--only: unknown benchmark "${n}"; known: ${ALL.join(', ')}`);
       a.only = new Set(names as Bench[]);
     } else if (arg.startsWith('--chart=')) a.chart = arg.slice(8);
     else if (arg.startsWith('--connections=')) a.connections = Number(arg.slice(14));
@@ -134,10 +135,20 @@ async function main() {
   log(`load average at start: ${results.loadAverage.start.join(' ')}`);
 
   const profEnv = args.profile
-    ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profDir} --cpu-prof-interval=250` }
+    ? { NODE_OPTIONS: `--import=${path.join(REPO_ROOT, 'bench/lib/cpu-profile.mjs')}`, BENCH_CPU_PROF_DIR: profDir }
     : ({} as Record<string, string>);
   const redis = new Redis(sys.redis.url);
-  const ctx: Ctx = { quick: args.quick, sizes, sys, config: benchConfig(sys), redis, windows: results.windows, log };
+  const redisPid = Number(/process_id:(\d+)/.exec(await redis.info('server'))?.[1]) || undefined;
+  const ctx: Ctx = {
+    quick: args.quick,
+    sizes,
+    sys,
+    config: benchConfig(sys),
+    redis,
+    windows: results.windows,
+    pids: { redis: redisPid, bench: process.pid },
+    log,
+  };
   const step = async <T>(name: string, fn: () => Promise<T>): Promise<T | undefined> => {
     log(`-- ${name}`);
     const t = Date.now();
@@ -159,8 +170,8 @@ async function main() {
     apiPid = (await sys.startApi(profEnv)).proc.pid;
     const needWorker = args.only.has('dispatch') || args.only.has('duty') || args.only.has('edit');
     if (needWorker) {
-      workerPid = (await sys.startWorker({ ...profEnv, DARKROOM_WORKER_PIPELINES: 'synthetic,edit', DARKROOM_WORKER_CONCURRENCY: '1' })).proc
-        .pid;
+      workerPid = (await sys.startWorker({ ...profEnv, DARKROOM_WORKER_PIPELINES: 'synthetic,edit', DARKROOM_WORKER_CONCURRENCY: '1' }))
+        .proc.pid;
       if (args.only.has('dispatch')) results.dispatch = await step('3. dispatch latency (idle worker)', () => dispatch(ctx));
       if (args.only.has('duty')) results.duty = await step('4. worker duty cycle (100 ms jobs, concurrency 1)', () => duty(ctx));
       if (args.only.has('edit')) results.edit = await step('5. edit overhead (4096×3072 JPEG → 2048 px WebP)', () => editOverhead(ctx));
@@ -207,7 +218,9 @@ async function main() {
 
   buildReport(results);
   log('');
-  log(`Figures (${results.mode} run, ${results.durationS} s; load average ${results.loadAverage.start.join(' ')} → ${results.loadAverage.end.join(' ')}):`);
+  log(
+    `Figures (${results.mode} run, ${results.durationS} s; load average ${results.loadAverage.start.join(' ')} → ${results.loadAverage.end.join(' ')}):`,
+  );
   log(figuresTable(results.rows));
   log('');
   log('Targets (issue 8):');
@@ -217,7 +230,7 @@ async function main() {
     results.profiles = [];
     const files = fs.existsSync(profDir) ? fs.readdirSync(profDir).filter((f) => f.endsWith('.cpuprofile')) : [];
     for (const f of files) {
-      const pid = Number(/\.(\d+)\.\d+\.\d+\.cpuprofile$/.exec(f)?.[1]);
+      const pid = Number(/^CPU\.(\d+)\.cpuprofile$/.exec(f)?.[1]);
       const kind = pid === apiPid ? 'api' : pid === workerPid ? 'worker' : undefined;
       if (!kind) continue;
       const wanted = kind === 'api' ? /^(1b|1c|2 |6 status)/ : /^(3 dispatch darkroom|4 duty darkroom|5 edit)/;
@@ -241,7 +254,9 @@ async function main() {
   const svgFile = jsonFile.replace(/\.json$/, '.svg');
   fs.writeFileSync(svgFile, svg);
   if (args.chart) fs.writeFileSync(path.resolve(args.chart), svg);
-  log(`\nresults: ${path.relative(process.cwd(), jsonFile)}, chart: ${path.relative(process.cwd(), svgFile)}${args.chart ? ` and ${args.chart}` : ''}`);
+  log(
+    `\nresults: ${path.relative(process.cwd(), jsonFile)}, chart: ${path.relative(process.cwd(), svgFile)}${args.chart ? ` and ${args.chart}` : ''}`,
+  );
   if (results.errors.length > 0) {
     log(`\n${results.errors.length} benchmark(s) failed to run:`);
     for (const e of results.errors) log(`  ${e.split('\n')[0]}`);
@@ -257,6 +272,20 @@ function buildReport(r: Results): void {
   if (s) {
     const base = s.bareAddMean;
     const a = s.bareAdd;
+    const cpu = (x: Throughput | undefined) =>
+      x
+        ? Object.entries(x.cpuUsPerJob)
+            .filter(([, v]) => Number.isFinite(v))
+            .map(([k, v]) => `${k} ${v}`)
+            .join(', ')
+        : '';
+    rows.push({
+      id: '1a',
+      metric: 'CPU µs per job by process (bench = load generator / bare producer)',
+      darkroom: [s.imageSubmit && `image: ${cpu(s.imageSubmit)}`, s.jsonSubmit && `JSON: ${cpu(s.jsonSubmit)}`].filter(Boolean).join('; '),
+      baseline: cpu(a[0]),
+      ratio: '—',
+    });
     rows.push({
       id: '1a',
       metric: `bare Queue.add, ${r.sizes.connections} in flight (jobs/s)`,
@@ -264,7 +293,7 @@ function buildReport(r: Results): void {
       baseline: `${fmt.n(base)}${a.length > 1 ? ` (runs: ${a.map((x) => fmt.n(x.jobsPerSec)).join(', ')})` : ''}`,
       ratio: '—',
     });
-    const tp = (id: string, label: string, x: Throughput | undefined, limit: number) => {
+    const tp = (id: string, label: string, short: string, x: Throughput | undefined, limit: number) => {
       if (!x) return;
       const ratio = x.jobsPerSec / base;
       rows.push({
@@ -274,10 +303,10 @@ function buildReport(r: Results): void {
         baseline: fmt.n(base),
         ratio: fmt.x(ratio),
       });
-      t.push(target(id, `${label} ÷ bare add`, round(ratio, 3), '×', 'min', limit));
+      t.push(target(id, `${short} ÷ bare Queue.add`, round(ratio, 3), '×', 'min', limit));
     };
-    tp('1b', 'image submit (multipart 32 KB PNG)', s.imageSubmit, 0.25);
-    tp('1c', 'JSON submit (synthetic)', s.jsonSubmit, 0.4);
+    tp('1b', 'image submit (multipart 32 KB PNG)', 'image submit', s.imageSubmit, 0.25);
+    tp('1c', 'JSON submit (synthetic)', 'JSON submit', s.jsonSubmit, 0.4);
   }
   if (r.latency) {
     const l = r.latency;

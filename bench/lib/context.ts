@@ -57,6 +57,8 @@ export interface Ctx {
   /** The bench's own plain connection, for INFO and key reads. */
   redis: Redis;
   windows: Window[];
+  /** Processes whose CPU time the benchmarks account for. */
+  pids: { redis?: number; bench: number };
   log(msg: string): void;
 }
 
@@ -81,10 +83,22 @@ export const BASE_PREFIX = 'benchbase';
 /** A Queue with Darkroom's own options (same job defaults, same events maxLen) on the given prefix. */
 export function darkroomQueue(ctx: Ctx, name: string, prefix = PREFIX): Queue {
   const connection = new Redis(ctx.sys.redis.url, { maxRetriesPerRequest: null });
-  return new Queue(name, { ...queueOptions(ctx.config, connection as never), prefix }) as Queue;
+  const queue = new Queue(name, { ...queueOptions(ctx.config, connection as never), prefix }) as Queue;
+  // BullMQ leaves a connection it was given open on close().
+  const close = queue.close.bind(queue);
+  queue.close = async () => {
+    await close();
+    connection.disconnect();
+  };
+  return queue;
 }
 
-export const EDIT_PARAMS = { operations: [{ op: 'resize', width: 512 }, { op: 'format', type: 'webp', quality: 80 }] };
+export const EDIT_PARAMS = {
+  operations: [
+    { op: 'resize', width: 512 },
+    { op: 'format', type: 'webp', quality: 80 },
+  ],
+};
 export const JSON_SUBMIT = { pipeline: 'synthetic', params: { steps: 20, stepMs: 100 } };
 
 const parsedParams = new WeakMap<object, Record<string, unknown>>();
@@ -103,7 +117,10 @@ export function apiEquivalentJob(
   const id = newJobId(pipeline);
   // Validated once per params object: the baseline is the engine, not the api's validation.
   let params = parsedParams.get(rawParams);
-  if (!params) parsedParams.set(rawParams, (params = spec.params.parse(rawParams) as Record<string, unknown>));
+  if (!params) {
+    params = spec.params.parse(rawParams) as Record<string, unknown>;
+    parsedParams.set(rawParams, params);
+  }
   const data: JobData = {
     v: 1,
     station: BENCH_STATION.name,
@@ -127,7 +144,11 @@ export function apiEquivalentJob(
     timeoutMs: config.limits.jobTimeoutMs,
     requestId: randomUUID(),
   };
-  return { name: pipeline, data, opts: { jobId: id, priority: priorityRank('normal'), attempts: Math.min(spec.attempts, config.jobs.attempts) } };
+  return {
+    name: pipeline,
+    data,
+    opts: { jobId: id, priority: priorityRank('normal'), attempts: Math.min(spec.attempts, config.jobs.attempts) },
+  };
 }
 
 export function authHeaders(): Record<string, string> {

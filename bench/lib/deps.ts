@@ -3,7 +3,8 @@
  * exact copies (same files, so the same module instances) that @darkroom/core and
  * @darkroom/testing load. Nothing is installed for the bench.
  */
-export { Job, Queue, QueueEvents, Worker } from '../../packages/core/node_modules/bullmq/dist/esm/index.js';
+
 export type { QueueOptions } from '../../packages/core/node_modules/bullmq/dist/esm/index.js';
+export { Job, Queue, QueueEvents, Worker } from '../../packages/core/node_modules/bullmq/dist/esm/index.js';
 export { Redis } from '../../packages/testing/node_modules/ioredis/built/index.js';
 export { default as sharp } from '../../packages/testing/node_modules/sharp/dist/index.mjs';

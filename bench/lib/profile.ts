@@ -57,7 +57,7 @@ function shortUrl(url: string): string {
 function packageOf(frame: CallFrame): string {
   const { url, functionName } = frame;
   if (!url) return functionName.startsWith('(') ? functionName : '(native)';
-  if (url.startsWith('node:')) return 'node:' + (url.slice(5).split('/')[1] ?? url.slice(5));
+  if (url.startsWith('node:')) return `node:${url.slice(5).split('/')[1] ?? url.slice(5)}`;
   const u = url.replace(/^file:\/\//, '');
   const nm = u.lastIndexOf('node_modules/');
   if (nm >= 0) {
@@ -135,7 +135,9 @@ export function printProfile(s: ProfileSummary, log: (l: string) => void): void 
   log('self time by function:');
   for (const h of s.selfTop) log(`  ${String(h.pct).padStart(5)} %  ${h.name}`);
   log('inclusive time by function (Darkroom code and its direct callees):');
-  for (const h of s.inclusiveTop.filter((x) => / (apps|packages)\//.test(x.name) || /bullmq|express|busboy|ioredis|sharp|pino/.test(x.name)).slice(0, 30)) {
+  for (const h of s.inclusiveTop
+    .filter((x) => / (apps|packages)\//.test(x.name) || /bullmq|express|busboy|ioredis|sharp|pino/.test(x.name))
+    .slice(0, 30)) {
     log(`  ${String(h.pct).padStart(5)} %  ${h.name}`);
   }
 }

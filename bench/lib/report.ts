@@ -30,8 +30,7 @@ export function target(id: string, label: string, value: number, unit: string, k
 }
 
 export const fmt = {
-  n: (v: number, d = 0) =>
-    Number.isFinite(v) ? v.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }) : 'n/a',
+  n: (v: number, d = 0) => (Number.isFinite(v) ? v.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }) : 'n/a'),
   ms: (v: number) => (Number.isFinite(v) ? `${v < 10 ? v.toFixed(2) : v < 100 ? v.toFixed(1) : v.toFixed(0)} ms` : 'n/a'),
   pct: (v: number) => (Number.isFinite(v) ? `${(v * 100).toFixed(1)} %` : 'n/a'),
   x: (v: number) => (Number.isFinite(v) ? `${v.toFixed(2)}×` : 'n/a'),
@@ -86,7 +85,7 @@ const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replac
 export function chartSvg(targets: Target[], title: string, subtitle: string): string {
   const cap = 4;
   const rowH = 30;
-  const left = 300;
+  const left = 330;
   const barW = 420;
   const top = 64;
   const width = left + barW + 190;

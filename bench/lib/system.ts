@@ -107,7 +107,8 @@ async function waitHttp(h: ProcessHandle, url: string, timeoutMs = 60_000): Prom
     } catch {
       // not listening yet
     }
-    if (Date.now() > deadline) throw new Error(`${h.kind} did not answer ${url} within ${timeoutMs} ms; output:\n${h.output().slice(-4000)}`);
+    if (Date.now() > deadline)
+      throw new Error(`${h.kind} did not answer ${url} within ${timeoutMs} ms; output:\n${h.output().slice(-4000)}`);
     await sleep(100);
   }
 }
@@ -120,7 +121,13 @@ export async function startBareWorker(redisUrl: string, prefix: string, queue: s
   const entry = path.join(REPO_ROOT, 'bench/lib/bare-worker.ts');
   const proc = spawn(process.execPath, ['--import', 'tsx', entry], {
     cwd: REPO_ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', BENCH_REDIS_URL: redisUrl, BENCH_PREFIX: prefix, BENCH_QUEUE: queue },
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '',
+      BENCH_REDIS_URL: redisUrl,
+      BENCH_PREFIX: prefix,
+      BENCH_QUEUE: queue,
+    },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   await new Promise<void>((resolve, reject) => {

@@ -37,7 +37,10 @@ export async function measureDispatch(ctx: Ctx, queue: Queue, samples: number, l
   const seen = new Map<string, { active?: number; progress?: number; done?: () => void; finished?: boolean }>();
   const entry = (id: string) => {
     let e = seen.get(id);
-    if (!e) seen.set(id, (e = {}));
+    if (!e) {
+      e = {};
+      seen.set(id, e);
+    }
     return e;
   };
   events.on('active', ({ jobId }) => {
@@ -120,7 +123,7 @@ export async function dispatch(ctx: Ctx): Promise<DispatchResults> {
   await bq.close();
 
   const iq = darkroomQueue(ctx, 'synthetic', `${BASE_PREFIX}inproc`);
-  const connection = (await iq.client).duplicate({ maxRetriesPerRequest: null });
+  const connection = new Redis(ctx.sys.redis.url, { maxRetriesPerRequest: null });
   const w = new Worker(
     'synthetic',
     async (job) => {

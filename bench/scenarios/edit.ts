@@ -14,7 +14,12 @@ import { median, now, round } from '../lib/stats.ts';
  * as the worker reads its input. Runs alternate, after one unmeasured warm-up of each.
  */
 
-const OPS = { operations: [{ op: 'resize', width: 2048 }, { op: 'format', type: 'webp', quality: 80 }] };
+const OPS = {
+  operations: [
+    { op: 'resize', width: 2048 },
+    { op: 'format', type: 'webp', quality: 80 },
+  ],
+};
 
 export interface EditResults {
   inputBytes: number;
@@ -48,7 +53,12 @@ async function endToEnd(ctx: Ctx, jpeg: Buffer): Promise<{ ms: number; downloadM
   form.set('params', JSON.stringify(OPS));
   form.set('image', new Blob([jpeg], { type: 'image/jpeg' }), 'photo.jpg');
   const t = now();
-  const res = await fetch(`${base}/v1/jobs?wait=30`, { method: 'POST', body: form, headers: authHeaders(), signal: AbortSignal.timeout(60_000) });
+  const res = await fetch(`${base}/v1/jobs?wait=30`, {
+    method: 'POST',
+    body: form,
+    headers: authHeaders(),
+    signal: AbortSignal.timeout(60_000),
+  });
   const body = (await res.json()) as { id: string; status: string; result?: { width: number }; error?: unknown };
   const ms = now() - t;
   if (res.status !== 200 || body.status !== 'completed' || body.result?.width !== 2048) {

@@ -1,5 +1,5 @@
 import { type Ctx, jsonSubmitRequest, timed } from '../lib/context.ts';
-import { openLoop, type OpenLoopResult } from '../lib/http.ts';
+import { type OpenLoopResult, openLoop } from '../lib/http.ts';
 import { round } from '../lib/stats.ts';
 
 /*

@@ -35,13 +35,22 @@ export async function lookups(ctx: Ctx): Promise<LookupResults> {
   if (need > 0) {
     const request = jsonSubmitRequest(api.port);
     const r = await timed(ctx, '6 top-up (JSON submits)', () =>
-      closedLoop({ host: '127.0.0.1', port: api.port, connections: 32, warmupMs: 0, durationMs: 0, count: need, request: () => request, expect: 202 }),
+      closedLoop({
+        host: '127.0.0.1',
+        port: api.port,
+        connections: 32,
+        warmupMs: 0,
+        durationMs: 0,
+        count: need,
+        request: () => request,
+        expect: 202,
+      }),
     );
     if (r.errors > 0) ctx.log(`   top-up: ${r.errors} errors (${r.firstError})`);
     added = r.totalOk;
   }
   const after = await usedMemory(ctx.redis);
-  const ids = await ctx.redis.zrange(key, 0, -1);
+  const ids = await ctx.redis.zrange(key, '0', '-1');
   const rank = new Map(ids.map((id, i) => [id, i + 1]));
   let hashSum = 0;
   const sample = ids.slice(-50);

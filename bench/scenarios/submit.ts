@@ -1,4 +1,15 @@
-import { apiEquivalentJob, authHeaders, BASE_PREFIX, type Ctx, darkroomQueue, EDIT_PARAMS, jsonSubmitRequest, timed, usedMemory } from '../lib/context.ts';
+import {
+  apiEquivalentJob,
+  authHeaders,
+  BASE_PREFIX,
+  type Ctx,
+  darkroomQueue,
+  EDIT_PARAMS,
+  jsonSubmitRequest,
+  timed,
+  usedMemory,
+} from '../lib/context.ts';
+import { perJobUs, snapshot } from '../lib/cpu.ts';
 import { buildRequest, closedLoop, type LoadResult, multipartBody } from '../lib/http.ts';
 import { noisePng } from '../lib/images.ts';
 import { now, round, type Summary, sleep, summarize } from '../lib/stats.ts';
@@ -21,6 +32,8 @@ export interface Throughput {
   latency: Summary;
   connections: number;
   memory: { jobs: number; bytes: number; bytesPerJob: number };
+  /** CPU µs per job created, per process (api, redis, bench = the load generator or the bare producer). */
+  cpuUsPerJob: Record<string, number>;
 }
 
 export interface SubmitResults {
@@ -38,6 +51,7 @@ export async function bareAdd(ctx: Ctx, label: string): Promise<Throughput> {
   await queue.waitUntilReady();
   const image = { bytes: png.data.length, width: png.width, height: png.height };
   const before = await usedMemory(ctx.redis);
+  const cpu0 = snapshot(ctx.pids);
   const t0 = now();
   const from = t0 + sizes.warmupMs;
   const to = from + sizes.submitMs;
@@ -69,9 +83,11 @@ export async function bareAdd(ctx: Ctx, label: string): Promise<Throughput> {
       }),
     ),
   );
+  const cpu1 = snapshot(ctx.pids);
   const after = await usedMemory(ctx.redis);
   await queue.close();
   return {
+    cpuUsPerJob: perJobUs(cpu0, cpu1, total),
     jobsPerSec: round(ok / (sizes.submitMs / 1000), 0),
     ok,
     errors,
@@ -89,6 +105,8 @@ function memoryOf(before: number, after: number, jobs: number) {
 async function httpSubmit(ctx: Ctx, name: string, request: Buffer): Promise<Throughput> {
   const api = ctx.sys.api!;
   const before = await usedMemory(ctx.redis);
+  const pids = { api: api.proc.pid, ...ctx.pids };
+  const cpu0 = snapshot(pids);
   const r: LoadResult = await timed(ctx, name, () =>
     closedLoop({
       host: '127.0.0.1',
@@ -100,10 +118,12 @@ async function httpSubmit(ctx: Ctx, name: string, request: Buffer): Promise<Thro
       expect: 202,
     }),
   );
+  const cpu1 = snapshot(pids);
   // The last answers can arrive a moment before the api's own bookkeeping settles.
   await sleep(50);
   const after = await usedMemory(ctx.redis);
   return {
+    cpuUsPerJob: perJobUs(cpu0, cpu1, r.totalOk),
     jobsPerSec: round(r.rate, 0),
     ok: r.ok,
     errors: r.errors,

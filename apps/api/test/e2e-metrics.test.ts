@@ -82,7 +82,9 @@ describe('metrics', () => {
     expect(value(api1, 'darkroom_http_request_duration_seconds_count{method="POST",route="/v1/jobs",status="202"}')).toBeGreaterThanOrEqual(
       3,
     );
-    expect(value(api1, 'darkroom_http_request_duration_seconds_count{method="GET",route="/v1/jobs/:id/events",status="200"}')).toBeGreaterThan(0);
+    expect(
+      value(api1, 'darkroom_http_request_duration_seconds_count{method="GET",route="/v1/jobs/:id/events",status="200"}'),
+    ).toBeGreaterThan(0);
     expect(value(api1, 'darkroom_queue_waiting_jobs{pipeline="synthetic",priority="low"}')).toBe(0);
     expect([...api1.keys()].some((k) => k.includes('synthetic_'))).toBe(false); // no job ids in labels
 

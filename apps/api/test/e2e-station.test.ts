@@ -160,7 +160,7 @@ describe('station isolation and credentials', () => {
     });
     expect(api.status).toBe(200);
     const board = (await api.json()) as { queues: { name: string; jobs: { data: { input?: { key: string; sha256: string } } }[] }[] };
-    expect(board.queues.map((q) => q.name).sort()).toEqual(['edit', 'synthetic']);
+    expect(board.queues.map((q) => q.name).sort()).toEqual(['comfyui', 'edit', 'onnx', 'synthetic', 'upscale']);
     const edit = board.queues.find((q) => q.name === 'edit')!;
     expect(edit.jobs.length).toBeGreaterThan(0);
     for (const j of edit.jobs) {
@@ -179,6 +179,9 @@ describe('station isolation and credentials', () => {
     expect(pipelines.map((p) => [p.name, p.acceptsImage])).toEqual([
       ['edit', true],
       ['synthetic', false],
+      ['upscale', true],
+      ['comfyui', true],
+      ['onnx', true],
     ]);
     expect(Object.keys(pipelines[0]!.params.properties)).toEqual(['operations']);
     expect(Object.keys(pipelines[1]!.params.properties)).toEqual(['steps', 'stepMs', 'width', 'height', 'seed']);

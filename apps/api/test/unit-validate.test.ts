@@ -50,8 +50,8 @@ describe('validateSubmit: the pipeline', () => {
   });
 
   it('answers 404 for an unknown pipeline, before field errors', () => {
-    const err = httpError(raw({ pipeline: 'upscale', params: [], priority: 'urgent', webhookUrl: 'ftp://x' }));
-    expect([err.status, err.code, err.message]).toEqual([404, 'not_found', 'unknown pipeline "upscale"; GET /v1/pipelines lists them']);
+    const err = httpError(raw({ pipeline: 'sharpen', params: [], priority: 'urgent', webhookUrl: 'ftp://x' }));
+    expect([err.status, err.code, err.message]).toEqual([404, 'not_found', 'unknown pipeline "sharpen"; GET /v1/pipelines lists them']);
     expect(err.errors).toBeUndefined();
   });
 

@@ -16,7 +16,7 @@ import {
   toStatusBody,
   writeHeartbeat,
 } from '@darkroom/core';
-import { getPipeline } from '@darkroom/pipelines';
+import { createPipelines, detectDevice, pipelineSettings, startPipelines } from '@darkroom/pipelines';
 import { Job, Worker } from 'bullmq';
 import { WorkerMetrics } from './metrics.ts';
 import { AbortReason, createProcessor } from './processor.ts';
@@ -37,11 +37,26 @@ async function main() {
   const shutdownController = new AbortController();
   const { name, concurrency } = config.worker;
 
-  const pipelines = config.worker.pipelines.map((p) => getPipeline(p)!);
+  // What this worker runs on, and the pipelines it can serve here (each loads its models once).
+  const found = await detectDevice();
+  const device = config.worker.deviceOverride ?? (found.kind === 'gpu' ? found.description : config.worker.device);
+  logger.info({ device, gpus: found.gpus }, found.kind === 'gpu' ? 'gpu found' : 'no gpu found: cpu only');
+  const started = await startPipelines(
+    createPipelines(pipelineSettings(config)),
+    config.worker.pipelines,
+    config.worker.pipelinesExplicit,
+    logger,
+  );
+  if (started.length === 0) throw new ConfigError('no pipeline can be served on this host (see the log above)');
+  const pipelines = started.map((s) => s.pipeline);
+  const served = pipelines.map((p) => p.spec.name);
+  const modelLoadMs = started.reduce((n, s) => n + s.initMs, 0);
+  const pipelineDevices: Record<string, string> = {};
+  const models: Record<string, string[]> = {};
   for (const p of pipelines) {
-    const t = Date.now();
-    await p.init?.(logger);
-    logger.info({ pipeline: p.spec.name, ms: Date.now() - t }, 'pipeline ready');
+    const st = p.status?.();
+    if (st?.device) pipelineDevices[p.spec.name] = st.device;
+    if (st?.models) models[p.spec.name] = st.models;
   }
 
   const counters = { processed: 0, failed: 0 };
@@ -130,12 +145,15 @@ async function main() {
     const activeJobs = workers.reduce((n, w) => n + ((w as unknown as { jobsInProgress?: Set<unknown> }).jobsInProgress?.size ?? 0), 0);
     await writeHeartbeat(redis, config.prefix, {
       name,
-      pipelines: config.worker.pipelines,
+      pipelines: served,
       activeJobs,
       processed: counters.processed,
       failed: counters.failed,
       lastSeen: new Date().toISOString(),
-      device: config.worker.device,
+      device,
+      ...(Object.keys(pipelineDevices).length > 0 ? { pipelineDevices } : {}),
+      ...(Object.keys(models).length > 0 ? { models } : {}),
+      modelLoadMs,
       concurrency,
       eventLoopDelayMaxMs,
     }).catch(() => {});
@@ -145,7 +163,7 @@ async function main() {
   const metricsServer = await metrics.listen(config.worker.metricsPort, config.host, () => redis.status === 'ready');
   for (const w of workers) void w.run().catch((err) => logger.error({ err }, 'worker stopped'));
   logger.info(
-    { worker: name, pipelines: config.worker.pipelines, concurrency, metrics: `http://${config.host}:${metricsServer.port}/metrics` },
+    { worker: name, pipelines: served, device, concurrency, metrics: `http://${config.host}:${metricsServer.port}/metrics` },
     'worker ready',
   );
 

@@ -95,7 +95,7 @@ export function createProcessor(pipeline: Pipeline, deps: ProcessorDeps) {
       const parsed = pipeline.spec.params.safeParse(job.data.params ?? {});
       if (!parsed.success) throw new InvalidInputError(`params do not match the ${pipeline.spec.name} schema`);
       let input = null;
-      if (pipeline.spec.acceptsImage) {
+      if (pipeline.spec.acceptsImage && (job.data.input || !pipeline.spec.imageOptional)) {
         if (!job.data.input) throw new InvalidInputError('the job has no input image');
         if (!(await blobs.exists(job.data.input.key))) throw new InvalidInputError('the input image is no longer stored');
         input = { path: blobs.localPath(job.data.input.key), ref: job.data.input };

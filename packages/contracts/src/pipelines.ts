@@ -161,7 +161,7 @@ export interface PipelineSpec<S extends z.ZodType = z.ZodType> {
   attempts: number;
 }
 
-/** Model pipelines, each added to PIPELINE_SPECS below. */
+/** The model pipelines (in PIPELINE_SPECS below). */
 export const UPSCALE_SPEC = {
   name: 'upscale',
   description:
@@ -207,6 +207,9 @@ export const PIPELINE_SPECS = {
     params: SyntheticParams,
     attempts: 3,
   },
+  upscale: UPSCALE_SPEC,
+  comfyui: COMFYUI_SPEC,
+  onnx: ONNX_SPEC,
 } as const satisfies Record<string, PipelineSpec>;
 
 export type PipelineName = keyof typeof PIPELINE_SPECS;

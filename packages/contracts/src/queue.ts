@@ -8,8 +8,15 @@ export const WorkerInfo = z.object({
   processed: z.number().int(),
   failed: z.number().int(),
   lastSeen: z.string(),
+  /** What the worker computes on: its GPUs with their memory ("gpu: NVIDIA H100 80GB HBM3 (81559 MiB)"), else its CPU. */
   device: z.string(),
   concurrency: z.number().int().optional(),
+  /** Where pipelines run when not on the worker itself or not as plain CPU work, e.g. onnx → "cuda: NVIDIA …", comfyui → its server's GPU. */
+  pipelineDevices: z.record(z.string(), z.string()).optional(),
+  /** The models a pipeline serves (onnx: the names of the model directory's usable models). */
+  models: z.record(z.string(), z.array(z.string())).optional(),
+  /** Time the worker spent loading its pipelines' models at start, in ms. */
+  modelLoadMs: z.number().int().optional(),
 });
 export type WorkerInfo = z.infer<typeof WorkerInfo>;
 

@@ -1,12 +1,16 @@
 import {
   Color,
+  ComfyuiParams,
   EditParams,
   MAX_OUTPUT_EDGE,
+  MAX_PROMPT_CHARS,
+  OnnxParams,
   PIPELINE_NAMES,
   PIPELINE_SPECS,
   paramsJsonSchema,
   pipelineSpec,
   SyntheticParams,
+  UpscaleParams,
 } from '@darkroom/contracts';
 import { describe, expect, it } from 'vitest';
 import type { z } from 'zod';
@@ -170,10 +174,29 @@ describe('Color', () => {
 });
 
 describe('pipeline catalogue', () => {
-  it('lists edit and synthetic', () => {
-    expect(PIPELINE_NAMES).toEqual(['edit', 'synthetic']);
+  it('lists edit, synthetic and the model pipelines', () => {
+    expect(PIPELINE_NAMES).toEqual(['edit', 'synthetic', 'upscale', 'comfyui', 'onnx']);
     expect(pipelineSpec('edit')?.acceptsImage).toBe(true);
     expect(pipelineSpec('synthetic')?.acceptsImage).toBe(false);
+    expect(pipelineSpec('upscale')?.acceptsImage).toBe(true);
+    expect(pipelineSpec('comfyui')).toMatchObject({ acceptsImage: true, imageOptional: true });
+    expect(pipelineSpec('onnx')?.acceptsImage).toBe(true);
+  });
+
+  it("validates the model pipelines' params", () => {
+    expect(UpscaleParams.parse({})).toEqual({});
+    expect(UpscaleParams.safeParse({ format: 'gif' }).success).toBe(false);
+    expect(ComfyuiParams.parse({ workflow: 'txt2img', prompt: 'a cat', width: 512, height: 768 })).toMatchObject({ width: 512 });
+    expect(ComfyuiParams.safeParse({ workflow: 'nope' }).success).toBe(false);
+    expect(ComfyuiParams.safeParse({ workflow: 'txt2img', prompt: 'x'.repeat(MAX_PROMPT_CHARS + 1) }).success).toBe(false);
+    expect(ComfyuiParams.safeParse({ workflow: 'txt2img', width: 513 }).success).toBe(false);
+    expect(ComfyuiParams.safeParse({ workflow: 'txt2img', denoise: 1.5 }).success).toBe(false);
+    expect(ComfyuiParams.safeParse({ workflow: 'txt2img', extra: 1 }).success).toBe(false);
+    expect(OnnxParams.parse({ model: 'real-esrgan_x4.v2' })).toEqual({ model: 'real-esrgan_x4.v2' });
+    for (const model of ['../etc', '', 'a/b', '.hidden']) expect(OnnxParams.safeParse({ model }).success, model).toBe(false);
+    const schema = paramsJsonSchema(PIPELINE_SPECS.comfyui) as { properties: { workflow: { enum: string[] } }; required: string[] };
+    expect(schema.properties.workflow.enum).toEqual(['txt2img', 'img2img', 'inpaint', 'edit']);
+    expect(schema.required).toEqual(['workflow']);
   });
 
   it('does not resolve names inherited from Object.prototype', () => {

@@ -62,6 +62,11 @@ const EnvSchema = z.object({
   DARKROOM_METRICS_TOKEN: z.string().optional(),
 
   DARKROOM_WORKER_PIPELINES: csv.optional(),
+  DARKROOM_COMFYUI_URL: z.url({ protocol: /^https?$/ }).optional(),
+  DARKROOM_COMFYUI_REQUEST_TIMEOUT_MS: int(100).default(30_000),
+  DARKROOM_COMFYUI_WORKFLOWS_DIR: z.string().optional(),
+  DARKROOM_MODEL_DIR: z.string().optional(),
+  DARKROOM_ONNX_PROVIDER: z.enum(['auto', 'cuda', 'webgpu', 'cpu']).default('auto'),
   DARKROOM_WORKER_CONCURRENCY: int(1).max(256).default(1),
   DARKROOM_WORKER_NAME: z.string().optional(),
   DARKROOM_WORKER_DEVICE: z.string().optional(),
@@ -76,7 +81,9 @@ export type Env = z.input<typeof EnvSchema>;
 
 function buildConfig(env: z.output<typeof EnvSchema>) {
   const production = env.NODE_ENV === 'production';
-  const workerPipelines = env.DARKROOM_WORKER_PIPELINES ?? PIPELINE_NAMES;
+  // Without the variable a worker serves every pipeline its host can (decided at start).
+  const requested = env.DARKROOM_WORKER_PIPELINES?.length ? env.DARKROOM_WORKER_PIPELINES : undefined;
+  const workerPipelines = requested ?? PIPELINE_NAMES;
   const unknown = workerPipelines.filter((p) => !(PIPELINE_NAMES as string[]).includes(p));
   if (unknown.length > 0) {
     throw new ConfigError(`DARKROOM_WORKER_PIPELINES: unknown pipeline(s) ${unknown.join(', ')}; known: ${PIPELINE_NAMES.join(', ')}`);
@@ -120,11 +127,23 @@ function buildConfig(env: z.output<typeof EnvSchema>) {
       timeoutMs: env.DARKROOM_WEBHOOK_TIMEOUT_MS,
     },
     metricsToken: env.DARKROOM_METRICS_TOKEN,
+    models: {
+      comfyuiUrl: env.DARKROOM_COMFYUI_URL,
+      comfyuiRequestTimeoutMs: env.DARKROOM_COMFYUI_REQUEST_TIMEOUT_MS,
+      comfyuiWorkflowsDir: env.DARKROOM_COMFYUI_WORKFLOWS_DIR ? path.resolve(env.DARKROOM_COMFYUI_WORKFLOWS_DIR) : undefined,
+      modelDir: env.DARKROOM_MODEL_DIR ? path.resolve(env.DARKROOM_MODEL_DIR) : undefined,
+      onnxProvider: env.DARKROOM_ONNX_PROVIDER,
+    },
     worker: {
+      /** The pipelines asked for, or every known one when DARKROOM_WORKER_PIPELINES is not set. */
       pipelines: workerPipelines,
+      /** Whether DARKROOM_WORKER_PIPELINES named them: then each must start, else the worker stops. */
+      pipelinesExplicit: requested !== undefined,
       concurrency: env.DARKROOM_WORKER_CONCURRENCY,
       name: env.DARKROOM_WORKER_NAME ?? `${os.hostname()}-${process.pid}`,
       device: env.DARKROOM_WORKER_DEVICE ?? `cpu (${os.cpus()[0]?.model?.trim() ?? 'unknown'})`,
+      /** DARKROOM_WORKER_DEVICE as set: it replaces the device found at start (nvidia-smi). */
+      deviceOverride: env.DARKROOM_WORKER_DEVICE,
       metricsPort: env.DARKROOM_WORKER_METRICS_PORT,
       shutdownGraceMs: env.DARKROOM_SHUTDOWN_GRACE_SECONDS * 1000,
       stalledIntervalMs: env.DARKROOM_STALLED_INTERVAL_MS,

@@ -53,7 +53,16 @@ describe('loadConfig defaults', () => {
   });
 
   it('serves every pipeline by default, with worker defaults', () => {
-    expect(c.worker.pipelines).toEqual(['edit', 'synthetic']);
+    expect(c.worker.pipelines).toEqual(['edit', 'synthetic', 'upscale', 'comfyui', 'onnx']);
+    expect(c.worker.pipelinesExplicit).toBe(false);
+    expect(c.worker.deviceOverride).toBeUndefined();
+    expect(c.models).toEqual({
+      comfyuiUrl: undefined,
+      comfyuiRequestTimeoutMs: 30_000,
+      comfyuiWorkflowsDir: undefined,
+      modelDir: undefined,
+      onnxProvider: 'auto',
+    });
     expect(c.worker.concurrency).toBe(1);
     expect(c.worker.shutdownGraceMs).toBe(30_000);
     expect(c.worker.stalledIntervalMs).toBe(30_000);
@@ -64,7 +73,12 @@ describe('loadConfig defaults', () => {
 
   it('treats empty strings as not set', () => {
     const e = loadConfig({ PORT: '', DARKROOM_MAX_QUEUE_SIZE: '', DARKROOM_ADMIN_TOKEN: '', DARKROOM_WORKER_PIPELINES: '' });
-    expect([e.port, e.limits.maxQueueSize, e.adminToken, e.worker.pipelines]).toEqual([8080, 1000, undefined, ['edit', 'synthetic']]);
+    expect([e.port, e.limits.maxQueueSize, e.adminToken, e.worker.pipelines]).toEqual([
+      8080,
+      1000,
+      undefined,
+      ['edit', 'synthetic', 'upscale', 'comfyui', 'onnx'],
+    ]);
   });
 
   it('ignores variables it does not know', () => {
@@ -196,8 +210,28 @@ describe('loadConfig errors', () => {
   });
 
   it('refuses a worker pipeline it does not know', () => {
-    const err = configError({ DARKROOM_WORKER_PIPELINES: 'edit,upscale' });
-    expect(err.message).toBe('DARKROOM_WORKER_PIPELINES: unknown pipeline(s) upscale; known: edit, synthetic');
+    const err = configError({ DARKROOM_WORKER_PIPELINES: 'edit,sharpen' });
+    expect(err.message).toBe('DARKROOM_WORKER_PIPELINES: unknown pipeline(s) sharpen; known: edit, synthetic, upscale, comfyui, onnx');
+  });
+
+  it('reads the model backends: ComfyUI, the model directory, the ONNX provider', () => {
+    const m = loadConfig({
+      DARKROOM_WORKER_PIPELINES: 'comfyui,onnx',
+      DARKROOM_COMFYUI_URL: 'http://comfyui:8188',
+      DARKROOM_COMFYUI_REQUEST_TIMEOUT_MS: '5000',
+      DARKROOM_MODEL_DIR: '/models',
+      DARKROOM_ONNX_PROVIDER: 'cuda',
+    });
+    expect(m.models).toMatchObject({
+      comfyuiUrl: 'http://comfyui:8188',
+      comfyuiRequestTimeoutMs: 5000,
+      modelDir: '/models',
+      onnxProvider: 'cuda',
+    });
+    expect(m.worker.pipelinesExplicit).toBe(true);
+    const err = configError({ DARKROOM_COMFYUI_URL: 'ftp://x', DARKROOM_ONNX_PROVIDER: 'tpu' });
+    expect(err.message).toMatch(/DARKROOM_COMFYUI_URL/);
+    expect(err.message).toMatch(/DARKROOM_ONNX_PROVIDER/);
   });
 });
 

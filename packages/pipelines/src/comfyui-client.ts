@@ -33,7 +33,10 @@ export class PromptRejectedError extends Error {
     super(`ComfyUI refused the prompt: ${error?.message ?? 'no reason given'}`);
     this.name = 'PromptRejectedError';
     this.error = error;
-    this.nodeErrors = body.node_errors && typeof body.node_errors === 'object' && !Array.isArray(body.node_errors) ? (body.node_errors as Record<string, ComfyNodeError>) : {};
+    this.nodeErrors =
+      body.node_errors && typeof body.node_errors === 'object' && !Array.isArray(body.node_errors)
+        ? (body.node_errors as Record<string, ComfyNodeError>)
+        : {};
   }
 }
 
@@ -55,7 +58,7 @@ export interface ComfyMessage {
 
 /** Describes why a connection failed, without addresses (they reach stations through job errors). */
 function describeNetworkError(err: unknown): string {
-  const e = err as { name?: string; code?: string; cause?: { code?: string } };
+  const e = err as { name?: string; code?: string; cause?: { code?: string; message?: string } };
   if (e?.name === 'TimeoutError') return 'did not answer in time';
   const code = e?.cause?.code ?? e?.code;
   switch (code) {
@@ -71,9 +74,17 @@ function describeNetworkError(err: unknown): string {
     case 'EHOSTUNREACH':
     case 'ENETUNREACH':
       return 'is unreachable';
-    default:
-      return code ? `cannot be reached (${code})` : 'cannot be reached';
+    default: {
+      // A cause without a code ("bad port") is shown when it names no address.
+      const why = code ?? (e?.cause?.message && !/[:/\d]{2}/.test(e.cause.message) ? e.cause.message : undefined);
+      return why ? `cannot be reached (${why})` : 'cannot be reached';
+    }
   }
+}
+
+/** A request path as messages show it: "/prompt", without the query. */
+function shown(pathname: string): string {
+  return `/${pathname.replace(/^\//, '').split('?')[0]}`;
 }
 
 export class ComfyClient {
@@ -97,11 +108,13 @@ export class ComfyClient {
       res = await fetch(this.url(pathname), { ...init, signal });
     } catch (err) {
       if (init.signal?.aborted) throw init.signal.reason;
-      throw new BackendUnavailableError(`ComfyUI ${describeNetworkError(err)} (${init.method ?? 'GET'} ${pathname.split('?')[0]})`, { cause: err });
+      throw new BackendUnavailableError(`ComfyUI ${describeNetworkError(err)} (${init.method ?? 'GET'} ${shown(pathname)})`, {
+        cause: err,
+      });
     }
     if (res.status >= 500) {
       await res.body?.cancel().catch(() => {});
-      throw new BackendUnavailableError(`ComfyUI answered ${res.status} to ${init.method ?? 'GET'} ${pathname.split('?')[0]}`);
+      throw new BackendUnavailableError(`ComfyUI answered ${res.status} to ${init.method ?? 'GET'} ${shown(pathname)}`);
     }
     return res;
   }
@@ -109,13 +122,14 @@ export class ComfyClient {
   async #json<T>(pathname: string, init: RequestInit & { signal?: AbortSignal } = {}): Promise<T> {
     const res = await this.#fetch(pathname, init);
     const text = await res.text().catch((err: unknown) => {
-      throw new BackendUnavailableError(`ComfyUI ${describeNetworkError(err)} while answering ${pathname}`, { cause: err });
+      throw new BackendUnavailableError(`ComfyUI ${describeNetworkError(err)} while answering ${shown(pathname)}`, { cause: err });
     });
-    if (res.status >= 400) throw new ComfyRequestError(res.status, `ComfyUI answered ${res.status} to ${init.method ?? 'GET'} ${pathname.split('?')[0]}`);
+    if (res.status >= 400)
+      throw new ComfyRequestError(res.status, `ComfyUI answered ${res.status} to ${init.method ?? 'GET'} ${shown(pathname)}`);
     try {
       return (text ? JSON.parse(text) : {}) as T;
     } catch {
-      throw new BackendUnavailableError(`ComfyUI answered ${pathname.split('?')[0]} with something that is not JSON`);
+      throw new BackendUnavailableError(`ComfyUI answered ${shown(pathname)} with something that is not JSON`);
     }
   }
 
@@ -127,10 +141,12 @@ export class ComfyClient {
       ...(signal ? { signal } : {}),
     });
     await res.body?.cancel().catch(() => {});
-    if (res.status >= 400) throw new ComfyRequestError(res.status, `ComfyUI answered ${res.status} to POST ${pathname}`);
+    if (res.status >= 400) throw new ComfyRequestError(res.status, `ComfyUI answered ${res.status} to POST ${shown(pathname)}`);
   }
 
-  systemStats(signal?: AbortSignal): Promise<{ system?: { comfyui_version?: string }; devices?: { name?: string; type?: string; vram_total?: number }[] }> {
+  systemStats(
+    signal?: AbortSignal,
+  ): Promise<{ system?: { comfyui_version?: string }; devices?: { name?: string; type?: string; vram_total?: number }[] }> {
     return this.#json('system_stats', signal ? { signal } : {});
   }
 
@@ -213,7 +229,9 @@ export class ComfyClient {
       const fail = (err: unknown) => {
         cleanup();
         ws.terminate();
-        reject(signal.aborted ? signal.reason : new BackendUnavailableError(`ComfyUI ${describeNetworkError(err)} (websocket)`, { cause: err }));
+        reject(
+          signal.aborted ? signal.reason : new BackendUnavailableError(`ComfyUI ${describeNetworkError(err)} (websocket)`, { cause: err }),
+        );
       };
       const onAbort = () => fail(signal.reason);
       const onOpen = () => {

@@ -54,11 +54,13 @@ export const WorkflowTemplate = z
   .superRefine((t, ctx) => {
     for (const [slot, targets] of Object.entries(t.slots)) {
       for (const target of targets ?? []) {
-        if (!t.prompt[target.node]) ctx.addIssue({ code: 'custom', path: ['slots', slot], message: `slot ${slot}: no node ${target.node}` });
+        if (!t.prompt[target.node])
+          ctx.addIssue({ code: 'custom', path: ['slots', slot], message: `slot ${slot}: no node ${target.node}` });
       }
     }
     if (t.output && !t.prompt[t.output]) ctx.addIssue({ code: 'custom', path: ['output'], message: `no node ${t.output}` });
-    if (t.image === 'required' && !t.slots.image) ctx.addIssue({ code: 'custom', path: ['slots'], message: 'a workflow that reads the image needs an image slot' });
+    if (t.image === 'required' && !t.slots.image)
+      ctx.addIssue({ code: 'custom', path: ['slots'], message: 'a workflow that reads the image needs an image slot' });
     if (t.mask && !t.slots.mask) ctx.addIssue({ code: 'custom', path: ['slots'], message: 'a workflow with a mask needs a mask slot' });
   });
 export type WorkflowTemplate = z.infer<typeof WorkflowTemplate>;

@@ -120,7 +120,11 @@ export class ComfyuiPipeline implements Pipeline<ComfyuiParams> {
       try {
         promptId = await client.queuePrompt(filled.prompt, clientId, randomUUID(), ctx.signal);
       } catch (err) {
-        throw err instanceof PromptRejectedError ? rejection(err, name, filled) : err instanceof ComfyRequestError ? refused(err, name) : err;
+        throw err instanceof PromptRejectedError
+          ? rejection(err, name, filled)
+          : err instanceof ComfyRequestError
+            ? refused(err, name)
+            : err;
       }
       ctx.logger.info({ promptId, workflow: name, ...filled.values }, 'comfyui prompt queued');
       watch.setPromptId(promptId);
@@ -208,9 +212,7 @@ export class ComfyuiPipeline implements Pipeline<ComfyuiParams> {
         lastError = err;
       }
     }
-    watch.fail(
-      new BackendUnavailableError(`ComfyUI went away while running the workflow (websocket ${reason})`, { cause: lastError }),
-    );
+    watch.fail(new BackendUnavailableError(`ComfyUI went away while running the workflow (websocket ${reason})`, { cause: lastError }));
   }
 }
 
@@ -315,7 +317,8 @@ class PromptWatch {
     if (error) this.fail(executionError(error[1], this.#workflow, this.#ctx.logger));
     else if (interrupted) this.fail(new DarkroomJobError('pipeline_error', `ComfyUI interrupted the ${this.#workflow} workflow`, true));
     else if (h.status?.status_str === 'success' || h.status?.completed) this.#succeed(h);
-    else if (h.status?.status_str === 'error') this.fail(new DarkroomJobError('pipeline_error', `ComfyUI failed the ${this.#workflow} workflow`, false));
+    else if (h.status?.status_str === 'error')
+      this.fail(new DarkroomJobError('pipeline_error', `ComfyUI failed the ${this.#workflow} workflow`, false));
   }
 
   fail(err: unknown): void {
@@ -354,7 +357,10 @@ function executionError(d: Record<string, unknown>, workflow: string, logger: Lo
   const type = String(d.exception_type ?? 'error');
   const node = `node ${String(d.node_id ?? '?')} (${String(d.node_type ?? '?')})`;
   // The exception text may name files on the ComfyUI host: logged, not passed to stations.
-  logger.warn({ node_id: d.node_id, node_type: d.node_type, exception_type: type, exception_message: d.exception_message }, 'comfyui execution error');
+  logger.warn(
+    { node_id: d.node_id, node_type: d.node_type, exception_type: type, exception_message: d.exception_message },
+    'comfyui execution error',
+  );
   if (/OutOfMemory/i.test(type) || /out of memory/i.test(String(d.exception_message ?? ''))) {
     return new DarkroomJobError('pipeline_error', `ComfyUI ran out of GPU memory in ${node}`, true);
   }
@@ -385,7 +391,11 @@ function refused(err: ComfyRequestError, workflow: string): DarkroomJobError {
   return new DarkroomJobError('pipeline_error', `ComfyUI refused the ${workflow} workflow (${err.status})`, false);
 }
 
-function pickImage(h: ComfyHistoryEntry | undefined, fromMessages: Record<string, ComfyImageRef[]>, output: string | undefined): ComfyImageRef | undefined {
+function pickImage(
+  h: ComfyHistoryEntry | undefined,
+  fromMessages: Record<string, ComfyImageRef[]>,
+  output: string | undefined,
+): ComfyImageRef | undefined {
   const outputs: Record<string, ComfyImageRef[] | undefined> = { ...fromMessages };
   for (const [node, o] of Object.entries(h?.outputs ?? {})) if (o.images?.length) outputs[node] = o.images;
   if (output) return outputs[output]?.[0];
@@ -393,7 +403,12 @@ function pickImage(h: ComfyHistoryEntry | undefined, fromMessages: Record<string
 }
 
 /** The input as PNG for ComfyUI (upright, sRGB, scaled down to the template's limit) and, for "alpha" masks, the mask. */
-async function prepareImages(input: PipelineInput, t: WorkflowTemplate, workflow: string, ctx: PipelineContext): Promise<{ image: Buffer; mask?: Buffer }> {
+async function prepareImages(
+  input: PipelineInput,
+  t: WorkflowTemplate,
+  workflow: string,
+  ctx: PipelineContext,
+): Promise<{ image: Buffer; mask?: Buffer }> {
   try {
     const open = () => sharp(input.path, { limitInputPixels: ctx.limits.maxImagePixels, failOn: 'truncated' }).autoOrient();
     const meta = await open().metadata();
@@ -416,19 +431,25 @@ async function prepareImages(input: PipelineInput, t: WorkflowTemplate, workflow
     const raw = { raw: { width: info.width, height: info.height, channels: 4 as const } };
     return {
       image: await sharp(data, raw).png().toBuffer(),
-      mask: await sharp(mask, { raw: { width: info.width, height: info.height, channels: 1 } }).png().toBuffer(),
+      mask: await sharp(mask, { raw: { width: info.width, height: info.height, channels: 1 } })
+        .png()
+        .toBuffer(),
     };
   } catch (err) {
     if (err instanceof DarkroomJobError) throw err;
     const raw = err instanceof Error ? err.message : String(err);
-    throw new InvalidInputError(`cannot process the image: ${(raw.split('\n')[0] ?? '').split(input.path).join('input').trim()}`, { cause: err });
+    throw new InvalidInputError(`cannot process the image: ${(raw.split('\n')[0] ?? '').split(input.path).join('input').trim()}`, {
+      cause: err,
+    });
   }
 }
 
 /** ComfyUI's PNG carries the workflow (prompt text included) in its metadata: written again without. */
 async function reencode(data: Buffer, maxPixels: number): Promise<PipelineOutput> {
   try {
-    const { data: png, info } = await sharp(data, { limitInputPixels: maxPixels }).png({ compressionLevel: 6 }).toBuffer({ resolveWithObject: true });
+    const { data: png, info } = await sharp(data, { limitInputPixels: maxPixels })
+      .png({ compressionLevel: 6 })
+      .toBuffer({ resolveWithObject: true });
     return { data: png, format: 'png', width: info.width, height: info.height };
   } catch (err) {
     throw new DarkroomJobError('pipeline_error', 'ComfyUI sent an output that is not a readable image', false, { cause: err });

@@ -53,7 +53,11 @@ export function detectDevice(opts: { nvidiaSmi?: string; timeoutMs?: number } = 
       { timeout: opts.timeoutMs ?? 5000, env: { ...process.env, LC_ALL: 'C' } },
       (err, stdout) => {
         const gpus = err ? [] : parseNvidiaSmi(String(stdout));
-        resolve(gpus.length > 0 ? { kind: 'gpu', gpus, description: describeGpus(gpus) } : { kind: 'cpu', gpus: [], description: cpuDescription() });
+        resolve(
+          gpus.length > 0
+            ? { kind: 'gpu', gpus, description: describeGpus(gpus) }
+            : { kind: 'cpu', gpus: [], description: cpuDescription() },
+        );
       },
     );
   });

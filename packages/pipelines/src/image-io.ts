@@ -28,16 +28,17 @@ export async function decodeInput(input: PipelineInput, maxPixels: number): Prom
     let alpha: Uint8Array | undefined;
     if (channels === 3) rgb.set(data);
     else {
-      if (channels === 4) alpha = new Uint8Array(n);
+      // Grey (1–2 channels) spreads to three; the last of 2 or 4 channels is alpha.
+      const a = channels === 2 || channels === 4 ? new Uint8Array(n) : undefined;
+      const g = channels >= 3 ? 1 : 0;
       for (let i = 0; i < n; i++) {
         const s = i * channels;
-        // Grey (1–2 channels) spreads to three.
         rgb[i * 3] = data[s]!;
-        rgb[i * 3 + 1] = data[s + (channels >= 3 ? 1 : 0)]!;
-        rgb[i * 3 + 2] = data[s + (channels >= 3 ? 2 : 0)]!;
-        if (channels === 4) alpha![i] = data[s + 3]!;
-        else if (channels === 2) (alpha ??= new Uint8Array(n))[i] = data[s + 1]!;
+        rgb[i * 3 + 1] = data[s + g]!;
+        rgb[i * 3 + 2] = data[s + 2 * g]!;
+        if (a) a[i] = data[s + channels - 1]!;
       }
+      alpha = a;
     }
     if (alpha?.every((a) => a === 255)) alpha = undefined;
     return { rgb: { data: rgb, width, height }, alpha };

@@ -7,7 +7,6 @@ import type * as Ort from 'onnxruntime-node';
 import { z } from 'zod';
 import { detectDevice } from './device.ts';
 import { decodeInput, encodeOutput, outputFormat } from './image-io.ts';
-import { invertModel } from './onnx-graph.ts';
 import { type RgbImage, runTiled } from './tiles.ts';
 import type { Pipeline, PipelineStatus } from './types.ts';
 
@@ -17,12 +16,23 @@ import type { Pipeline, PipelineStatus } from './types.ts';
  * `<dir>/<name>.json`); the manifest says how pixels become the input tensor and how the output
  * tensor becomes pixels. Sessions are created once per worker, at start.
  *
- * Execution provider: CUDA when this host has an NVIDIA GPU and onnxruntime's CUDA provider
- * library loads, else the CPU (`DARKROOM_ONNX_PROVIDER=auto`); `cuda`, `webgpu` or `cpu` force
- * one, and a forced one that does not start stops the worker.
+ * Execution provider (`DARKROOM_ONNX_PROVIDER=auto`): on a host with an NVIDIA GPU, CUDA when
+ * onnxruntime's CUDA provider library loads, else WebGPU (Vulkan) when it starts, else the CPU;
+ * on a host without one, the CPU. `cuda`, `webgpu` or `cpu` force one, and a forced one that
+ * does not start stops the worker.
  */
 
 const require = createRequire(import.meta.url);
+
+/**
+ * The probe that finds a working execution provider: a 1×1 convolution inverting an 8×8 RGB
+ * image (input "image", output "inverted"), as packages/testing's `invertModel({ size: [8, 8] })`
+ * writes it (a test checks they are the same bytes).
+ */
+export const PROBE_MODEL = Buffer.from(
+  'CAcSCGRhcmtyb29tOtcBCjwKBWltYWdlCgFXCgFCEghpbnZlcnRlZBoGaW52ZXJ0IgRDb252KhUKDGtlcm5lbF9zaGFwZUABQAGgAQcSBmludmVydCozCAMIAwgBCAEQAUIBV0okAACAvwAAAAAAAAAAAAAAAAAAgL8AAAAAAAAAAAAAAAAAAIC/KhUIAxABQgFCSgwAAIA/AACAPwAAgD9aHwoFaW1hZ2USFgoUCAESEAoCCAEKAggDCgIICAoCCAhiIgoIaW52ZXJ0ZWQSFgoUCAESEAoCCAEKAggDCgIICAoCCAhCBAoAEA0=',
+  'base64',
+);
 
 const Triple = z.tuple([z.number(), z.number(), z.number()]);
 const Range = z.tuple([z.number(), z.number()]).refine(([a, b]) => a !== b, 'the two ends must differ');
@@ -94,7 +104,8 @@ export function listModelFiles(dir: string): ModelFiles[] {
     if (e.isDirectory() || e.isSymbolicLink()) {
       const model = path.join(dir, e.name, 'model.onnx');
       const manifest = path.join(dir, e.name, 'manifest.json');
-      if (ONNX_MODEL_NAME.test(e.name) && fs.existsSync(model) && fs.existsSync(manifest)) found.set(e.name, { name: e.name, model, manifest });
+      if (ONNX_MODEL_NAME.test(e.name) && fs.existsSync(model) && fs.existsSync(manifest))
+        found.set(e.name, { name: e.name, model, manifest });
     } else if (e.name.endsWith('.onnx')) {
       const name = e.name.slice(0, -'.onnx'.length);
       const manifest = path.join(dir, `${name}.json`);
@@ -194,8 +205,10 @@ export class OnnxPipeline implements Pipeline<OnnxParams> {
    */
   async #chooseProvider(ort: typeof Ort, hasGpu: boolean, logger: Logger): Promise<'cuda' | 'webgpu' | 'cpu'> {
     const wanted = this.#opts.provider;
-    const candidates: ('cuda' | 'webgpu' | 'cpu')[] = wanted === 'auto' ? (hasGpu ? ['cuda', 'cpu'] : ['cpu']) : [wanted];
-    const probe = invertModel({ size: [8, 8] });
+    // WebGPU (bundled in onnxruntime-node, through Vulkan) is the GPU path when the CUDA provider
+    // library is not installed; it needs a Vulkan loader and the NVIDIA Vulkan driver.
+    const candidates: ('cuda' | 'webgpu' | 'cpu')[] = wanted === 'auto' ? (hasGpu ? ['cuda', 'webgpu', 'cpu'] : ['cpu']) : [wanted];
+    const probe = PROBE_MODEL;
     for (const p of candidates) {
       try {
         const s = await ort.InferenceSession.create(probe, { executionProviders: [p] });
@@ -207,7 +220,8 @@ export class OnnxPipeline implements Pipeline<OnnxParams> {
         if (p !== candidates[0]) logger.warn({ provider: p }, `onnx: using the ${p} execution provider`);
         return p;
       } catch (err) {
-        if (wanted !== 'auto') throw new Error(`DARKROOM_ONNX_PROVIDER=${wanted}: the ${wanted} execution provider did not start: ${firstLine(err)}`);
+        if (wanted !== 'auto')
+          throw new Error(`DARKROOM_ONNX_PROVIDER=${wanted}: the ${wanted} execution provider did not start: ${firstLine(err)}`);
         logger.warn({ provider: p, err: firstLine(err) }, `onnx: the ${p} execution provider did not start`);
       }
     }
@@ -219,7 +233,8 @@ export class OnnxPipeline implements Pipeline<OnnxParams> {
     const input = manifest.input ?? session.inputNames[0];
     const output = manifest.output ?? session.outputNames[0];
     if (!input || !session.inputNames.includes(input)) return `no input named ${manifest.input} (has ${session.inputNames.join(', ')})`;
-    if (!output || !session.outputNames.includes(output)) return `no output named ${manifest.output} (has ${session.outputNames.join(', ')})`;
+    if (!output || !session.outputNames.includes(output))
+      return `no output named ${manifest.output} (has ${session.outputNames.join(', ')})`;
     const meta = session.inputMetadata[session.inputNames.indexOf(input)];
     let rank = 4;
     let fixedSize = manifest.size;
@@ -250,7 +265,9 @@ export class OnnxPipeline implements Pipeline<OnnxParams> {
     const w = input.ref.width ?? 0;
     const h = input.ref.height ?? 0;
     if (w * h * manifest.scale ** 2 > limit) {
-      throw new InvalidInputError(`model ${m.name} would make a ${w * manifest.scale}x${h * manifest.scale} image, over the limit of ${limit} pixels`);
+      throw new InvalidInputError(
+        `model ${m.name} would make a ${w * manifest.scale}x${h * manifest.scale} image, over the limit of ${limit} pixels`,
+      );
     }
     const format = outputFormat(params.format, input);
     const { rgb, alpha } = await decodeInput(input, limit);
@@ -322,7 +339,7 @@ export function toTensor(img: RgbImage, m: OnnxManifest): Float32Array {
     const mean = m.mean[c]!;
     const std = m.std[c]!;
     for (let i = 0; i < n; i++) {
-      const v = ((img.data[i * 3 + src]! * k + lo) - mean) / std;
+      const v = (img.data[i * 3 + src]! * k + lo - mean) / std;
       out[m.layout === 'NCHW' ? c * n + i : i * 3 + c] = v;
     }
   }

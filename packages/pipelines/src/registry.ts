@@ -1,13 +1,79 @@
+import { PIPELINE_NAMES, type PipelineName } from '@darkroom/contracts';
+import { type Config, ConfigError, type Logger } from '@darkroom/core';
+import { type ComfyuiOptions, ComfyuiPipeline } from './comfyui.ts';
 import { editPipeline } from './edit.ts';
+import { type OnnxOptions, OnnxPipeline } from './onnx.ts';
 import { syntheticPipeline } from './synthetic.ts';
 import type { Pipeline } from './types.ts';
+import { upscalePipeline } from './upscale.ts';
+
+export interface PipelineSettings {
+  comfyui: ComfyuiOptions;
+  onnx: OnnxOptions;
+}
+
+export function pipelineSettings(config: Config): PipelineSettings {
+  const m = config.models;
+  return {
+    comfyui: { url: m.comfyuiUrl, requestTimeoutMs: m.comfyuiRequestTimeoutMs, workflowsDir: m.comfyuiWorkflowsDir },
+    onnx: { modelDir: m.modelDir, provider: m.onnxProvider },
+  };
+}
 
 // biome-ignore lint/suspicious/noExplicitAny: each pipeline has its own params type; the worker parses them with spec.params.
-export const PIPELINES: Record<string, Pipeline<any>> = {
-  edit: editPipeline,
-  synthetic: syntheticPipeline,
-};
+export type AnyPipeline = Pipeline<any>;
 
-export function getPipeline(name: string): Pipeline | undefined {
-  return Object.hasOwn(PIPELINES, name) ? PIPELINES[name] : undefined;
+/** One instance of every pipeline of the catalogue, configured. */
+export function createPipelines(settings: PipelineSettings): Record<PipelineName, AnyPipeline> {
+  return {
+    edit: editPipeline,
+    synthetic: syntheticPipeline,
+    upscale: upscalePipeline,
+    comfyui: new ComfyuiPipeline(settings.comfyui),
+    onnx: new OnnxPipeline(settings.onnx),
+  };
+}
+
+export interface StartedPipeline {
+  pipeline: AnyPipeline;
+  /** Time its init took (model loading), in ms. */
+  initMs: number;
+}
+
+/**
+ * The pipelines a worker serves, initialised. Named in DARKROOM_WORKER_PIPELINES (`explicit`):
+ * each must be servable and start, or the worker stops with a ConfigError saying why. Not
+ * named: every pipeline this host can serve — one whose backend is not configured is left out,
+ * as is one whose start fails — and the log says which and why.
+ */
+export async function startPipelines(
+  all: Record<string, AnyPipeline>,
+  names: readonly string[],
+  explicit: boolean,
+  logger: Logger,
+): Promise<StartedPipeline[]> {
+  const started: StartedPipeline[] = [];
+  for (const name of names) {
+    const pipeline = Object.hasOwn(all, name) ? all[name] : undefined;
+    if (!pipeline) throw new ConfigError(`DARKROOM_WORKER_PIPELINES: unknown pipeline ${name}; known: ${PIPELINE_NAMES.join(', ')}`);
+    const reason = await pipeline.unavailable?.();
+    if (reason) {
+      if (explicit) throw new ConfigError(`DARKROOM_WORKER_PIPELINES names ${name}, but ${reason}`);
+      logger.info({ pipeline: name, reason }, 'pipeline not served on this host');
+      continue;
+    }
+    const t = performance.now();
+    try {
+      await pipeline.init?.(logger.child({ pipeline: name }));
+    } catch (err) {
+      const message = (err as Error).message;
+      if (explicit) throw new ConfigError(`pipeline ${name} did not start: ${message}`);
+      logger.error({ pipeline: name, err: message }, 'pipeline not served: it did not start');
+      continue;
+    }
+    const initMs = Math.round(performance.now() - t);
+    logger.info({ pipeline: name, ms: initMs, ...pipeline.status?.() }, 'pipeline ready');
+    started.push({ pipeline, initMs });
+  }
+  return started;
 }

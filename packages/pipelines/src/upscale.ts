@@ -90,6 +90,10 @@ export const upscalePipeline: Pipeline<UpscaleParams> = {
     logger.debug({ backend: tf.getBackend() }, 'upscale model loaded');
   },
 
+  status() {
+    return { device: 'cpu: tfjs wasm' };
+  },
+
   async run(input, params, ctx) {
     if (!input) throw new InvalidInputError('the upscale pipeline needs an input image');
     const loaded = await loadUpscaleModel();

@@ -35,7 +35,11 @@ afterEach(async () => {
 });
 
 const params = (p: Partial<ComfyuiParams> & { workflow: ComfyuiParams['workflow'] }) => ComfyuiParams.parse(p);
-const failure = (p: Promise<unknown>) => p.then(() => undefined, (e: unknown) => e);
+const failure = (p: Promise<unknown>) =>
+  p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
 
 /** Resolves once the context has seen a progress message matching. */
 function progressSeen(ctx: TestCtx, re: RegExp): Promise<void> {
@@ -54,7 +58,16 @@ describe('comfyui pipeline', () => {
     const ctx = makeCtx();
     const out = await pipeline.run(
       null,
-      params({ workflow: 'txt2img', prompt: 'a lighthouse at dusk', negativePrompt: 'blurry', seed: 1234, steps: 30, cfg: 6.5, width: 640, height: 384 }),
+      params({
+        workflow: 'txt2img',
+        prompt: 'a lighthouse at dusk',
+        negativePrompt: 'blurry',
+        seed: 1234,
+        steps: 30,
+        cfg: 6.5,
+        width: 640,
+        height: 384,
+      }),
       ctx,
     );
     const meta = await sharp(out.data).metadata();
@@ -95,9 +108,15 @@ describe('comfyui pipeline', () => {
     await start();
     // A photo with a transparent hole (40×30 at 50,20) to repaint.
     const file = path.join(tmp, 'hole.png');
-    const { data, info } = await sharp(fixture('Landscape_7.jpg')).resize(160, 120).ensureAlpha().raw().toBuffer({ resolveWithObject: true });
+    const { data, info } = await sharp(fixture('Landscape_7.jpg'))
+      .resize(160, 120)
+      .ensureAlpha()
+      .raw()
+      .toBuffer({ resolveWithObject: true });
     for (let y = 20; y < 50; y++) for (let x = 50; x < 90; x++) data[(y * 160 + x) * 4 + 3] = 0;
-    await sharp(data, { raw: { width: 160, height: 120, channels: 4 } }).png().toFile(file);
+    await sharp(data, { raw: { width: 160, height: 120, channels: 4 } })
+      .png()
+      .toFile(file);
     const input = { ...(await makeInput('with-alpha.png')), path: file };
     input.ref = { ...input.ref, width: info.width, height: info.height };
     await pipeline.run(input, params({ workflow: 'inpaint', prompt: 'a red balloon' }), makeCtx());
@@ -112,7 +131,7 @@ describe('comfyui pipeline', () => {
     const m = await sharp(Buffer.from(mask)).toColourspace('b-w').raw().toBuffer({ resolveWithObject: true });
     expect([m.info.width, m.info.height, m.info.channels]).toEqual([160, 120, 1]);
     const white = [...m.data].filter((v) => v === 255).length;
-    expect([white, m.data[(30 * 160 + 60)], m.data[(5 * 160 + 5)]]).toEqual([40 * 30, 255, 0]);
+    expect([white, m.data[30 * 160 + 60], m.data[5 * 160 + 5]]).toEqual([40 * 30, 255, 0]);
   });
 
   it('refuses inpainting an opaque image, and a missing prompt or a param the workflow lacks, before anything is sent', async () => {
@@ -220,7 +239,9 @@ describe('comfyui pipeline', () => {
 
     await start();
     standin.failPromptWith = 500;
-    expect(await failure(pipeline.run(null, params({ workflow: 'txt2img', prompt: 'x' }), makeCtx()))).toBeInstanceOf(BackendUnavailableError);
+    expect(await failure(pipeline.run(null, params({ workflow: 'txt2img', prompt: 'x' }), makeCtx()))).toBeInstanceOf(
+      BackendUnavailableError,
+    );
   });
 
   it('reports the ComfyUI device, and is not served without DARKROOM_COMFYUI_URL', async () => {
@@ -246,7 +267,10 @@ describe('comfyui templates', () => {
     own.prompt['4']!.inputs.ckpt_name = 'my_model.safetensors';
     fs.writeFileSync(path.join(dir, 'txt2img.json'), JSON.stringify(own));
     expect(loadTemplates(dir).txt2img.prompt['4']!.inputs.ckpt_name).toBe('my_model.safetensors');
-    fs.writeFileSync(path.join(dir, 'edit.json'), JSON.stringify({ image: 'required', slots: { prompt: [{ node: '99', input: 'text' }] }, prompt: {} }));
+    fs.writeFileSync(
+      path.join(dir, 'edit.json'),
+      JSON.stringify({ image: 'required', slots: { prompt: [{ node: '99', input: 'text' }] }, prompt: {} }),
+    );
     expect(() => loadTemplates(dir)).toThrow(/edit\.json.*slot prompt: no node 99/);
   });
 });
@@ -260,3 +284,16 @@ function closedPort(): Promise<number> {
     });
   });
 }
+
+describe('comfyui protocol generations', () => {
+  for (const dialect of ['legacy', 'progress_state', 'silent'] as const) {
+    it(`finishes with a ${dialect} server`, async () => {
+      await start({ dialect, steps: 3 });
+      const ctx = makeCtx();
+      const out = await pipeline.run(null, params({ workflow: 'txt2img', prompt: 'x', width: 64, height: 64 }), ctx);
+      expect([out.width, out.height]).toEqual([64, 64]);
+      const steps = ctx.progress.filter((p) => p.message?.startsWith('step')).map((p) => p.message);
+      expect(steps).toEqual(dialect === 'silent' ? [] : ['step 1/3', 'step 2/3', 'step 3/3']);
+    });
+  }
+});

@@ -3,11 +3,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { OnnxParams } from '@darkroom/contracts';
 import { DarkroomJobError, InvalidInputError } from '@darkroom/core';
-import { invertModel, nearest2xNhwcModel, writeModelDir, writeTestModels } from '../../testing/src/onnx-model.ts';
 import sharp, { type Sharp } from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { invertModel, nearest2xNhwcModel, writeModelDir, writeTestModels } from '../../testing/src/onnx-model.ts';
 import { parseNvidiaSmi } from '../src/device.ts';
-import { fromTensor, listModelFiles, OnnxManifest, OnnxPipeline, toTensor } from '../src/onnx.ts';
+import { fromTensor, listModelFiles, OnnxManifest, OnnxPipeline, PROBE_MODEL, toTensor } from '../src/onnx.ts';
 import { captureLogger, makeCtx, makeInput } from './helpers.ts';
 
 /*
@@ -56,7 +56,15 @@ async function fileInput(name: string, img: Sharp) {
   const meta = await sharp(file).metadata();
   return {
     path: file,
-    ref: { key: name, bytes: fs.statSync(file).size, sha256: '', format: 'png' as const, contentType: 'image/png', width: meta.width, height: meta.height },
+    ref: {
+      key: name,
+      bytes: fs.statSync(file).size,
+      sha256: '',
+      format: 'png' as const,
+      contentType: 'image/png',
+      width: meta.width,
+      height: meta.height,
+    },
   };
 }
 
@@ -159,7 +167,7 @@ describe('onnx setup', () => {
     expect(skipped.sort()).toEqual(['bad-manifest', 'broken']);
   });
 
-  it('falls back to the CPU when a GPU is seen but CUDA does not start, and says so', async () => {
+  it('falls back to WebGPU, then the CPU, when a GPU is seen but CUDA does not start, and says so', async () => {
     const smi = path.join(tmp, 'nvidia-smi');
     fs.writeFileSync(smi, '#!/bin/sh\necho "0, NVIDIA Test GPU, 24576"\n', { mode: 0o755 });
     const { logger, records } = captureLogger();
@@ -167,7 +175,8 @@ describe('onnx setup', () => {
     await p.init(logger);
     await p.close();
     expect(p.provider).toBe('cpu');
-    expect(records.some((r) => r.level === 'warn' && r.obj.provider === 'cuda')).toBe(true);
+    const tried = records.filter((r) => r.level === 'warn' && /did not start/.test(r.msg ?? '')).map((r) => r.obj.provider);
+    expect(tried).toEqual(['cuda', 'webgpu']);
   });
 
   it('stops when a forced provider does not start', async () => {
@@ -191,11 +200,18 @@ describe('onnx setup', () => {
     for (const raw of manifests) {
       const m = OnnxManifest.parse(raw);
       const back = fromTensor(toTensor(img, m), 5, 3, m);
-      expect(Array.from(back, (v) => Math.round(v) + 0), JSON.stringify(raw)).toEqual(Array.from(img.data));
+      expect(
+        Array.from(back, (v) => Math.round(v) + 0),
+        JSON.stringify(raw),
+      ).toEqual(Array.from(img.data));
     }
     // NCHW puts each channel in its own plane; BGR swaps the first and last.
     const t = toTensor(img, OnnxManifest.parse({ channels: 'BGR', range: [0, 255] }));
     expect([t[0], t[15], t[30]]).toEqual([img.data[2], img.data[1], img.data[0]]);
+  });
+
+  it('probes providers with the inverting model the tests write', () => {
+    expect(PROBE_MODEL.equals(invertModel({ size: [8, 8] }))).toBe(true);
   });
 
   it('reads nvidia-smi', () => {

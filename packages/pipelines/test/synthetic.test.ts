@@ -1,10 +1,11 @@
-import { SyntheticParams } from '@darkroom/contracts';
+import { PIPELINE_NAMES, SyntheticParams } from '@darkroom/contracts';
+import { ConfigError } from '@darkroom/core';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { editPipeline } from '../src/edit.ts';
-import { getPipeline, PIPELINES } from '../src/registry.ts';
+import { createPipelines, startPipelines } from '../src/registry.ts';
 import { syntheticPipeline } from '../src/synthetic.ts';
-import { makeCtx } from './helpers.ts';
+import { captureLogger, makeCtx } from './helpers.ts';
 
 const run = (params: Partial<SyntheticParams>, ctx = makeCtx()) => syntheticPipeline.run(null, SyntheticParams.parse(params), ctx);
 
@@ -45,11 +46,26 @@ describe('synthetic', () => {
 });
 
 describe('registry', () => {
-  it('finds pipelines by own name only', () => {
-    expect(getPipeline('edit')).toBe(editPipeline);
-    expect(getPipeline('synthetic')).toBe(syntheticPipeline);
-    expect(getPipeline('nope')).toBeUndefined();
-    expect(getPipeline('toString')).toBeUndefined();
-    expect(Object.keys(PIPELINES).sort()).toEqual(['edit', 'synthetic']);
+  it('has one pipeline per catalogue entry', () => {
+    const all = createPipelines({ comfyui: { url: undefined, requestTimeoutMs: 1000 }, onnx: { modelDir: undefined, provider: 'auto' } });
+    expect(Object.keys(all)).toEqual(PIPELINE_NAMES);
+    expect(all.edit).toBe(editPipeline);
+    expect(all.synthetic).toBe(syntheticPipeline);
+    for (const [name, p] of Object.entries(all)) expect(p.spec.name).toBe(name);
+  });
+
+  it('serves by default what the host can, and stops when a named pipeline cannot run', async () => {
+    const all = createPipelines({ comfyui: { url: undefined, requestTimeoutMs: 1000 }, onnx: { modelDir: undefined, provider: 'auto' } });
+    const { logger, records } = captureLogger();
+    const started = await startPipelines(all, ['edit', 'synthetic', 'comfyui', 'onnx'], false, logger);
+    expect(started.map((s) => s.pipeline.spec.name)).toEqual(['edit', 'synthetic']);
+    const skipped = records.filter((r) => r.msg === 'pipeline not served on this host').map((r) => [r.obj.pipeline, r.obj.reason]);
+    expect(skipped).toEqual([
+      ['comfyui', 'DARKROOM_COMFYUI_URL is not set'],
+      ['onnx', 'DARKROOM_MODEL_DIR is not set'],
+    ]);
+    await expect(startPipelines(all, ['edit', 'onnx'], true, logger)).rejects.toThrow(
+      new ConfigError('DARKROOM_WORKER_PIPELINES names onnx, but DARKROOM_MODEL_DIR is not set'),
+    );
   });
 });

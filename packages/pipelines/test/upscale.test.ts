@@ -89,7 +89,14 @@ describe('upscale', () => {
     const out = await upscalePipeline.run(input, UpscaleParams.parse({}), ctx);
 
     const { data, info } = await sharp(out.data).raw().toBuffer({ resolveWithObject: true });
-    expect([out.format, out.width, out.height, info.width, info.height, info.channels]).toEqual(['png', width * 2, height * 2, width * 2, height * 2, 3]);
+    expect([out.format, out.width, out.height, info.width, info.height, info.channels]).toEqual([
+      'png',
+      width * 2,
+      height * 2,
+      width * 2,
+      height * 2,
+      3,
+    ]);
 
     const expected = wholeImage(rgb, width, height);
     expect(maxDiff(data, expected)).toBeLessThanOrEqual(1);

@@ -40,6 +40,14 @@ export interface StandinOptions {
   models?: string[];
   /** The largest `steps` a KSampler accepts (ComfyUI's is 10000). */
   maxSteps?: number;
+  /**
+   * Which generation of ComfyUI's messages to speak: `default` sends progress, execution_success
+   * and the closing `executing {node: null}`; `legacy` (before execution_success existed) ends
+   * with `executing {node: null}` only; `progress_state` (newer servers) sends the per-node
+   * progress_state map instead of progress and no closing `executing`; `silent` sends no
+   * execution messages at all, so only the history tells (a client that missed them).
+   */
+  dialect?: 'default' | 'legacy' | 'progress_state' | 'silent';
 }
 
 interface Node {
@@ -129,7 +137,7 @@ export class ComfyuiStandin {
   url = '';
 
   constructor(opts: StandinOptions = {}) {
-    this.#opts = { steps: 4, stepMs: 20, models: STANDIN_MODELS, maxSteps: 10000, ...opts };
+    this.#opts = { steps: 4, stepMs: 20, models: STANDIN_MODELS, maxSteps: 10000, dialect: 'default', ...opts };
     this.#server = http.createServer((req, res) => {
       this.#handle(req, res).catch((err: unknown) => {
         if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
@@ -167,7 +175,9 @@ export class ComfyuiStandin {
     return this.requests.filter((r) => r.path === '/interrupt').map((r) => (r.body as { prompt_id?: string } | undefined)?.prompt_id);
   }
   get deletes(): string[] {
-    return this.requests.filter((r) => r.path === '/queue' && r.method === 'POST').flatMap((r) => (r.body as { delete?: string[] }).delete ?? []);
+    return this.requests
+      .filter((r) => r.path === '/queue' && r.method === 'POST')
+      .flatMap((r) => (r.body as { delete?: string[] }).delete ?? []);
   }
   get queueLength(): number {
     return this.#queue.length + (this.#running ? 1 : 0);
@@ -206,6 +216,27 @@ export class ComfyuiStandin {
 
   #send(sid: string | undefined, type: string, data: unknown): void {
     if (this.#dead) return;
+    const dialect = this.#opts.dialect;
+    if (sid !== undefined && type !== 'status') {
+      if (dialect === 'silent') return;
+      if (dialect === 'legacy' && type === 'execution_success') return;
+      if (dialect === 'progress_state' && type === 'executing' && (data as { node?: unknown }).node === null) return;
+      if (dialect === 'progress_state' && type === 'progress') {
+        const p = data as { value: number; max: number; prompt_id: string; node: string };
+        const node = {
+          value: p.value,
+          max: p.max,
+          state: 'running',
+          node_id: p.node,
+          display_node_id: p.node,
+          parent_node_id: null,
+          real_node_id: p.node,
+          prompt_id: p.prompt_id,
+        };
+        type = 'progress_state';
+        data = { prompt_id: p.prompt_id, nodes: { [p.node]: node } };
+      }
+    }
     const text = JSON.stringify({ type, data });
     if (sid === undefined) {
       for (const ws of this.#sockets.values()) ws.send(text);
@@ -254,7 +285,10 @@ export class ComfyuiStandin {
       }
       const b = (body ?? {}) as { prompt?: Graph; client_id?: string; prompt_id?: string };
       if (!b.prompt || typeof b.prompt !== 'object') {
-        return json(400, { error: { type: 'no_prompt', message: 'No prompt provided', details: 'No prompt provided', extra_info: {} }, node_errors: {} });
+        return json(400, {
+          error: { type: 'no_prompt', message: 'No prompt provided', details: 'No prompt provided', extra_info: {} },
+          node_errors: {},
+        });
       }
       const checked = this.#validate(b.prompt);
       if (!checked.ok) return json(400, checked.body);
@@ -314,7 +348,9 @@ export class ComfyuiStandin {
     if (route === 'GET /system_stats') {
       return json(200, {
         system: { os: 'posix', comfyui_version: '0.3.99-standin', python_version: '3.12', pytorch_version: '2.8.0' },
-        devices: [{ name: 'cuda:0 NVIDIA Stand-in GPU : cudaMallocAsync', type: 'cuda', index: 0, vram_total: 25769803776, vram_free: 24696061952 }],
+        devices: [
+          { name: 'cuda:0 NVIDIA Stand-in GPU : cudaMallocAsync', type: 'cuda', index: 0, vram_total: 25769803776, vram_free: 24696061952 },
+        ],
       });
     }
     res.writeHead(404);
@@ -325,23 +361,38 @@ export class ComfyuiStandin {
   #validate(prompt: Graph): { ok: true; outputs: string[] } | { ok: false; body: unknown } {
     for (const [id, node] of Object.entries(prompt)) {
       if (!node || typeof node !== 'object' || typeof node.class_type !== 'string') {
-        return { ok: false, body: invalid('missing_node_type', 'Cannot execute because a node is missing the class_type property.', `Node ID '#${id}'`) };
+        return {
+          ok: false,
+          body: invalid('missing_node_type', 'Cannot execute because a node is missing the class_type property.', `Node ID '#${id}'`),
+        };
       }
       if (!NODE_CLASSES[node.class_type]) {
-        return { ok: false, body: invalid('missing_node_type', `Cannot execute because node ${node.class_type} does not exist.`, `Node ID '#${id}'`) };
+        return {
+          ok: false,
+          body: invalid('missing_node_type', `Cannot execute because node ${node.class_type} does not exist.`, `Node ID '#${id}'`),
+        };
       }
     }
     const outputs = Object.entries(prompt)
       .filter(([, n]) => NODE_CLASSES[n.class_type]?.output)
       .map(([id]) => id);
-    if (outputs.length === 0) return { ok: false, body: { error: { type: 'prompt_no_outputs', message: 'Prompt has no outputs', details: '', extra_info: {} }, node_errors: [] } };
+    if (outputs.length === 0)
+      return {
+        ok: false,
+        body: { error: { type: 'prompt_no_outputs', message: 'Prompt has no outputs', details: '', extra_info: {} }, node_errors: [] },
+      };
     const nodeErrors: Record<string, { errors: unknown[]; dependent_outputs: string[]; class_type: string }> = {};
     for (const [id, node] of Object.entries(prompt)) {
       const errors: unknown[] = [];
       for (const [name, value] of Object.entries(node.inputs ?? {})) {
         if (Array.isArray(value)) {
           if (value.length !== 2 || !prompt[String(value[0])]) {
-            errors.push({ type: 'bad_linked_input', message: 'Bad linked input, must be a length-2 list of [node_id, slot_index]', details: name, extra_info: { input_name: name, received_value: value } });
+            errors.push({
+              type: 'bad_linked_input',
+              message: 'Bad linked input, must be a length-2 list of [node_id, slot_index]',
+              details: name,
+              extra_info: { input_name: name, received_value: value },
+            });
           }
           continue;
         }
@@ -353,14 +404,34 @@ export class ComfyuiStandin {
             extra_info: { input_name: name, input_config: [this.#opts.models], received_value: value },
           });
         }
-        if ((node.class_type === 'LoadImage' || node.class_type === 'LoadImageMask') && name === 'image' && !this.#files.has(`input//${value}`) && !this.#files.has(inputKey(String(value)))) {
-          errors.push({ type: 'custom_validation_failed', message: 'Custom validation failed for node', details: `image - Invalid image file: ${String(value)}`, extra_info: { input_name: name } });
+        if (
+          (node.class_type === 'LoadImage' || node.class_type === 'LoadImageMask') &&
+          name === 'image' &&
+          !this.#files.has(`input//${value}`) &&
+          !this.#files.has(inputKey(String(value)))
+        ) {
+          errors.push({
+            type: 'custom_validation_failed',
+            message: 'Custom validation failed for node',
+            details: `image - Invalid image file: ${String(value)}`,
+            extra_info: { input_name: name },
+          });
         }
         if (node.class_type === 'KSampler' && name === 'steps' && Number(value) > this.#opts.maxSteps) {
-          errors.push({ type: 'value_bigger_than_max', message: `Value ${value} bigger than max of ${this.#opts.maxSteps}`, details: `steps`, extra_info: { input_name: name, received_value: value } });
+          errors.push({
+            type: 'value_bigger_than_max',
+            message: `Value ${value} bigger than max of ${this.#opts.maxSteps}`,
+            details: `steps`,
+            extra_info: { input_name: name, received_value: value },
+          });
         }
         if ((name === 'text' || name === 'prompt') && typeof value !== 'string') {
-          errors.push({ type: 'invalid_input_type', message: `Failed to convert an input value to a STRING value`, details: `${name}, ${String(value)}`, extra_info: { input_name: name } });
+          errors.push({
+            type: 'invalid_input_type',
+            message: `Failed to convert an input value to a STRING value`,
+            details: `${name}, ${String(value)}`,
+            extra_info: { input_name: name },
+          });
         }
       }
       if (errors.length > 0) nodeErrors[id] = { errors, dependent_outputs: outputs, class_type: node.class_type };
@@ -370,7 +441,13 @@ export class ComfyuiStandin {
         .flatMap((n) => n.errors as { message: string; details: string }[])
         .map((e) => `${e.message}: ${e.details}`)
         .join('\n');
-      return { ok: false, body: { error: { type: 'prompt_outputs_failed_validation', message: 'Prompt outputs failed validation', details, extra_info: {} }, node_errors: nodeErrors } };
+      return {
+        ok: false,
+        body: {
+          error: { type: 'prompt_outputs_failed_validation', message: 'Prompt outputs failed validation', details, extra_info: {} },
+          node_errors: nodeErrors,
+        },
+      };
     }
     return { ok: true, outputs };
   }
@@ -417,7 +494,9 @@ export class ComfyuiStandin {
         prompt: [item.number, pid, item.prompt, item.extraData, item.outputs],
         outputs,
         status: { status_str: status, completed: status === 'success', messages },
-        meta: Object.fromEntries(Object.keys(outputs).map((id) => [id, { node_id: id, display_node: id, parent_node: null, real_node_id: id }])),
+        meta: Object.fromEntries(
+          Object.keys(outputs).map((id) => [id, { node_id: id, display_node: id, parent_node: null, real_node_id: id }]),
+        ),
       });
     };
     const scenario = this.scenarios.shift() ?? this.scenario;
@@ -449,7 +528,9 @@ export class ComfyuiStandin {
               node_id: id,
               node_type: node.class_type,
               executed: [...executed],
-              exception_message: oom ? 'Allocation on device 0 would exceed allowed memory. (out of memory)' : 'Expected all tensors to be on the same device (/opt/ComfyUI/comfy/sample.py)',
+              exception_message: oom
+                ? 'Allocation on device 0 would exceed allowed memory. (out of memory)'
+                : 'Expected all tensors to be on the same device (/opt/ComfyUI/comfy/sample.py)',
               exception_type: oom ? 'torch.OutOfMemoryError' : 'RuntimeError',
               traceback: ['  File "/opt/ComfyUI/execution.py", line 496, in execute\n'],
               current_inputs: {},
@@ -461,7 +542,13 @@ export class ComfyuiStandin {
       }
       if (NODE_CLASSES[node.class_type]?.output) {
         const filename = `darkroom_${String(++this.#outputCounter).padStart(5, '0')}_.png`;
-        const subfolder = node.class_type === 'SaveImage' ? String(node.inputs.filename_prefix ?? 'ComfyUI').split('/').slice(0, -1).join('/') : '';
+        const subfolder =
+          node.class_type === 'SaveImage'
+            ? String(node.inputs.filename_prefix ?? 'ComfyUI')
+                .split('/')
+                .slice(0, -1)
+                .join('/')
+            : '';
         const type = node.class_type === 'SaveImage' ? 'output' : 'temp';
         this.#files.set(`${type}/${subfolder}/${filename}`, await this.#render(item.prompt));
         const images = [{ filename, subfolder, type }];

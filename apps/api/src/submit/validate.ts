@@ -49,7 +49,9 @@ export function validateSubmit(raw: RawSubmit, station: Station, opts: { webhook
     } else webhookUrl = raw.webhookUrl as string;
   }
 
-  if (spec.acceptsImage && (raw.image === undefined || raw.image.length === 0)) {
+  // An optional image (comfyui: txt2img takes none) may be left out, but never sent empty.
+  const missing = raw.image === undefined ? !spec.imageOptional : raw.image.length === 0;
+  if (spec.acceptsImage && missing) {
     if (!errors.some((e) => e.path === 'image')) {
       errors.push({ path: 'image', message: raw.image ? 'the image is empty' : `required: pipeline ${spec.name} takes an input image` });
     }
