@@ -117,6 +117,13 @@ async function main() {
 
   log(`darkroom bench (${args.quick ? 'quick' : 'full'}): ${[...args.only].join(', ')}`);
   const sys = await startBenchSystem();
+  // Ctrl-C: stop the private redis-server and the processes too (the api and worker die with us).
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      log(`\n${sig}: stopping`);
+      void sys.stop().finally(() => process.exit(130));
+    });
+  }
   const results: Results = {
     machine: await machineInfo(sys.redis.url),
     mode: args.quick ? 'quick' : 'full',
@@ -154,7 +161,7 @@ async function main() {
     const t = Date.now();
     try {
       const r = await fn();
-      log(`   done in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+      log(`   done in ${((Date.now() - t) / 1000).toFixed(1)} s (load average ${os.loadavg()[0]!.toFixed(2)})`);
       return r;
     } catch (err) {
       const msg = `${name}: ${(err as Error).stack ?? err}`;
@@ -315,7 +322,7 @@ function buildReport(r: Results): void {
       metric: `submit latency p50 / p99 at ${fmt.n(l.targetRate)}/s open loop${l.errors ? ` [${l.errors} errors]` : ''}`,
       darkroom: `${fmt.ms(l.latency.p50)} / ${fmt.ms(l.latency.p99)}`,
       baseline: '—',
-      ratio: `from schedule: ${fmt.ms(l.fromSchedule.p50)} / ${fmt.ms(l.fromSchedule.p99)}`,
+      ratio: `from schedule: ${fmt.ms(l.fromSchedule.p50)} / ${fmt.ms(l.fromSchedule.p99)}; client send lag p99 ${fmt.ms(l.sendLag.p99)}`,
     });
     t.push(target('2', 'submit latency p50', l.latency.p50, 'ms', 'max', 2));
     t.push(target('2', 'submit latency p99', l.latency.p99, 'ms', 'max', 10));

@@ -1,4 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import os from 'node:os';
 import { type JobData, PIPELINE_SPECS, type PipelineName, priorityRank } from '../../packages/contracts/src/index.ts';
 import { type Config, loadConfig, newJobId, queueOptions } from '../../packages/core/src/index.ts';
 import { Queue, Redis } from './deps.ts';
@@ -47,6 +48,8 @@ export interface Window {
   name: string;
   startUs: number;
   endUs: number;
+  /** 1-minute load average when the span ended: other work on the machine shows here. */
+  load1?: number;
 }
 
 export interface Ctx {
@@ -69,7 +72,7 @@ export async function timed<T>(ctx: Ctx, name: string, fn: () => Promise<T>): Pr
   try {
     return await fn();
   } finally {
-    ctx.windows.push({ name, startUs, endUs: monoUs() });
+    ctx.windows.push({ name, startUs, endUs: monoUs(), load1: Math.round(os.loadavg()[0]! * 100) / 100 });
   }
 }
 

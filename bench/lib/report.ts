@@ -93,7 +93,8 @@ export function chartSvg(targets: Target[], title: string, subtitle: string): st
   const xOf = (v: number) => left + (Math.min(cap, Math.max(0, v)) / cap) * barW;
   const parts: string[] = [];
   parts.push(
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, -apple-system, Segoe UI, sans-serif" font-size="12">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-labelledby="chart-title" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, -apple-system, Segoe UI, sans-serif" font-size="12">`,
+    '<title id="chart-title">Darkroom benchmark ratios against their targets</title>',
     `<rect width="100%" height="100%" fill="#ffffff"/>`,
     `<text x="16" y="24" font-size="16" font-weight="600" fill="#111">${esc(title)}</text>`,
     `<text x="16" y="44" fill="#555">${esc(subtitle)}</text>`,

@@ -1,5 +1,4 @@
 import path from 'node:path';
-import querystring from 'node:querystring';
 import zlib from 'node:zlib';
 import { PRIORITIES, PROBLEM_CODES, PROBLEM_TITLES, type ProblemCode, problemType } from '@darkroom/contracts';
 import { ADMIN_TOKEN, listFiles, REPO_ROOT, STATIONS, type System, startSystem } from '@darkroom/testing';

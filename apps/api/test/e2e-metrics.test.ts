@@ -100,7 +100,7 @@ describe('metrics', () => {
     expect(value(worker1, 'darkroom_worker_busy_slots{pipeline="synthetic"}')).toBe(0);
     expect(value(worker1, 'darkroom_process_cpu_seconds_total')).toBeGreaterThan(0);
 
-    const health = await fetch(/"metrics":"([^"]+)\/metrics"/.exec(sys.workers[0]!.output())![1] + '/healthz');
+    const health = await fetch(`${/"metrics":"([^"]+)\/metrics"/.exec(sys.workers[0]!.output())![1]}/healthz`);
     expect(health.status).toBe(200);
   });
 });
