@@ -93,6 +93,13 @@ export class Maintenance {
     const step = maxWaitMs / 3;
     const key = queue.toKey('prioritized');
     for (let cls = AGED_PRIORITY; cls <= priorityRank('low'); cls++) {
+      // The class is in arrival order: when even its oldest job is not due (one aging step, or the
+      // TTL for the aged class), none is, and the pass costs two commands instead of a full read.
+      const [oldest] = await redis.zrangebyscore(key, cls * CLASS_SPAN, (cls + 1) * CLASS_SPAN - 1, 'LIMIT', 0, 1);
+      if (!oldest) continue;
+      const oldestTs = Number(await redis.hget(queue.toKey(oldest), 'timestamp'));
+      const firstDue = cls === AGED_PRIORITY ? jobTtlMs : Math.min(step, jobTtlMs);
+      if (oldestTs && now - oldestTs < firstDue) continue;
       const ids = await redis.zrangebyscore(key, cls * CLASS_SPAN, (cls + 1) * CLASS_SPAN - 1, 'LIMIT', 0, SCAN);
       if (ids.length === 0) continue;
       const multi = redis.multi();
