@@ -1,7 +1,8 @@
-import { AGED_PRIORITY, PRIORITIES, priorityRank } from '@darkroom/contracts';
+import { type PipelineQueueInfo, PRIORITIES } from '@darkroom/contracts';
 import type { NextFunction, Request, Response } from 'express';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { Deps } from './jobs.ts';
+import { waitingByPriority } from './routes/meta.ts';
 
 /*
  * The API's Prometheus metrics. Queue figures are read from Redis when scraped (one pass over
@@ -39,7 +40,7 @@ export class ApiMetrics {
 
     // prom-client reads the gauges of a scrape in parallel, so each one awaits the same snapshot:
     // one pass over the pipelines per scrape, and every figure from the same moment.
-    type Snapshot = Map<string, { perPriority: Record<string, number>; active: number; paused: boolean; live: number }>;
+    type Snapshot = Map<string, { waiting: PipelineQueueInfo['waiting']; active: number; paused: boolean; live: number }>;
     let snapshot: { at: number; value: Promise<Snapshot> } | undefined;
     this.#newScrape = () => {
       snapshot = undefined;
@@ -51,12 +52,8 @@ export class ApiMetrics {
         const out: Snapshot = new Map();
         await Promise.all(
           deps.queues.all().map(async (q) => {
-            const [perPriority, counts, isPaused] = await Promise.all([
-              q.getCountsPerPriority([AGED_PRIORITY, ...PRIORITIES.map(priorityRank)]),
-              q.getJobCounts('active'),
-              q.isPaused(),
-            ]);
-            out.set(q.name, { perPriority, active: counts.active ?? 0, paused: isPaused, live: stats.get(q.name)?.workers.length ?? 0 });
+            const [waiting, counts, isPaused] = await Promise.all([waitingByPriority(q), q.getJobCounts('active'), q.isPaused()]);
+            out.set(q.name, { waiting, active: counts.active ?? 0, paused: isPaused, live: stats.get(q.name)?.workers.length ?? 0 });
           }),
         );
         return out;
@@ -82,11 +79,7 @@ export class ApiMetrics {
       ['pipeline', 'priority'],
       (g, snap) => {
         for (const [pipeline, q] of snap) {
-          for (const p of PRIORITIES) {
-            let n = q.perPriority[String(priorityRank(p))] ?? 0;
-            if (p === 'critical') n += q.perPriority[String(AGED_PRIORITY)] ?? 0;
-            g.set({ pipeline, priority: p }, n);
-          }
+          for (const p of PRIORITIES) g.set({ pipeline, priority: p }, q.waiting[p]);
         }
       },
     );

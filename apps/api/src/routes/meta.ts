@@ -79,16 +79,12 @@ export function metaRouter(deps: Deps, stations: StationRegistry, jobs: JobServi
   return r;
 }
 
-export async function queueEntry(
-  queue: DarkroomQueue,
-  stats: { avgProcessingMs: number | null; throughputPerMinute: number | null; workers: PipelineQueueInfo['workers'] } | undefined,
-): Promise<PipelineQueueInfo> {
-  const [counts, perPriority, paused] = await Promise.all([
-    queue.getJobCounts('active', 'completed', 'failed'),
-    queue.getCountsPerPriority([AGED_PRIORITY, ...PRIORITIES.map(priorityRank)]),
-    queue.isPaused(),
-  ]);
-  // Counted by the class a job waits in now: aging moves old jobs up, past max wait into `critical`.
+/**
+ * Waiting jobs per station priority class, counted by the class a job waits in now: aging moves
+ * old jobs up, and those past the maximum wait (BullMQ's reserved class) count as `critical`.
+ */
+export async function waitingByPriority(queue: DarkroomQueue): Promise<PipelineQueueInfo['waiting']> {
+  const perPriority = await queue.getCountsPerPriority([AGED_PRIORITY, ...PRIORITIES.map(priorityRank)]);
   const at = (p: number) => perPriority[String(p)] ?? 0;
   const waiting = {
     critical: at(AGED_PRIORITY) + at(priorityRank('critical')),
@@ -98,6 +94,18 @@ export async function queueEntry(
     total: 0,
   };
   waiting.total = waiting.critical + waiting.high + waiting.normal + waiting.low;
+  return waiting;
+}
+
+export async function queueEntry(
+  queue: DarkroomQueue,
+  stats: { avgProcessingMs: number | null; throughputPerMinute: number | null; workers: PipelineQueueInfo['workers'] } | undefined,
+): Promise<PipelineQueueInfo> {
+  const [counts, waiting, paused] = await Promise.all([
+    queue.getJobCounts('active', 'completed', 'failed'),
+    waitingByPriority(queue),
+    queue.isPaused(),
+  ]);
   return {
     name: queue.name,
     paused,
