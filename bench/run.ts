@@ -28,7 +28,7 @@ import { duty } from './scenarios/duty.ts';
 import { type EditResults, editOverhead } from './scenarios/edit.ts';
 import { submitLatency } from './scenarios/latency.ts';
 import { type LookupResults, lookups } from './scenarios/lookup.ts';
-import { bareAdd, imageSubmit, jsonSubmit, type Throughput } from './scenarios/submit.ts';
+import { bareAdd, floorSubmit, imageSubmit, jsonSubmit, type Throughput } from './scenarios/submit.ts';
 
 const ALL = ['dispatch', 'duty', 'edit', 'submit', 'latency', 'lookup'] as const;
 type Bench = (typeof ALL)[number];
@@ -75,7 +75,14 @@ interface Results {
   dispatch?: DispatchResults;
   duty?: Awaited<ReturnType<typeof duty>>;
   edit?: EditResults;
-  submit?: { imageBytes: number; bareAdd: Throughput[]; imageSubmit?: Throughput; jsonSubmit?: Throughput; bareAddMean: number };
+  submit?: {
+    imageBytes: number;
+    bareAdd: Throughput[];
+    imageSubmit?: Throughput;
+    jsonSubmit?: Throughput;
+    floor?: { image: Throughput; json: Throughput };
+    bareAddMean: number;
+  };
   latency?: OpenLoopResult & { maxRate: number };
   lookup?: LookupResults;
   rows: Row[];
@@ -196,6 +203,7 @@ async function main() {
         s.imageBytes = b.imageBytes;
       }
       s.jsonSubmit = await step('1c. HTTP JSON submit → synthetic', () => jsonSubmit(ctx));
+      s.floor = await step('1d. HTTP floor: node:http + Queue.add, same requests', () => floorSubmit(ctx));
       if (!args.quick) {
         // The baseline again, after the HTTP runs, so drift in the machine's load shows.
         const a2 = await step('1a. bare Queue.add again', () => bareAdd(ctx, 'a2'));
@@ -314,6 +322,23 @@ function buildReport(r: Results): void {
     };
     tp('1b', 'image submit (multipart 32 KB PNG)', 'image submit', s.imageSubmit, 0.25);
     tp('1c', 'JSON submit (synthetic)', 'JSON submit', s.jsonSubmit, 0.4);
+    const f = s.floor;
+    if (f) {
+      rows.push({
+        id: '1d',
+        metric: 'HTTP floor: node:http + Queue.add, no framework/auth/validation (jobs/s image / JSON)',
+        darkroom: `${fmt.n(f.image.jobsPerSec)} / ${fmt.n(f.json.jobsPerSec)}`,
+        baseline: fmt.n(base),
+        ratio: `${fmt.x(f.image.jobsPerSec / base)} / ${fmt.x(f.json.jobsPerSec / base)}`,
+      });
+      rows.push({
+        id: '1d',
+        metric: 'Darkroom ÷ HTTP floor (image / JSON); floor CPU µs per job',
+        darkroom: `${s.imageSubmit ? fmt.x(s.imageSubmit.jobsPerSec / f.image.jobsPerSec) : '—'} / ${s.jsonSubmit ? fmt.x(s.jsonSubmit.jobsPerSec / f.json.jobsPerSec) : '—'}`,
+        baseline: `image: ${cpu(f.image)}; JSON: ${cpu(f.json)}`,
+        ratio: '—',
+      });
+    }
   }
   if (r.latency) {
     const l = r.latency;

@@ -118,27 +118,37 @@ async function waitHttp(h: ProcessHandle, url: string, timeoutMs = 60_000): Prom
  * dispatch and duty-cycle figures.
  */
 export async function startBareWorker(redisUrl: string, prefix: string, queue: string): Promise<{ stop(): Promise<void> }> {
-  const entry = path.join(REPO_ROOT, 'bench/lib/bare-worker.ts');
+  return spawnBaseline('bare-worker.ts', { BENCH_REDIS_URL: redisUrl, BENCH_PREFIX: prefix, BENCH_QUEUE: queue });
+}
+
+/** The HTTP floor (bench/lib/bare-http.ts): node:http + Queue.add in a process of its own. */
+export async function startBareHttp(
+  redisUrl: string,
+  prefix: string,
+  dataDir: string,
+): Promise<{ port: number; pid: number; stop(): Promise<void> }> {
+  return spawnBaseline('bare-http.ts', { BENCH_REDIS_URL: redisUrl, BENCH_PREFIX: prefix, BENCH_DATA_DIR: dataDir });
+}
+
+async function spawnBaseline(file: string, env: Record<string, string>): Promise<{ port: number; pid: number; stop(): Promise<void> }> {
+  const entry = path.join(REPO_ROOT, 'bench/lib', file);
   const proc = spawn(process.execPath, ['--import', 'tsx', entry], {
     cwd: REPO_ROOT,
-    env: {
-      PATH: process.env.PATH ?? '',
-      HOME: process.env.HOME ?? '',
-      BENCH_REDIS_URL: redisUrl,
-      BENCH_PREFIX: prefix,
-      BENCH_QUEUE: queue,
-    },
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  await new Promise<void>((resolve, reject) => {
+  const port = await new Promise<number>((resolve, reject) => {
     let out = '';
     proc.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
-      if (out.includes('ready')) resolve();
+      const m = /ready ?(\d*)\n/.exec(out);
+      if (m) resolve(Number(m[1] || 0));
     });
-    proc.once('exit', (code) => reject(new Error(`bare worker exited (${code}) before it was ready`)));
+    proc.once('exit', (code) => reject(new Error(`${file} exited (${code}) before it was ready`)));
   });
   return {
+    port,
+    pid: proc.pid!,
     stop: async () => {
       if (proc.exitCode !== null) return;
       const exited = new Promise((r) => proc.once('exit', r));

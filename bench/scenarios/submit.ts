@@ -1,3 +1,5 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import {
   apiEquivalentJob,
   authHeaders,
@@ -13,6 +15,7 @@ import { perJobUs, snapshot } from '../lib/cpu.ts';
 import { buildRequest, closedLoop, type LoadResult, multipartBody } from '../lib/http.ts';
 import { noisePng } from '../lib/images.ts';
 import { now, round, type Summary, sleep, summarize } from '../lib/stats.ts';
+import { startBareHttp } from '../lib/system.ts';
 
 /*
  * 1. Submit throughput with many concurrent clients, no worker running (the queues just grow):
@@ -102,15 +105,19 @@ function memoryOf(before: number, after: number, jobs: number) {
   return { jobs, bytes: after - before, bytesPerJob: jobs > 0 ? round((after - before) / jobs, 0) : Number.NaN };
 }
 
-async function httpSubmit(ctx: Ctx, name: string, request: Buffer): Promise<Throughput> {
-  const api = ctx.sys.api!;
+async function httpSubmit(
+  ctx: Ctx,
+  name: string,
+  request: Buffer,
+  server: { port: number; pid: number; label: string } = { port: ctx.sys.api!.port, pid: ctx.sys.api!.proc.pid!, label: 'api' },
+): Promise<Throughput> {
   const before = await usedMemory(ctx.redis);
-  const pids = { api: api.proc.pid, ...ctx.pids };
+  const pids = { [server.label]: server.pid, ...ctx.pids };
   const cpu0 = snapshot(pids);
   const r: LoadResult = await timed(ctx, name, () =>
     closedLoop({
       host: '127.0.0.1',
-      port: api.port,
+      port: server.port,
       connections: ctx.sizes.connections,
       warmupMs: ctx.sizes.warmupMs,
       durationMs: ctx.sizes.submitMs,
@@ -134,8 +141,7 @@ async function httpSubmit(ctx: Ctx, name: string, request: Buffer): Promise<Thro
   };
 }
 
-export async function imageSubmit(ctx: Ctx): Promise<{ result: Throughput; imageBytes: number }> {
-  const api = ctx.sys.api!;
+async function imageRequest(port: number): Promise<{ request: Buffer; imageBytes: number }> {
   const png = await noisePng();
   const mp = multipartBody(
     { pipeline: 'edit', params: JSON.stringify(EDIT_PARAMS), priority: 'normal' },
@@ -144,13 +150,37 @@ export async function imageSubmit(ctx: Ctx): Promise<{ result: Throughput; image
   const request = buildRequest({
     method: 'POST',
     path: '/v1/jobs',
-    host: `127.0.0.1:${api.port}`,
+    host: `127.0.0.1:${port}`,
     headers: { ...authHeaders(), 'Content-Type': mp.contentType },
     body: mp.body,
   });
-  return { result: await httpSubmit(ctx, '1b image submit (multipart, 32 KB PNG)', request), imageBytes: png.data.length };
+  return { request, imageBytes: png.data.length };
+}
+
+export async function imageSubmit(ctx: Ctx): Promise<{ result: Throughput; imageBytes: number }> {
+  const { request, imageBytes } = await imageRequest(ctx.sys.api!.port);
+  return { result: await httpSubmit(ctx, '1b image submit (multipart, 32 KB PNG)', request), imageBytes };
 }
 
 export async function jsonSubmit(ctx: Ctx): Promise<Throughput> {
   return httpSubmit(ctx, '1c JSON submit (synthetic)', jsonSubmitRequest(ctx.sys.api!.port));
+}
+
+/**
+ * 1d. The HTTP floor: the same two requests against a bare node:http server that only writes the
+ * upload to a file and calls Queue.add (bench/lib/bare-http.ts). What HTTP itself costs here.
+ */
+export async function floorSubmit(ctx: Ctx): Promise<{ image: Throughput; json: Throughput }> {
+  const dir = path.join(ctx.sys.dataDir, 'floor');
+  const srv = await startBareHttp(ctx.sys.redis.url, `${BASE_PREFIX}floor`, dir);
+  try {
+    const server = { port: srv.port, pid: srv.pid, label: 'floor' };
+    const { request } = await imageRequest(srv.port);
+    const image = await httpSubmit(ctx, '1d floor image submit', request, server);
+    const json = await httpSubmit(ctx, '1d floor JSON submit', jsonSubmitRequest(srv.port), server);
+    return { image, json };
+  } finally {
+    await srv.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }

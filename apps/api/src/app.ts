@@ -1,28 +1,30 @@
-import { randomUUID } from 'node:crypto';
+import type { RequestListener } from 'node:http';
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
 import helmet from 'helmet';
-import { pinoHttp } from 'pino-http';
 import { credentialOf, requireAdmin } from './auth/middleware.ts';
 import type { StationRegistry } from './auth/stations.ts';
 import { constantTimeEqual } from './auth/stations.ts';
 import { handler } from './http/async.ts';
 import { errorHandler, notFoundHandler } from './http/error-handler.ts';
+import { fastLane } from './http/fast-lane.ts';
 import { HttpError, unavailable } from './http/problem.ts';
+import { requestLog } from './http/request-log.ts';
+import { recordHeaders, setHeaders } from './http/static-headers.ts';
 import { type Deps, JobService } from './jobs.ts';
-import { stationRateLimit } from './limits.ts';
+import { StationRateLimit } from './limits.ts';
 import { ApiMetrics } from './metrics.ts';
 import { adminRouter } from './routes/admin.ts';
 import { DASHBOARD_PATH, dashboardRouter } from './routes/dashboard.ts';
 import { docsRouter } from './routes/docs.ts';
-import { jobsRouter } from './routes/jobs.ts';
+import { hotJobRoutes, jobsRouter } from './routes/jobs.ts';
 import { metaRouter } from './routes/meta.ts';
 
 export interface App {
   app: Express;
   jobs: JobService;
+  /** What the HTTP server runs: the fast lane for the hot routes, Express for the rest. */
+  listener: RequestListener;
 }
-
-const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
 /** The HTTP app, apart from listen() so tests can drive it in process. */
 export function createApp(deps: Deps, stations: StationRegistry): App {
@@ -32,23 +34,8 @@ export function createApp(deps: Deps, stations: StationRegistry): App {
   app.set('query parser', 'simple');
   app.set('trust proxy', false);
 
-  app.use(
-    pinoHttp({
-      logger: deps.logger,
-      genReqId: (req, res) => {
-        const given = req.headers['x-request-id'];
-        const id = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
-        res.setHeader('X-Request-Id', id);
-        return id;
-      },
-      autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/readyz' },
-      customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'info' : 'debug'),
-      serializers: {
-        req: (req) => ({ id: req.id, method: req.method, url: req.url }),
-        res: (res) => ({ statusCode: res.statusCode }),
-      },
-    }),
-  );
+  const log = requestLog(deps.logger);
+  app.use(log);
   // Security headers. The dashboard and the docs page set their own script policy; the JSON API
   // needs none at all, so the default CSP forbids everything.
   const headers = helmet({
@@ -60,11 +47,10 @@ export function createApp(deps: Deps, stations: StationRegistry): App {
     contentSecurityPolicy: false,
     strictTransportSecurity: deps.config.production ? { maxAge: 15552000 } : false,
   });
-  app.use((req: Request, res: Response, next: NextFunction) =>
-    req.path.startsWith(DASHBOARD_PATH) || req.path.startsWith('/docs') ? pageHeaders(req, res, next) : headers(req, res, next),
-  );
-  app.use((_req: Request, res: Response, next: NextFunction) => {
-    res.setHeader('Referrer-Policy', 'no-referrer');
+  const apiHeaders = recordHeaders(headers, { 'Referrer-Policy': 'no-referrer' });
+  const pageHeaderList = recordHeaders(pageHeaders, { 'Referrer-Policy': 'no-referrer' });
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    setHeaders(res, req.path.startsWith(DASHBOARD_PATH) || req.path.startsWith('/docs') ? pageHeaderList : apiHeaders);
     next();
   });
 
@@ -89,11 +75,14 @@ export function createApp(deps: Deps, stations: StationRegistry): App {
   app.use('/v1/jobs', needsRedis);
   app.use('/v1/queue', needsRedis);
   app.use('/v1/admin', needsRedis);
-  app.use(jobsRouter(deps, stations, jobs, stationRateLimit(deps.redis, deps.config.prefix), metrics));
+  const rateLimit = new StationRateLimit(deps.redis, deps.config.prefix);
+  const hot = hotJobRoutes(deps, jobs, metrics);
+  app.use(jobsRouter(deps, stations, jobs, hot, rateLimit.middleware()));
   app.use(adminRouter(deps, stations));
   app.use(DASHBOARD_PATH, requireAdmin(stations, { realm: 'darkroom-admin' }), dashboardRouter(deps.queues));
 
   app.use(notFoundHandler);
   app.use(errorHandler(deps.logger));
-  return { app, jobs };
+  const listener = fastLane({ app, deps, stations, routes: hot, metrics, rateLimit, log, headers: apiHeaders });
+  return { app, jobs, listener };
 }

@@ -24,7 +24,7 @@ import type { Station } from './auth/stations.ts';
 import type { EventHub } from './events.ts';
 import { HttpError } from './http/problem.ts';
 import { claimIdempotencyKey, fingerprint } from './idempotency.ts';
-import { claimPendingSlot, tooManyPending } from './limits.ts';
+import { admit, tooManyPending } from './limits.ts';
 import type { ValidSubmit } from './submit/validate.ts';
 
 export interface Deps {
@@ -91,11 +91,12 @@ export class JobService {
         if (claim.kind === 'existing') return { body: await this.#original(claim.jobId, station), deduplicated: true };
         undo.push(claim.release);
       }
-      await this.#checkRoom(queue);
-      if (!(await this.#claimPending(station, id))) {
-        throw tooManyPending(station, await this.pendingCount(station.name), await this.#d.stats.get(queue.name));
+      const pendingKey = this.#keys.pending(station.name);
+      const limited = station.maxPending !== null || config.limits.maxQueueSize !== null;
+      if (limited) {
+        await this.#admit(queue, station, id);
+        undo.push(() => redis.srem(pendingKey, id));
       }
-      undo.push(() => redis.srem(this.#keys.pending(station.name), id));
 
       if (input && v.image) {
         input.key = blobKeys.input(id);
@@ -120,15 +121,39 @@ export class JobService {
         timeoutMs: config.limits.jobTimeoutMs,
         ...(opts.requestId ? { requestId: opts.requestId } : {}),
       };
-      const job = await queue.add(v.spec.name, data, {
-        jobId: id,
-        priority: priorityRank(v.priority),
-        attempts: Math.min(v.spec.attempts, config.jobs.attempts),
-      });
+      const job = new Job<JobData, JobResultData>(
+        queue,
+        v.spec.name,
+        data,
+        { ...queue.defaultJobOptions, priority: priorityRank(v.priority), attempts: Math.min(v.spec.attempts, config.jobs.attempts) },
+        id,
+      );
+      // One round trip: the pending entry (when no limit claimed it above), the job and its
+      // position are written back to back on the queue's connection, which keeps their order.
+      const client = (await queue.getBackend().client) as unknown as Redis;
+      if (!limited) undo.push(() => redis.srem(pendingKey, id));
+      const [claimed, added, ranked] = await Promise.allSettled([
+        limited ? undefined : client.sadd(pendingKey, id),
+        job.addJob(client as never),
+        client.zrank(queue.toKey('prioritized'), id),
+      ]);
+      if (added.status === 'rejected') throw added.reason;
+      // The job stands; a pending entry that did not land only leaves the station's count low.
+      if (claimed.status === 'rejected') logger.warn({ err: claimed.reason, jobId: id }, 'pending entry not recorded');
       logger.info({ jobId: id, pipeline: v.spec.name, station: station.name, priority: v.priority }, 'job queued');
       undo.length = 0; // queued: from here on the job stands, whatever happens to this answer
-      // The job is queued even if Redis goes away before its position can be read: say so (202) without one.
-      const body = await this.view({ queue, job, state: 'prioritized' }).catch(() => toStatusBody(job, 'prioritized'));
+      const rank = ranked.status === 'fulfilled' ? ranked.value : null;
+      // A worker may have taken it already, and Redis may go away before the stats can be read:
+      // the job is queued either way, so the answer is a 202, with as much as is known.
+      const body =
+        typeof rank === 'number'
+          ? await this.#d.stats
+              .get(queue.name)
+              .then((stats) =>
+                toStatusBody(job, 'prioritized', { position: rank + 1, estimatedWaitSeconds: estimateWaitSeconds(rank + 1, stats) }),
+              )
+              .catch(() => toStatusBody(job, 'prioritized'))
+          : ((await this.reload(id, { station }).catch(() => undefined)) ?? toStatusBody(job, 'prioritized'));
       return { body, deduplicated: false };
     } catch (err) {
       for (const u of undo.reverse()) await u().catch(() => {});
@@ -148,27 +173,25 @@ export class JobService {
     });
   }
 
-  async #claimPending(station: Station, id: string): Promise<boolean> {
+  /** Room in the queue and in the station's share, claimed for `id` in one round trip; 429 otherwise. */
+  async #admit(queue: DarkroomQueue, station: Station, id: string): Promise<void> {
     const { redis, config } = this.#d;
-    if (await claimPendingSlot(redis, config.prefix, station.name, id, station.maxPending)) return true;
-    // Full: drop ids of jobs that ended without leaving the set, then try once more.
-    await this.pendingCount(station.name);
-    return claimPendingSlot(redis, config.prefix, station.name, id, station.maxPending);
-  }
-
-  async #checkRoom(queue: DarkroomQueue): Promise<void> {
-    const max = this.#d.config.limits.maxQueueSize;
-    if (max === null) return;
-    const counts = await queue.getJobCounts('prioritized', 'waiting');
-    const waiting = (counts.prioritized ?? 0) + (counts.waiting ?? 0);
-    if (waiting >= max) {
-      const stats = await this.#d.stats.get(queue.name);
-      const per = stats.avgProcessingMs && stats.slots ? stats.avgProcessingMs / stats.slots / 1000 : 5;
-      const retryAfter = Math.min(120, Math.max(1, Math.ceil(per)));
-      throw new HttpError(429, 'queue_full', `the ${queue.name} queue holds its limit of ${max} waiting jobs; retry later`, {
-        headers: { 'Retry-After': String(retryAfter) },
-      });
+    const keys = { pending: this.#keys.pending(station.name), prioritized: queue.toKey('prioritized'), wait: queue.toKey('wait') };
+    const limits = { maxPending: station.maxPending, maxQueue: config.limits.maxQueueSize };
+    let result = await admit(redis, keys, id, limits);
+    if (result === 'station_full') {
+      // Drop ids of jobs that ended without leaving the set, then try once more.
+      await this.pendingCount(station.name);
+      result = await admit(redis, keys, id, limits);
     }
+    if (result === 'admitted') return;
+    const stats = await this.#d.stats.get(queue.name);
+    if (result === 'station_full') throw tooManyPending(station, await this.pendingCount(station.name), stats);
+    const per = stats.avgProcessingMs && stats.slots ? stats.avgProcessingMs / stats.slots / 1000 : 5;
+    const retryAfter = Math.min(120, Math.max(1, Math.ceil(per)));
+    throw new HttpError(429, 'queue_full', `the ${queue.name} queue holds its limit of ${limits.maxQueue} waiting jobs; retry later`, {
+      headers: { 'Retry-After': String(retryAfter) },
+    });
   }
 
   /**

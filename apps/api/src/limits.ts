@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http';
 import { type PipelineStats, sysKeys } from '@darkroom/core';
 import type { NextFunction, Request, Response } from 'express';
 import type { Redis } from 'ioredis';
@@ -12,27 +13,41 @@ import { HttpError } from './http/problem.ts';
  */
 
 /**
- * KEYS[1] the station's pending set  ARGV[1] job id  ARGV[2] limit
- * Adds the id when the set holds fewer than `limit` ids. Returns 1 if added, 0 if full.
+ * KEYS[1] the station's pending set  KEYS[2] the queue's prioritized set  KEYS[3] its wait list
+ * ARGV[1] job id  ARGV[2] the station's pending limit (0: none)  ARGV[3] the queue's limit (0: none)
+ * Room in the queue first, then in the station's share; adds the id when both have room.
+ * Returns 1 if added, -1 if the queue is full, 0 if the station is.
  */
-const CLAIM_PENDING_LUA = `
-if redis.call("SCARD", KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+const ADMIT_LUA = `
+local maxQueue = tonumber(ARGV[3])
+if maxQueue > 0 and redis.call("ZCARD", KEYS[2]) + redis.call("LLEN", KEYS[3]) >= maxQueue then return -1 end
+local maxPending = tonumber(ARGV[2])
+if maxPending > 0 and redis.call("SCARD", KEYS[1]) >= maxPending then return 0 end
 redis.call("SADD", KEYS[1], ARGV[1])
 return 1
 `;
 
-type WithClaim = Redis & { darkroomClaimPending(key: string, id: string, limit: number): Promise<number> };
+export type Admission = 'admitted' | 'queue_full' | 'station_full';
 
-export async function claimPendingSlot(redis: Redis, prefix: string, station: string, id: string, limit: number | null): Promise<boolean> {
-  const key = sysKeys(prefix).pending(station);
-  if (limit === null) {
-    await redis.sadd(key, id);
-    return true;
-  }
-  const r = redis as WithClaim;
-  if (typeof r.darkroomClaimPending !== 'function')
-    redis.defineCommand('darkroomClaimPending', { numberOfKeys: 1, lua: CLAIM_PENDING_LUA });
-  return (await r.darkroomClaimPending(key, id, limit)) === 1;
+type WithAdmit = Redis & {
+  darkroomAdmit(pending: string, prioritized: string, wait: string, id: string, maxPending: number, maxQueue: number): Promise<number>;
+};
+
+/**
+ * One round trip: checks the queue's room and the station's pending limit and, when both have
+ * room, claims a pending slot for `id`. Only for limits that are set; with none, the caller adds
+ * the id in the same transaction as the job.
+ */
+export async function admit(
+  redis: Redis,
+  keys: { pending: string; prioritized: string; wait: string },
+  id: string,
+  limits: { maxPending: number | null; maxQueue: number | null },
+): Promise<Admission> {
+  const r = redis as WithAdmit;
+  if (typeof r.darkroomAdmit !== 'function') redis.defineCommand('darkroomAdmit', { numberOfKeys: 3, lua: ADMIT_LUA });
+  const res = await r.darkroomAdmit(keys.pending, keys.prioritized, keys.wait, id, limits.maxPending ?? 0, limits.maxQueue ?? 0);
+  return res === 1 ? 'admitted' : res === -1 ? 'queue_full' : 'station_full';
 }
 
 /** Seconds with ±20 % jitter, at least 1. */
@@ -59,34 +74,53 @@ export function tooManyPending(station: Station, pending: number, stats: Pipelin
 }
 
 /** Per-station requests per minute, counted in Redis so every API instance shares the budget. */
-export function stationRateLimit(redis: Redis, prefix: string) {
-  const limiters = new Map<number, RateLimiterRedis>();
-  const limiterFor = (points: number) => {
-    let l = limiters.get(points);
+export class StationRateLimit {
+  readonly #redis: Redis;
+  readonly #prefix: string;
+  readonly #limiters = new Map<number, RateLimiterRedis>();
+
+  constructor(redis: Redis, prefix: string) {
+    this.#redis = redis;
+    this.#prefix = prefix;
+  }
+
+  #limiterFor(points: number): RateLimiterRedis {
+    let l = this.#limiters.get(points);
     if (!l) {
-      l = new RateLimiterRedis({ storeClient: redis, keyPrefix: `${sysKeys(prefix).rateLimit}:${points}`, points, duration: 60 });
-      limiters.set(points, l);
+      l = new RateLimiterRedis({
+        storeClient: this.#redis,
+        keyPrefix: `${sysKeys(this.#prefix).rateLimit}:${points}`,
+        points,
+        duration: 60,
+      });
+      this.#limiters.set(points, l);
     }
     return l;
-  };
-  return async (req: Request, res: Response, next: NextFunction) => {
-    const rpm = req.station?.requestsPerMinute;
-    if (!req.station || !rpm) return next();
+  }
+
+  /** Counts one request of `station` and sets the RateLimit headers; 429 when over its budget. */
+  async consume(station: Station | undefined, res: ServerResponse): Promise<void> {
+    const rpm = station?.requestsPerMinute;
+    if (!station || !rpm) return;
     try {
-      const r = await limiterFor(rpm).consume(req.station.name);
+      const r = await this.#limiterFor(rpm).consume(station.name);
       res.setHeader('RateLimit-Policy', `${rpm};w=60`);
       res.setHeader('RateLimit', `limit=${rpm}, remaining=${r.remainingPoints}, reset=${Math.ceil(r.msBeforeNext / 1000)}`);
-      next();
     } catch (err) {
       if (err instanceof RateLimiterRes) {
         const wait = jittered(Math.max(1, err.msBeforeNext / 1000));
-        return next(
-          new HttpError(429, 'rate_limited', `station ${req.station.name} is over its limit of ${rpm} requests per minute`, {
-            headers: { 'Retry-After': String(wait) },
-          }),
-        );
+        throw new HttpError(429, 'rate_limited', `station ${station.name} is over its limit of ${rpm} requests per minute`, {
+          headers: { 'Retry-After': String(wait) },
+        });
       }
-      next(err);
+      throw err;
     }
-  };
+  }
+
+  middleware() {
+    return (req: Request, res: Response, next: NextFunction) => {
+      if (!req.station?.requestsPerMinute) return next();
+      this.consume(req.station, res).then(() => next(), next);
+    };
+  }
 }

@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import http from 'node:http';
 import { PIPELINE_NAMES } from '@darkroom/contracts';
 import {
   ConfigError,
@@ -78,11 +79,11 @@ async function main() {
   );
   delivery.on('error', (err) => logger.debug({ err: err.message }, 'webhook worker error'));
   const maintenance = new Maintenance(deps);
-  const { app } = createApp(deps, stations);
+  const { listener } = createApp(deps, stations);
   // Start answering once Redis is there (or after a while without it: then /readyz and the job routes answer 503).
   if (redis.status !== 'ready') await Promise.race([once(redis, 'ready'), new Promise((r) => setTimeout(r, 10_000).unref())]);
   if (redis.status !== 'ready') logger.warn('redis is not reachable yet; answering 503 until it is');
-  const server = app.listen(config.port, config.host);
+  const server = http.createServer(listener).listen(config.port, config.host);
   await once(server, 'listening');
   server.requestTimeout = 120_000;
   server.headersTimeout = 30_000;

@@ -1,3 +1,4 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type PipelineQueueInfo, PRIORITIES } from '@darkroom/contracts';
 import type { NextFunction, Request, Response } from 'express';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
@@ -103,19 +104,23 @@ export class ApiMetrics {
   /** Times every request by its route pattern (never the raw URL: ids would explode the label set). */
   middleware() {
     return (req: Request, res: Response, next: NextFunction) => {
-      const end = this.http.startTimer();
-      res.once('finish', () => {
-        const route = req.route?.path
-          ? `${req.baseUrl}${String(req.route.path)}`
-          : req.path.startsWith('/admin/queues')
-            ? '/admin/queues'
-            : 'unmatched';
-        end({ method: req.method, route, status: String(res.statusCode) });
-        if (req.method === 'POST' && route === '/v1/jobs' && res.statusCode >= 400) {
-          this.rejected.inc({ reason: String(res.locals.problemCode ?? res.statusCode) });
-        }
-      });
+      this.track(req, res, () =>
+        req.route?.path ? `${req.baseUrl}${String(req.route.path)}` : req.path.startsWith('/admin/queues') ? '/admin/queues' : 'unmatched',
+      );
       next();
     };
+  }
+
+  /** Times one request; `route` and `problemCode` are read when it finishes. */
+  track(req: IncomingMessage, res: ServerResponse & { locals?: Record<string, unknown> }, route: () => string): void {
+    const start = process.hrtime.bigint();
+    res.once('finish', () => {
+      const r = route();
+      const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+      this.http.observe({ method: req.method ?? '', route: r, status: String(res.statusCode) }, seconds);
+      if (req.method === 'POST' && r === '/v1/jobs' && res.statusCode >= 400) {
+        this.rejected.inc({ reason: String(res.locals?.problemCode ?? res.statusCode) });
+      }
+    });
   }
 }

@@ -1,3 +1,4 @@
+import type { IncomingMessage } from 'node:http';
 import type { NextFunction, Request, Response } from 'express';
 import { HttpError } from '../http/problem.ts';
 import type { Station, StationRegistry } from './stations.ts';
@@ -12,7 +13,7 @@ declare global {
 }
 
 /** The credential a request carries: `Authorization: Bearer`, HTTP Basic's password, or X-API-Key. */
-export function credentialOf(req: Request): { bearer?: string; basicPassword?: string; apiKey?: string } {
+export function credentialOf(req: IncomingMessage): { bearer?: string; basicPassword?: string; apiKey?: string } {
   const out: { bearer?: string; basicPassword?: string; apiKey?: string } = {};
   const auth = req.headers.authorization;
   if (auth) {
@@ -34,18 +35,30 @@ const unauthorizedStation = () =>
     headers: { 'WWW-Authenticate': 'Bearer' },
   });
 
+/** Who is calling a station route: a station, or (with `allowAdmin`) the admin; 401 otherwise. */
+export function authenticate(
+  registry: StationRegistry,
+  req: IncomingMessage,
+  opts: { allowAdmin?: boolean } = {},
+): { station: Station } | { admin: true } {
+  const c = credentialOf(req);
+  if (opts.allowAdmin && registry.isAdmin(c.bearer ?? c.basicPassword)) return { admin: true };
+  const station = registry.byKey(c.bearer ?? c.apiKey);
+  if (!station) throw unauthorizedStation();
+  return { station };
+}
+
 /** Station routes. With `allowAdmin`, the admin credential is accepted too (read-only views). */
 export function requireStation(registry: StationRegistry, opts: { allowAdmin?: boolean } = {}) {
   return (req: Request, _res: Response, next: NextFunction) => {
-    const c = credentialOf(req);
-    const token = c.bearer ?? c.apiKey;
-    if (opts.allowAdmin && registry.isAdmin(c.bearer ?? c.basicPassword)) {
-      req.isAdmin = true;
-      return next();
+    let who: ReturnType<typeof authenticate>;
+    try {
+      who = authenticate(registry, req, opts);
+    } catch (err) {
+      return next(err);
     }
-    const station = registry.byKey(token);
-    if (!station) return next(unauthorizedStation());
-    req.station = station;
+    if ('admin' in who) req.isAdmin = true;
+    else req.station = who.station;
     next();
   };
 }

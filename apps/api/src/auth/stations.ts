@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import crypto, { createHash, timingSafeEqual } from 'node:crypto';
 import fs from 'node:fs';
 import { isAbove, Priority } from '@darkroom/contracts';
 import type { Config } from '@darkroom/core';
@@ -36,7 +36,9 @@ const StationEntry = z.strictObject({
 const StationsFile = z.array(StationEntry);
 const StationsFileObject = z.strictObject({ stations: z.array(StationEntry) });
 
-const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
+// crypto.hash (Node ≥ 20.12) is the one-shot form, several times cheaper per call than a Hash object.
+const digest: (s: string) => Buffer =
+  typeof crypto.hash === 'function' ? (s) => crypto.hash('sha256', s, 'buffer') : (s) => createHash('sha256').update(s, 'utf8').digest();
 
 /** Compares two secrets in constant time (digests first, so lengths leak nothing either). */
 export function constantTimeEqual(given: string | undefined, expected: string): boolean {

@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http';
 import type { Logger } from '@darkroom/core';
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { HttpError, notFound, unavailable } from './problem.ts';
@@ -6,22 +7,52 @@ import { isRedisUnavailable } from './redis-errors.ts';
 /** The one place errors become responses. Nothing but a problem body ever reaches the client. */
 export function errorHandler(logger: Logger): ErrorRequestHandler {
   return (err, req, res, _next) => {
-    const problem = toHttpError(err);
-    if (problem.status >= 500) {
-      const log = problem.code === 'unavailable' ? logger.warn.bind(logger) : logger.error.bind(logger);
-      log({ err, reqId: req.id, method: req.method, url: req.originalUrl }, 'request failed');
-    }
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    res.locals.problemCode = problem.code; // for the rejection metric
-    for (const [k, v] of Object.entries(problem.headers)) res.setHeader(k, v);
-    res.status(problem.status).type('application/problem+json').send(JSON.stringify(problem.body()));
+    answerError(logger, err, req.id, req.method, req.originalUrl, res);
   };
 }
 
-function toHttpError(err: unknown): HttpError {
+/**
+ * Answers `err` as problem+json (logging 5xx with the request id) and returns the problem; or,
+ * when the answer has already started, cuts the connection and returns undefined.
+ */
+export function answerError(
+  logger: Logger,
+  err: unknown,
+  reqId: string,
+  method: string | undefined,
+  url: string | undefined,
+  res: ServerResponse,
+): HttpError | undefined {
+  const problem = toHttpError(err);
+  if (problem.status >= 500) {
+    const log = problem.code === 'unavailable' ? logger.warn.bind(logger) : logger.error.bind(logger);
+    log({ err, reqId, method, url }, 'request failed');
+  }
+  if (res.headersSent) {
+    res.destroy();
+    return undefined;
+  }
+  const withLocals = res as ServerResponse & { locals?: Record<string, unknown> };
+  withLocals.locals ??= {};
+  withLocals.locals.problemCode = problem.code; // for the rejection metric
+  for (const [k, v] of Object.entries(problem.headers)) res.setHeader(k, v);
+  sendBody(res, problem.status, 'application/problem+json; charset=utf-8', JSON.stringify(problem.body()));
+  return problem;
+}
+
+/** A JSON answer, written the same way whichever layer (Express or the fast lane) answers. */
+export function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  sendBody(res, status, 'application/json; charset=utf-8', JSON.stringify(body));
+}
+
+function sendBody(res: ServerResponse, status: number, type: string, text: string): void {
+  res.statusCode = status;
+  res.setHeader('Content-Type', type);
+  res.setHeader('Content-Length', Buffer.byteLength(text));
+  res.end(text);
+}
+
+export function toHttpError(err: unknown): HttpError {
   if (err instanceof HttpError) return err;
   if (isRedisUnavailable(err)) return unavailable();
   const e = err as { type?: string; status?: number; statusCode?: number };

@@ -1,10 +1,12 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { blobKeys } from '@darkroom/core';
 import { createSession } from 'better-sse';
 import type { RequestHandler } from 'express';
 import express, { Router } from 'express';
 import { requireStation } from '../auth/middleware.ts';
-import type { StationRegistry } from '../auth/stations.ts';
+import type { Station, StationRegistry } from '../auth/stations.ts';
 import { handler } from '../http/async.ts';
+import { sendJson } from '../http/error-handler.ts';
 import { badRequest, HttpError, notFound } from '../http/problem.ts';
 import { idempotencyKeyOf } from '../idempotency.ts';
 import { type Deps, FINAL_STATUSES, type JobService, type LoadedJob, type Viewer } from '../jobs.ts';
@@ -16,27 +18,33 @@ const MAX_IDS = 100;
 const SSE_KEEPALIVE_MS = 15_000;
 const SSE_SAFETY_POLL_MS = 10_000;
 
-export function jobsRouter(
-  deps: Deps,
-  stations: StationRegistry,
-  jobs: JobService,
-  rateLimit: RequestHandler,
-  metrics: ApiMetrics,
-): Router {
-  const r = Router();
+/** The two hot routes, written against node's own request and response so the fast lane can answer them too. */
+export interface HotJobRoutes {
+  /** POST /v1/jobs for an authenticated station. */
+  submit(req: IncomingMessage, res: ServerResponse, station: Station, query: Record<string, unknown>): Promise<void>;
+  /** GET /v1/jobs/{id}. */
+  status(res: ServerResponse, viewer: Viewer, id: string): Promise<void>;
+}
+
+export function hotJobRoutes(deps: Deps, jobs: JobService, metrics: ApiMetrics): HotJobRoutes {
   const { config } = deps;
   const maxUpload = config.limits.maxUploadBytes;
   // base64 is 4/3 of the bytes; the rest is room for the other fields.
-  const json = express.json({ limit: Math.ceil((maxUpload * 4) / 3) + 256 * 1024, type: ['application/json', 'application/*+json'] });
-  const viewerOf = (req: express.Request): Viewer => (req.station ? { station: req.station } : { admin: true });
-  const station = [requireStation(stations), rateLimit];
-  const stationOrAdmin = [requireStation(stations, { allowAdmin: true }), rateLimit];
+  const jsonLimit = Math.ceil((maxUpload * 4) / 3) + 256 * 1024;
+  // For bodies the plain reader leaves to it (compressed, another charset): the route has matched
+  // the JSON media types already, so the parser need not look again.
+  const json = express.json({ limit: jsonLimit, type: () => true });
+  const readJson = (req: IncomingMessage, res: ServerResponse): Promise<unknown> =>
+    plainJsonBody(req, jsonLimit) ??
+    new Promise((resolve, reject) =>
+      json(req as express.Request, res as express.Response, (err?: unknown) =>
+        err ? reject(err) : resolve((req as express.Request).body),
+      ),
+    );
 
-  r.post(
-    '/v1/jobs',
-    ...station,
-    handler(async (req, res) => {
-      const wait = parseWait(req.query.wait);
+  return {
+    async submit(req, res, station, query) {
+      const wait = parseWait(query.wait);
       const idempotencyKey = idempotencyKeyOf(req.headers['idempotency-key']);
       const type = req.headers['content-type'] ?? '';
       const declared = Number(req.headers['content-length'] ?? 0);
@@ -46,14 +54,13 @@ export function jobsRouter(
         if (declared > maxUpload + 512 * 1024) throw tooLarge(maxUpload);
         raw = await parseMultipart(req, maxUpload);
       } else if (/^application\/([a-z.+-]+\+)?json/i.test(type)) {
-        await new Promise<void>((resolve, reject) => json(req, res, (err?: unknown) => (err ? reject(err) : resolve())));
-        raw = fromJson(req.body, maxUpload);
+        raw = fromJson(await readJson(req, res), maxUpload);
       } else {
         throw new HttpError(415, 'unsupported_media_type', 'send multipart/form-data (an "image" file part) or application/json');
       }
-      const valid = validateSubmit(raw, req.station!, { webhookSecretAvailable: Boolean(config.webhooks.secret) });
+      const valid = validateSubmit(raw, station, { webhookSecretAvailable: Boolean(config.webhooks.secret) });
       if (valid.webhookUrl) await deps.checkWebhookTarget?.(valid.webhookUrl);
-      const submitted = await jobs.submit(valid, req.station!, {
+      const submitted = await jobs.submit(valid, station, {
         ...(req.id ? { requestId: String(req.id) } : {}),
         ...(idempotencyKey ? { idempotencyKey } : {}),
       });
@@ -63,11 +70,78 @@ export function jobsRouter(
       if (wait > 0 && !FINAL_STATUSES.has(body.status)) {
         const closed = new AbortController();
         res.once('close', () => closed.abort());
-        body = (await jobs.waitForFinal(body.id, { station: req.station! }, wait * 1000, closed.signal)) ?? body;
+        body = (await jobs.waitForFinal(body.id, { station }, wait * 1000, closed.signal)) ?? body;
         if (submitted.deduplicated) body.deduplicated = true;
       }
-      res.status(submitted.deduplicated || FINAL_STATUSES.has(body.status) ? 200 : 202).json(body);
-    }),
+      sendJson(res, submitted.deduplicated || FINAL_STATUSES.has(body.status) ? 200 : 202, body);
+    },
+
+    async status(res, viewer, id) {
+      const loaded = await jobs.load(id, viewer);
+      if (!loaded) throw notFound('no such job');
+      sendJson(res, 200, await jobs.view(loaded));
+    },
+  };
+}
+
+const JSON_CHARSET = /;\s*charset\s*=\s*"?utf-?8"?\s*(;|$)/i;
+
+/**
+ * The body of a plain JSON request (no Content-Encoding, UTF-8), read with the size limit; or
+ * undefined for anything else, which body-parser reads with the same limit and answers.
+ */
+function plainJsonBody(req: IncomingMessage, limit: number): Promise<unknown> | undefined {
+  if (req.headers['content-encoding'] !== undefined) return undefined;
+  const type = req.headers['content-type'] ?? '';
+  const params = type.indexOf(';');
+  if (params >= 0 && !JSON_CHARSET.test(type.slice(params))) return undefined;
+  const declared = req.headers['content-length'];
+  if (declared !== undefined && Number(declared) > limit) {
+    req.resume();
+    return Promise.reject(new HttpError(413, 'payload_too_large', 'the request body is larger than the limit'));
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let failed = false;
+    const fail = (err: HttpError) => {
+      if (failed) return;
+      failed = true;
+      chunks.length = 0;
+      reject(err);
+    };
+    req.on('data', (c: Buffer) => {
+      if (failed) return;
+      size += c.length;
+      if (size > limit) fail(new HttpError(413, 'payload_too_large', 'the request body is larger than the limit'));
+      else chunks.push(c);
+    });
+    req.on('error', () => fail(new HttpError(400, 'invalid_request', 'the request was aborted')));
+    req.on('aborted', () => fail(new HttpError(400, 'invalid_request', 'the request was aborted')));
+    req.on('end', () => {
+      if (failed) return;
+      const text = (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)).toString('utf8');
+      if (text.trim() === '') return resolve({});
+      try {
+        resolve(JSON.parse(text));
+      } catch {
+        fail(new HttpError(400, 'invalid_request', 'the body is not valid JSON'));
+      }
+    });
+  });
+}
+
+export function jobsRouter(deps: Deps, stations: StationRegistry, jobs: JobService, hot: HotJobRoutes, rateLimit: RequestHandler): Router {
+  const r = Router();
+  const viewerOf = (req: express.Request): Viewer => (req.station ? { station: req.station } : { admin: true });
+  const station = [requireStation(stations), rateLimit];
+  const stationOrAdmin = [requireStation(stations, { allowAdmin: true }), rateLimit];
+
+  // The fast lane answers the plain forms of these two; Express answers the rest the same way.
+  r.post(
+    '/v1/jobs',
+    ...station,
+    handler((req, res) => hot.submit(req, res, req.station!, req.query)),
   );
 
   r.get(
@@ -102,9 +176,7 @@ export function jobsRouter(
   r.get(
     '/v1/jobs/:id',
     ...stationOrAdmin,
-    handler(async (req, res) => {
-      res.json(await jobs.view(await loadOr404(req)));
-    }),
+    handler((req, res) => hot.status(res, viewerOf(req), String(req.params.id))),
   );
 
   r.delete(

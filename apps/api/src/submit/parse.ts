@@ -1,6 +1,6 @@
+import type { IncomingMessage } from 'node:http';
 import type { FieldError } from '@darkroom/contracts';
 import busboy from 'busboy';
-import type { Request } from 'express';
 import { badRequest, HttpError } from '../http/problem.ts';
 
 /*
@@ -22,7 +22,7 @@ const TEXT_FIELDS = new Set(['pipeline', 'params', 'priority', 'webhookUrl']);
 
 export const tooLarge = (max: number) => new HttpError(413, 'payload_too_large', `the image is larger than the limit of ${max} bytes`);
 
-export function parseMultipart(req: Request, maxUploadBytes: number): Promise<RawSubmit> {
+export function parseMultipart(req: IncomingMessage, maxUploadBytes: number): Promise<RawSubmit> {
   return new Promise((resolve, reject) => {
     let bb: busboy.Busboy;
     try {
