@@ -27,7 +27,7 @@ export function canonicalJson(value: unknown): string {
 }
 
 export function fingerprint(v: ValidSubmit): string {
-  const image = v.image ? createHash('sha256').update(v.image).digest('hex') : null;
+  const image = v.imageSha256 ?? null;
   const text = canonicalJson({ pipeline: v.spec.name, params: v.params, priority: v.priority, webhookUrl: v.webhookUrl ?? null, image });
   return createHash('sha256').update(text).digest('hex');
 }

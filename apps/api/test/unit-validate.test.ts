@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { PIPELINE_SPECS } from '@darkroom/contracts';
 import { describe, expect, it } from 'vitest';
 import type { Station } from '../src/auth/stations.ts';
@@ -68,7 +69,14 @@ describe('validateSubmit: the pipeline', () => {
 describe('validateSubmit: a valid submit', () => {
   it('returns the spec, the params with defaults, the station default priority and the image', () => {
     const v = validateSubmit(raw({ pipeline: 'edit', image: IMAGE }), station({ defaultPriority: 'low' }), NO_SECRET);
-    expect(v).toEqual({ spec: PIPELINE_SPECS.edit, params: { operations: [] }, priority: 'low', webhookUrl: undefined, image: IMAGE });
+    expect(v).toEqual({
+      spec: PIPELINE_SPECS.edit,
+      params: { operations: [] },
+      priority: 'low',
+      webhookUrl: undefined,
+      image: IMAGE,
+      imageSha256: createHash('sha256').update(IMAGE).digest('hex'),
+    });
   });
 
   it('fills synthetic defaults and takes no image', () => {

@@ -1,7 +1,14 @@
-import { createHash, randomUUID } from 'node:crypto';
-import { createReadStream, type ReadStream } from 'node:fs';
+import crypto, { createHash, randomUUID } from 'node:crypto';
+import { close, createReadStream, fdatasync, open, type ReadStream, write } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { promisify } from 'node:util';
+
+const fsOpen = promisify(open);
+const fsWrite = (fd: number, b: Buffer, offset: number, length: number, position: null) =>
+  new Promise<number>((resolve, reject) => write(fd, b, offset, length, position, (err, n) => (err ? reject(err) : resolve(n))));
+const fsFdatasync = promisify(fdatasync);
+const fsClose = promisify(close);
 
 /*
  * Blobs are files under the data directory, written to a temporary name and renamed into place,
@@ -12,6 +19,12 @@ import path from 'node:path';
 export interface BlobStore {
   /** Writes bytes under `key` atomically; returns size and sha256. */
   put(key: string, data: Buffer): Promise<{ bytes: number; sha256: string }>;
+  /**
+   * Writes a new blob under a key no one else writes (a fresh job id): straight to its name, no
+   * temporary file, failing if it exists. The caller publishes the key only after this resolves,
+   * so no reader sees a partial file; a crash midway leaves an orphan for the sweeper.
+   */
+  create(key: string, data: Buffer, opts?: { sync?: boolean }): Promise<void>;
   /** Moves a finished temporary file (from `tempPath()`) into place under `key`. */
   adopt(tempFile: string, key: string): Promise<void>;
   /** A path on the data volume for a temporary file that will be adopted or removed. */
@@ -66,6 +79,22 @@ export class FsBlobStore implements BlobStore {
     return { bytes: data.length, sha256: createHash('sha256').update(data).digest('hex') };
   }
 
+  async create(key: string, data: Buffer, opts: { sync?: boolean } = {}): Promise<void> {
+    const dest = this.localPath(key);
+    // The callback API with a bare fd: fs/promises' FileHandle costs more than the write itself here.
+    const fd = await fsOpen(dest, 'wx');
+    try {
+      let at = 0;
+      while (at < data.length) at += await fsWrite(fd, data, at, data.length - at, null);
+      if (opts.sync) await fsFdatasync(fd);
+    } catch (err) {
+      await fsClose(fd).catch(() => {});
+      await fs.rm(dest, { force: true });
+      throw err;
+    }
+    await fsClose(fd);
+  }
+
   async adopt(tempFile: string, key: string): Promise<void> {
     const dest = this.localPath(key);
     await fs.mkdir(path.dirname(dest), { recursive: true });
@@ -88,6 +117,11 @@ export class FsBlobStore implements BlobStore {
   async delete(key: string): Promise<void> {
     await fs.rm(this.localPath(key), { force: true });
   }
+}
+
+/** sha256 of the bytes, hex; the one-shot form where Node has it (≥ 20.12). */
+export function sha256Hex(data: Buffer): string {
+  return typeof crypto.hash === 'function' ? crypto.hash('sha256', data, 'hex') : createHash('sha256').update(data).digest('hex');
 }
 
 export const blobKeys = {

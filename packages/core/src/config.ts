@@ -35,6 +35,7 @@ const EnvSchema = z.object({
   DARKROOM_STATIONS_FILE: z.string().optional(),
   DARKROOM_ADMIN_TOKEN: z.string().optional(),
   DARKROOM_DATA_DIR: z.string().default('.darkroom/data'),
+  DARKROOM_FSYNC_INPUTS: bool.default(false),
   DARKROOM_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   DARKROOM_LOG_PRETTY: bool.optional(),
 
@@ -68,6 +69,7 @@ const EnvSchema = z.object({
   DARKROOM_MODEL_DIR: z.string().optional(),
   DARKROOM_ONNX_PROVIDER: z.enum(['auto', 'cuda', 'webgpu', 'cpu']).default('auto'),
   DARKROOM_WORKER_CONCURRENCY: int(1).max(256).default(1),
+  DARKROOM_WORKER_OVERLAP: int(0).max(16).default(1),
   DARKROOM_WORKER_NAME: z.string().optional(),
   DARKROOM_WORKER_DEVICE: z.string().optional(),
   DARKROOM_WORKER_METRICS_PORT: int(0).max(65535).default(9091),
@@ -98,6 +100,12 @@ function buildConfig(env: z.output<typeof EnvSchema>) {
     stationsFile: env.DARKROOM_STATIONS_FILE,
     adminToken: env.DARKROOM_ADMIN_TOKEN || undefined,
     dataDir: path.resolve(env.DARKROOM_DATA_DIR),
+    /**
+     * fsync each uploaded image before answering 202. Off: an upload survives any process crash
+     * (it is in the page cache), and only a power cut within the kernel's writeback window could
+     * lose one, when Redis (appendfsync everysec) can lose the last second of jobs too.
+     */
+    fsyncInputs: env.DARKROOM_FSYNC_INPUTS,
     logLevel: env.DARKROOM_LOG_LEVEL,
     logPretty: env.DARKROOM_LOG_PRETTY,
     limits: {
@@ -139,7 +147,10 @@ function buildConfig(env: z.output<typeof EnvSchema>) {
       pipelines: workerPipelines,
       /** Whether DARKROOM_WORKER_PIPELINES named them: then each must start, else the worker stops. */
       pipelinesExplicit: requested !== undefined,
+      /** Device slots per pipeline: jobs computing at once. */
       concurrency: env.DARKROOM_WORKER_CONCURRENCY,
+      /** Jobs per pipeline that may finish (encode, store, record) off the device while the next compute. */
+      overlap: env.DARKROOM_WORKER_OVERLAP,
       name: env.DARKROOM_WORKER_NAME ?? `${os.hostname()}-${process.pid}`,
       device: env.DARKROOM_WORKER_DEVICE ?? `cpu (${os.cpus()[0]?.model?.trim() ?? 'unknown'})`,
       /** DARKROOM_WORKER_DEVICE as set: it replaces the device found at start (nvidia-smi). */

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { blobKeys, FsBlobStore } from '@darkroom/core';
+import { blobKeys, FsBlobStore, sha256Hex } from '@darkroom/core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
 let dir: string;
@@ -107,6 +107,24 @@ describe('FsBlobStore', () => {
   it('exists is false for a missing or escaping key', async () => {
     expect(await store.exists('inputs/missing')).toBe(false);
     expect(await store.exists('../x')).toBe(false);
+  });
+
+  it('create writes a new blob straight under its key, with or without fsync, and never replaces one', async () => {
+    const data = Buffer.alloc(300_000, 7); // more than one write's worth on some systems
+    await store.create('inputs/edit_new', data);
+    await store.create('inputs/edit_synced', Buffer.from('synced'), { sync: true });
+    expect(await fs.readFile(path.join(dir, 'inputs/edit_new'))).toEqual(data);
+    expect((await fs.readFile(path.join(dir, 'inputs/edit_synced'))).toString()).toBe('synced');
+    expect(await fs.readdir(path.join(dir, 'tmp'))).toEqual([]);
+    await expect(store.create('inputs/edit_new', Buffer.from('other'))).rejects.toMatchObject({ code: 'EEXIST' });
+    expect(await fs.readFile(path.join(dir, 'inputs/edit_new'))).toEqual(data);
+    await expect(store.create('../escape', Buffer.from('x'))).rejects.toThrow('blob key escapes the data directory');
+  });
+
+  it('sha256Hex matches a streamed sha256', () => {
+    const data = Buffer.from('hello darkroom');
+    expect(sha256Hex(data)).toBe(createHash('sha256').update(data).digest('hex'));
+    expect(sha256Hex(Buffer.alloc(0))).toBe('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
   });
 
   it('delete removes a blob and is idempotent', async () => {

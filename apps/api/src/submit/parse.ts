@@ -1,5 +1,7 @@
+import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { FieldError } from '@darkroom/contracts';
+import { sha256Hex } from '@darkroom/core';
 import busboy from 'busboy';
 import { badRequest, HttpError } from '../http/problem.ts';
 
@@ -14,6 +16,8 @@ export interface RawSubmit {
   webhookUrl?: unknown;
   /** The image bytes, if an image was sent (possibly empty). */
   image?: Buffer;
+  /** Their sha256 (hex), computed as they arrived. */
+  imageSha256?: string;
   errors: FieldError[];
 }
 
@@ -69,17 +73,22 @@ export function parseMultipart(req: IncomingMessage, maxUploadBytes: number): Pr
       // A part that ends early errors its stream; unhandled, that error would end the process.
       stream.on('error', () => fail(malformed()));
       const chunks: Buffer[] = [];
+      const hash = createHash('sha256');
       let size = 0;
       stream.on('data', (c: Buffer) => {
         size += c.length;
-        if (!failure) chunks.push(c);
+        if (failure) return;
+        chunks.push(c);
+        hash.update(c);
       });
       stream.on('limit', () => {
         fail(tooLarge(maxUploadBytes));
         chunks.length = 0;
       });
       stream.on('close', () => {
-        if (!failure) out.image = size === 0 ? Buffer.alloc(0) : Buffer.concat(chunks, size);
+        if (failure) return;
+        out.image = size === 0 ? Buffer.alloc(0) : Buffer.concat(chunks, size);
+        out.imageSha256 = hash.digest('hex');
       });
     });
     bb.on('field', (name, value, info) => {
@@ -138,6 +147,7 @@ export function fromJson(body: unknown, maxUploadBytes: number): RawSubmit {
         const decoded = Buffer.from(data, data.includes('-') || data.includes('_') ? 'base64url' : 'base64');
         if (decoded.length > maxUploadBytes) throw tooLarge(maxUploadBytes);
         out.image = decoded;
+        out.imageSha256 = sha256Hex(decoded);
       }
     }
   }

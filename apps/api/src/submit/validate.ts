@@ -1,4 +1,5 @@
 import { type FieldError, type PipelineSpec, Priority, pipelineSpec } from '@darkroom/contracts';
+import { sha256Hex } from '@darkroom/core';
 import type { Station } from '../auth/stations.ts';
 import { badRequest, HttpError } from '../http/problem.ts';
 import type { RawSubmit } from './parse.ts';
@@ -9,6 +10,8 @@ export interface ValidSubmit {
   priority: Priority;
   webhookUrl: string | undefined;
   image: Buffer | undefined;
+  /** sha256 (hex) of `image`. */
+  imageSha256: string | undefined;
 }
 
 /**
@@ -64,7 +67,8 @@ export function validateSubmit(raw: RawSubmit, station: Station, opts: { webhook
   if (Priority.options.indexOf(priority) < Priority.options.indexOf(station.maxPriority)) {
     throw new HttpError(403, 'forbidden', `priority ${priority} is above this station's highest allowed priority (${station.maxPriority})`);
   }
-  return { spec, params, priority, webhookUrl, image: spec.acceptsImage ? raw.image : undefined };
+  const image = spec.acceptsImage ? raw.image : undefined;
+  return { spec, params, priority, webhookUrl, image, imageSha256: image ? (raw.imageSha256 ?? sha256Hex(image)) : undefined };
 }
 
 function checkWebhookUrl(value: unknown): string | undefined {
