@@ -7,8 +7,11 @@ import { PREFIX, startBareWorker } from '../lib/system.ts';
  * 4. Worker duty cycle: a backlog of N synthetic jobs of one 100 ms step (the GPU stand-in's
  * defaults otherwise: a 256×256 PNG written as the result), drained by one worker at
  * concurrency 1. duty = N × 100 ms / (last finishedOn − first processedOn). The rest of the
- * wall time is the GPU standing idle: split here into the time inside each job beyond its
- * 100 ms (result encoding and storing, progress, bookkeeping) and the gaps between jobs.
+ * wall time is the GPU standing idle: `idlePerJobMs` = wall / N − 100 ms. For a worker that runs
+ * one job after the other it splits into the time inside each job beyond its 100 ms (result
+ * encoding and storing, progress, bookkeeping) and the gaps between jobs. The Darkroom worker
+ * finishes a job (encode, store, record) while the next one computes, so there its in-job time
+ * includes that finish and the "gap" is negative: the overlap.
  */
 
 export interface DutyFigures {
@@ -17,8 +20,10 @@ export interface DutyFigures {
   duty: number;
   /** Mean per job of (finishedOn − processedOn − 100 ms). */
   inJobOverheadMs: number;
-  /** Mean of (next processedOn − previous finishedOn). */
+  /** Mean of (next processedOn − previous finishedOn); negative where jobs overlap. */
   gapMs: number;
+  /** GPU idle time per job: wall / N − 100 ms. */
+  idlePerJobMs: number;
 }
 
 const STEP_MS = 100;
@@ -62,6 +67,7 @@ async function drain(ctx: Ctx, queue: Queue, n: number, label: string): Promise<
     duty: round((n * STEP_MS) / wallMs, 4),
     inJobOverheadMs: round(inJob / n, 2),
     gapMs: round(gaps / Math.max(1, n - 1), 2),
+    idlePerJobMs: round(wallMs / n - STEP_MS, 2),
   };
 }
 

@@ -17,9 +17,12 @@ import {
   writeHeartbeat,
 } from '@darkroom/core';
 import { createPipelines, detectDevice, pipelineSettings, startPipelines } from '@darkroom/pipelines';
-import { Job, Worker } from 'bullmq';
+import { Job } from 'bullmq';
+import { CancelWatch } from './cancel-watch.ts';
+import { DeviceWorker } from './device-worker.ts';
 import { WorkerMetrics } from './metrics.ts';
 import { AbortReason, createProcessor } from './processor.ts';
+import { DeviceSlots } from './slots.ts';
 
 const HEARTBEAT_MS = 5000;
 
@@ -35,7 +38,10 @@ async function main() {
   const redis = createRedis(config.redisUrl, 'blocking', logger);
   redis.once('ready', () => void checkEvictionPolicy(redis, logger));
   const shutdownController = new AbortController();
-  const { name, concurrency } = config.worker;
+  const drainController = new AbortController();
+  // `concurrency` device slots per pipeline, and up to `overlap` more jobs finishing (encode,
+  // store, record) off the device while the next ones compute (see device-worker.ts).
+  const { name, concurrency, overlap } = config.worker;
 
   // What this worker runs on, and the pipelines it can serve here (each loads its models once).
   const found = await detectDevice();
@@ -74,20 +80,41 @@ async function main() {
   };
   const keys = sysKeys(config.prefix);
   const { prefix } = queueOptions(config, redis);
-  const workers = pipelines.map((pipeline) => {
-    const w = new Worker<JobData, JobResultData>(
+  // Cancel requests for active jobs: whichever worker holds the job aborts its signal. Subscribed
+  // before any job is taken, so the processor can trust it (see cancel-watch.ts).
+  const workers: DeviceWorker[] = [];
+  const subscriber = redis.duplicate();
+  subscriber.on('error', () => {});
+  const cancels = new CancelWatch(subscriber, keys.cancelChannel, (id) => {
+    for (const w of workers) if (w.cancelJob(id, 'cancel')) logger.info({ jobId: id }, 'cancel request received');
+  });
+  await cancels.start();
+  for (const pipeline of pipelines) {
+    const slots = new DeviceSlots(concurrency);
+    const w = new DeviceWorker(
       pipeline.spec.name,
-      createProcessor(pipeline, { config, logger, redis, blobs, shutdownSignal: shutdownController.signal, metrics }),
+      createProcessor(pipeline, {
+        config,
+        logger,
+        redis,
+        blobs,
+        shutdownSignal: shutdownController.signal,
+        drainSignal: drainController.signal,
+        slots,
+        cancels,
+        metrics,
+      }),
       {
         connection: redis,
         prefix,
         name,
-        concurrency,
+        concurrency: concurrency + overlap,
         lockDuration: config.worker.lockDurationMs,
         stalledInterval: config.worker.stalledIntervalMs,
         maxStalledCount: config.worker.maxStalledCount,
         autorun: false,
       },
+      slots,
     );
     w.on('completed', (job) => {
       counters.processed++;
@@ -126,16 +153,8 @@ async function main() {
         void announce(pipeline.spec.name, job.id!).catch((err) => logger.warn({ err, jobId: job.id }, 'webhook not queued'));
     });
     w.on('error', (err) => logger.warn({ err: err.message, pipeline: pipeline.spec.name }, 'worker error'));
-    return w;
-  });
-
-  // Cancel requests for active jobs: whichever worker holds the job aborts its signal.
-  const subscriber = redis.duplicate();
-  subscriber.on('error', () => {});
-  await subscriber.subscribe(keys.cancelChannel);
-  subscriber.on('message', (_channel, id: string) => {
-    for (const w of workers) if (w.cancelJob(id, 'cancel')) logger.info({ jobId: id }, 'cancel request received');
-  });
+    workers.push(w);
+  }
 
   const loopDelay = monitorEventLoopDelay({ resolution: 20 });
   loopDelay.enable();
@@ -163,7 +182,7 @@ async function main() {
   const metricsServer = await metrics.listen(config.worker.metricsPort, config.host, () => redis.status === 'ready');
   for (const w of workers) void w.run().catch((err) => logger.error({ err }, 'worker stopped'));
   logger.info(
-    { worker: name, pipelines: served, device, concurrency, metrics: `http://${config.host}:${metricsServer.port}/metrics` },
+    { worker: name, pipelines: served, device, concurrency, overlap, metrics: `http://${config.host}:${metricsServer.port}/metrics` },
     'worker ready',
   );
 
@@ -180,7 +199,9 @@ async function main() {
   });
   shutdown.add('workers', async () => {
     clearInterval(hbTimer);
-    // Stop taking jobs; running ones get the grace period, then are handed back to the queue.
+    // Stop taking jobs. Jobs still waiting for a device slot go back to the queue now; running
+    // ones get the grace period, then are handed back too.
+    drainController.abort(new AbortReason('shutdown'));
     const grace = setTimeout(() => shutdownController.abort(new AbortReason('shutdown')), config.worker.shutdownGraceMs);
     await Promise.all(workers.map((w) => w.close()));
     clearTimeout(grace);

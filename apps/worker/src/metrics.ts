@@ -5,7 +5,8 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 /*
  * A worker's own Prometheus metrics, on its own port (DARKROOM_WORKER_METRICS_PORT), with
  * /healthz for container healthchecks. Run times and waits are histograms per pipeline; busy
- * and total slots give utilisation (busy / slots): the share of GPU time spent working.
+ * and total slots give utilisation (busy / slots): the share of GPU time spent working. A job
+ * counts as busy only while it computes: not while it waits for a slot or finishes after it.
  */
 export class WorkerMetrics {
   readonly registry = new Registry();
@@ -14,6 +15,8 @@ export class WorkerMetrics {
   readonly finished: Counter<'pipeline' | 'outcome'>;
   readonly busy: Gauge<'pipeline'>;
   readonly slots: Gauge<'pipeline'>;
+  readonly waiting: Gauge<'pipeline'>;
+  readonly finishing: Gauge<'pipeline'>;
 
   constructor() {
     const registers = [this.registry];
@@ -41,13 +44,25 @@ export class WorkerMetrics {
     });
     this.busy = new Gauge({
       name: 'darkroom_worker_busy_slots',
-      help: 'Jobs this worker is running now',
+      help: 'Device slots held now: jobs running their compute',
       labelNames: ['pipeline'],
       registers,
     });
     this.slots = new Gauge({
       name: 'darkroom_worker_slots',
-      help: 'Jobs this worker can run at once',
+      help: 'Device slots: jobs this worker can compute at once',
+      labelNames: ['pipeline'],
+      registers,
+    });
+    this.waiting = new Gauge({
+      name: 'darkroom_worker_waiting_jobs',
+      help: 'Jobs taken ahead (prefetched) and waiting for a device slot',
+      labelNames: ['pipeline'],
+      registers,
+    });
+    this.finishing = new Gauge({
+      name: 'darkroom_worker_finishing_jobs',
+      help: 'Jobs past their compute, encoding and storing their result off the device',
       labelNames: ['pipeline'],
       registers,
     });

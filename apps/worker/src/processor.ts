@@ -14,10 +14,11 @@ import {
   recordCompletion,
   sysKeys,
 } from '@darkroom/core';
-import type { Pipeline } from '@darkroom/pipelines';
+import { finishOutput, type Pipeline, type PipelineResult } from '@darkroom/pipelines';
 import { type Job, UnrecoverableError, WaitingError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { WorkerMetrics } from './metrics.ts';
+import type { DeviceSlots } from './slots.ts';
 
 /** Why a running pipeline was told to stop. */
 export type AbortCause = 'timeout' | 'cancel' | 'shutdown';
@@ -31,6 +32,12 @@ export class AbortReason extends Error {
   }
 }
 
+/** What the processor asks of the worker's cancel subscription (see cancel-watch.ts). */
+export interface CancelSource {
+  heard(id: string): boolean;
+  covers(job: { processedOn?: number | undefined; attemptsStarted?: number | undefined }): boolean;
+}
+
 export interface ProcessorDeps {
   config: Config;
   logger: Logger;
@@ -38,75 +45,134 @@ export interface ProcessorDeps {
   blobs: BlobStore;
   /** Aborted with AbortReason('shutdown') when the grace period is over. */
   shutdownSignal: AbortSignal;
+  /** Aborted when shutdown begins: a job still waiting for a device slot is handed back unstarted. */
+  drainSignal: AbortSignal;
+  /** This pipeline's device slots on this worker. */
+  slots: DeviceSlots;
+  cancels: CancelSource;
   metrics: WorkerMetrics;
 }
 
 const PROGRESS_MIN_INTERVAL_MS = 50;
-/** How often a running job looks for a cancel request it may have missed on the channel. */
+/** How often a job looks for a cancel request it may have missed on the channel (only when it may have). */
 const CANCEL_POLL_MS = 1000;
+/** The most a finish step waits for the next job to start its compute. */
+const HANDOVER_MAX_MS = 200;
 
 /**
- * Runs one attempt of a job: parses params, runs the pipeline under the job's time limit with an
- * abort signal, writes the output atomically (named by job id, so a re-run replaces it), and
- * returns the output's metadata as the job's return value.
+ * Runs one attempt of a job in three phases:
+ *  1. before the device: checks (time-to-live, cancel, params, input) with the device slot the
+ *     worker took the job with, or else waiting for one; a shutdown that begins before the
+ *     compute hands the job back unstarted;
+ *  2. compute, holding the slot: the pipeline's run, under the job's time limit (which starts here);
+ *  3. finish, slot released so the next job's compute can start: the pipeline's finish step (if it
+ *     split its work), the output written atomically (named by job id, so a re-run replaces it),
+ *     the run recorded. The output's metadata is the job's return value.
+ * Cancel aborts any phase; the time limit covers phases 2 and 3.
  */
 export function createProcessor(pipeline: Pipeline, deps: ProcessorDeps) {
-  const { config, blobs, logger } = deps;
+  const { config, blobs, logger, slots, cancels } = deps;
+  const name = pipeline.spec.name;
   return async (job: Job<JobData, JobResultData>, token?: string, cancelSignal?: AbortSignal): Promise<JobResultData> => {
-    const log = logger.child({ jobId: job.id, pipeline: pipeline.spec.name, station: job.data.station });
-    const started = Date.now();
-    const name = pipeline.spec.name;
-    deps.metrics.busy.inc({ pipeline: name });
-    if ((job.attemptsStarted ?? 1) <= 1) deps.metrics.waitSeconds.observe({ pipeline: name }, Math.max(0, started - job.timestamp) / 1000);
+    const log = logger.child({ jobId: job.id, pipeline: name, station: job.data.station });
+    const firstAttempt = (job.attemptsStarted ?? 1) <= 1;
     const timeoutMs = job.data.timeoutMs || config.limits.jobTimeoutMs;
     const local = new AbortController();
-    const timer = setTimeout(() => local.abort(new AbortReason('timeout')), timeoutMs);
     const onCancel = () => local.abort(new AbortReason('cancel'));
     const onShutdown = () => local.abort(new AbortReason('shutdown'));
     cancelSignal?.addEventListener('abort', onCancel, { once: true });
     deps.shutdownSignal.addEventListener('abort', onShutdown, { once: true });
-    if (deps.shutdownSignal.aborted) onShutdown();
+    deps.drainSignal.addEventListener('abort', onShutdown, { once: true });
+    if (deps.shutdownSignal.aborted || deps.drainSignal.aborted) onShutdown();
 
     const cancelKey = sysKeys(config.prefix).cancelRequested(job.id!);
-    const cancelPoll = setInterval(() => {
-      void deps.redis.exists(cancelKey).then(
-        (n) => n && onCancel(),
-        () => {},
-      );
-    }, CANCEL_POLL_MS);
+    const checkCancelFlag = async () => {
+      if (cancels.heard(job.id!)) onCancel();
+      else if (!cancels.covers(job) && (await deps.redis.exists(cancelKey))) onCancel();
+    };
+    const cancelPoll = setInterval(() => void checkCancelFlag().catch(() => {}), CANCEL_POLL_MS);
 
     let lastProgress = 0;
+    // Sent, not awaited: a pipeline must not hold the device for a Redis round trip per step. The
+    // updates leave in order on the worker's one connection, ahead of the job's completion.
     const reportProgress = async (percent: number, message?: string) => {
       const now = Date.now();
       if (percent < 100 && now - lastProgress < PROGRESS_MIN_INTERVAL_MS) return;
       lastProgress = now;
       const p = Math.max(0, Math.min(100, Math.round(percent)));
-      await job.updateProgress(message ? { percent: p, message } : { percent: p });
+      job.updateProgress(message ? { percent: p, message } : { percent: p }).catch((err: Error) => {
+        log.debug({ err: err.message }, 'progress not recorded');
+      });
     };
 
+    let started: number | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    // The slot the worker took this job with (device-worker.ts); a job that came without one waits below.
+    let lease = slots.claim(job.id!);
+    if (lease) deps.metrics.busy.inc({ pipeline: name });
+    const releaseSlot = () => {
+      if (!lease) return;
+      lease.release();
+      lease = undefined;
+      deps.metrics.busy.dec({ pipeline: name });
+    };
+    let finishing = false;
     try {
       // Never start a job that waited past its time-to-live (maintenance may not have expired it yet).
       const ttlMs = config.limits.jobTtlMs;
-      if ((job.attemptsStarted ?? 1) <= 1 && Date.now() - job.timestamp > ttlMs) {
-        throw new DarkroomJobError('expired', `waited past its queue time-to-live of ${Math.round(ttlMs / 1000)} s`, false);
-      }
-      if (await deps.redis.exists(cancelKey)) onCancel();
+      const expired = () => {
+        if (firstAttempt && Date.now() - job.timestamp > ttlMs) {
+          throw new DarkroomJobError('expired', `waited past its queue time-to-live of ${Math.round(ttlMs / 1000)} s`, false);
+        }
+      };
+      expired();
+      // A cancel that came before this worker could hear it wins before any work.
+      await checkCancelFlag();
       local.signal.throwIfAborted();
       const parsed = pipeline.spec.params.safeParse(job.data.params ?? {});
-      if (!parsed.success) throw new InvalidInputError(`params do not match the ${pipeline.spec.name} schema`);
+      if (!parsed.success) throw new InvalidInputError(`params do not match the ${name} schema`);
       let input = null;
       if (pipeline.spec.acceptsImage && (job.data.input || !pipeline.spec.imageOptional)) {
         if (!job.data.input) throw new InvalidInputError('the job has no input image');
         if (!(await blobs.exists(job.data.input.key))) throw new InvalidInputError('the input image is no longer stored');
         input = { path: blobs.localPath(job.data.input.key), ref: job.data.input };
       }
+
+      if (!lease) {
+        deps.metrics.waiting.inc({ pipeline: name });
+        try {
+          lease = await slots.acquire(local.signal);
+        } finally {
+          deps.metrics.waiting.dec({ pipeline: name });
+        }
+        deps.metrics.busy.inc({ pipeline: name });
+      }
+      deps.drainSignal.removeEventListener('abort', onShutdown);
+      lease.started();
+      started = Date.now();
+      expired();
+      if (firstAttempt) deps.metrics.waitSeconds.observe({ pipeline: name }, Math.max(0, started - job.timestamp) / 1000);
+      timer = setTimeout(() => local.abort(new AbortReason('timeout')), timeoutMs);
       log.info({ attempt: job.attemptsStarted }, 'job started');
-      const out = await pipeline.run(input, parsed.data, {
-        signal: local.signal,
-        reportProgress,
-        logger: log,
-        limits: { maxImagePixels: config.limits.maxImagePixels },
-      });
+
+      let result: PipelineResult;
+      try {
+        result = await pipeline.run(input, parsed.data, {
+          signal: local.signal,
+          reportProgress,
+          logger: log,
+          limits: { maxImagePixels: config.limits.maxImagePixels },
+        });
+      } finally {
+        releaseSlot();
+      }
+      log.debug({ computeMs: Date.now() - started }, 'compute finished: device slot released');
+      local.signal.throwIfAborted();
+      finishing = true;
+      deps.metrics.finishing.inc({ pipeline: name });
+      // Let the next job reach the device before this one's finish step takes the CPU.
+      await slots.handedOver(HANDOVER_MAX_MS);
+      const out = await finishOutput(result);
       local.signal.throwIfAborted();
       const key = blobKeys.output(job.id!, FILE_EXTENSIONS[out.format]);
       let stored: { bytes: number; sha256: string };
@@ -118,8 +184,13 @@ export function createProcessor(pipeline: Pipeline, deps: ProcessorDeps) {
         if (e.syscall && e.code) throw new BackendUnavailableError(`the result could not be stored (${e.code})`, { cause: err });
         throw err;
       }
+      // A worker killed between writing and renaming an earlier attempt's result left its temporary file.
+      if ((job.attemptsStarted ?? 1) > 1) {
+        const removed = await blobs.removeTemps(key).catch(() => 0);
+        if (removed > 0) log.info({ removed }, 'removed temporary files of an interrupted attempt');
+      }
       const durationMs = Date.now() - started;
-      await recordCompletion(deps.redis, config.prefix, pipeline.spec.name, durationMs).catch(() => {});
+      await recordCompletion(deps.redis, config.prefix, name, durationMs).catch(() => {});
       log.debug({ durationMs, bytes: stored.bytes, width: out.width, height: out.height }, 'pipeline finished');
       deps.metrics.runSeconds.observe({ pipeline: name, outcome: 'completed' }, durationMs / 1000);
       deps.metrics.finished.inc({ pipeline: name, outcome: 'completed' });
@@ -133,20 +204,22 @@ export function createProcessor(pipeline: Pipeline, deps: ProcessorDeps) {
         height: out.height,
       };
     } catch (thrown) {
-      const err = await toBullError(thrown, local.signal, job, token, timeoutMs, log);
+      const err = await toBullError(thrown, local.signal, job, token, timeoutMs, started === undefined, log);
       if (!(err instanceof WaitingError)) {
         const final = err instanceof UnrecoverableError || (job.attemptsMade ?? 0) + 1 >= (job.opts.attempts ?? 1);
         const outcome = !final ? 'retry' : err.message.startsWith('[cancelled]') ? 'cancelled' : 'failed';
-        deps.metrics.runSeconds.observe({ pipeline: name, outcome }, (Date.now() - started) / 1000);
+        deps.metrics.runSeconds.observe({ pipeline: name, outcome }, started === undefined ? 0 : (Date.now() - started) / 1000);
         deps.metrics.finished.inc({ pipeline: name, outcome });
       }
       throw err;
     } finally {
+      releaseSlot();
+      if (finishing) deps.metrics.finishing.dec({ pipeline: name });
       clearTimeout(timer);
       clearInterval(cancelPoll);
-      deps.metrics.busy.dec({ pipeline: name });
       cancelSignal?.removeEventListener('abort', onCancel);
       deps.shutdownSignal.removeEventListener('abort', onShutdown);
+      deps.drainSignal.removeEventListener('abort', onShutdown);
     }
   };
 }
@@ -158,6 +231,7 @@ async function toBullError(
   job: Job<JobData, JobResultData>,
   token: string | undefined,
   timeoutMs: number,
+  unstarted: boolean,
   log: Logger,
 ): Promise<Error> {
   const reason = signal.aborted ? signal.reason : undefined;
@@ -173,7 +247,8 @@ async function toBullError(
         return new UnrecoverableError(CANCELLED_REASON);
       case 'shutdown':
         // Hand the job back to the queue, at the front of its priority, without spending an attempt.
-        log.warn('worker shutting down: job handed back to the queue');
+        if (unstarted) log.info('worker shutting down: job waiting for a device slot handed back to the queue');
+        else log.warn('worker shutting down: job handed back to the queue');
         await job.moveToWait(token);
         return new WaitingError();
     }

@@ -27,8 +27,10 @@ export interface BlobStore {
   create(key: string, data: Buffer, opts?: { sync?: boolean }): Promise<void>;
   /** Moves a finished temporary file (from `tempPath()`) into place under `key`. */
   adopt(tempFile: string, key: string): Promise<void>;
-  /** A path on the data volume for a temporary file that will be adopted or removed. */
-  tempPath(): string;
+  /** A path on the data volume for a temporary file that will be adopted or removed; named after `forKey` if given. */
+  tempPath(forKey?: string): string;
+  /** Removes temporary files an earlier, interrupted write of `key` left behind; returns how many. */
+  removeTemps(key: string): Promise<number>;
   localPath(key: string): string;
   openRead(key: string, opts?: { start?: number }): ReadStream;
   exists(key: string): Promise<boolean>;
@@ -57,12 +59,23 @@ export class FsBlobStore implements BlobStore {
     return p;
   }
 
-  tempPath(): string {
-    return path.join(this.#tmp, `${randomUUID()}.part`);
+  tempPath(forKey?: string): string {
+    return path.join(this.#tmp, `${forKey ? `${path.basename(forKey)}.` : ''}${randomUUID()}.part`);
+  }
+
+  /**
+   * Removes temporary files left by earlier writes of `key` (a writer killed between writing and
+   * renaming). Only for a caller that alone writes `key` now: a job's worker, holding its lock.
+   */
+  async removeTemps(key: string): Promise<number> {
+    const prefix = `${path.basename(key)}.`;
+    const names = (await fs.readdir(this.#tmp)).filter((n) => n.startsWith(prefix) && n.endsWith('.part'));
+    await Promise.all(names.map((n) => fs.rm(path.join(this.#tmp, n), { force: true })));
+    return names.length;
   }
 
   async put(key: string, data: Buffer): Promise<{ bytes: number; sha256: string }> {
-    const tmp = this.tempPath();
+    const tmp = this.tempPath(key);
     try {
       const fh = await fs.open(tmp, 'wx');
       try {

@@ -121,6 +121,18 @@ describe('FsBlobStore', () => {
     await expect(store.create('../escape', Buffer.from('x'))).rejects.toThrow('blob key escapes the data directory');
   });
 
+  it('removes the temporary files an interrupted write of a key left, and only those', async () => {
+    const mine = store.tempPath('outputs/edit_a.webp');
+    const other = store.tempPath('outputs/edit_b.webp');
+    const anonymous = store.tempPath();
+    expect(path.basename(mine)).toMatch(/^edit_a\.webp\.[0-9a-f-]{36}\.part$/);
+    for (const f of [mine, other, anonymous]) await fs.writeFile(f, 'partial');
+    await store.put('outputs/edit_a.webp', Buffer.from('whole'));
+    expect(await store.removeTemps('outputs/edit_a.webp')).toBe(1);
+    expect((await fs.readdir(path.join(dir, 'tmp'))).sort()).toEqual([path.basename(anonymous), path.basename(other)].sort());
+    expect((await fs.readFile(path.join(dir, 'outputs/edit_a.webp'))).toString()).toBe('whole');
+  });
+
   it('sha256Hex matches a streamed sha256', () => {
     const data = Buffer.from('hello darkroom');
     expect(sha256Hex(data)).toBe(createHash('sha256').update(data).digest('hex'));

@@ -13,7 +13,7 @@ import {
   PromptRejectedError,
 } from './comfyui-client.ts';
 import { type FilledWorkflow, fillTemplate, loadTemplates, type WorkflowTemplate } from './comfyui-workflows.ts';
-import type { Pipeline, PipelineContext, PipelineInput, PipelineOutput, PipelineStatus } from './types.ts';
+import type { ComputeDone, Pipeline, PipelineContext, PipelineInput, PipelineOutput, PipelineStatus } from './types.ts';
 
 /*
  * Diffusion and instruction edits run by a ComfyUI server beside the GPU worker. Per job: open
@@ -94,7 +94,7 @@ export class ComfyuiPipeline implements Pipeline<ComfyuiParams> {
     }
   }
 
-  async run(input: PipelineInput | null, params: ComfyuiParams, ctx: PipelineContext): Promise<PipelineOutput> {
+  async run(input: PipelineInput | null, params: ComfyuiParams, ctx: PipelineContext): Promise<ComputeDone> {
     const client = this.#clientOrThrow();
     const name = params.workflow;
     const template = this.templates[name];
@@ -139,14 +139,26 @@ export class ComfyuiPipeline implements Pipeline<ComfyuiParams> {
       history ??= await client.history(promptId, ctx.signal);
       const ref = pickImage(history, watch.outputs, template.output);
       if (!ref) throw new DarkroomJobError('pipeline_error', `the ${name} workflow finished without an image`, false);
-      await ctx.reportProgress(PROGRESS.done, 'downloading the result');
-      const data = await client.view(ref, ctx.signal).catch((err: unknown) => {
-        throw err instanceof ComfyRequestError ? new BackendUnavailableError(`ComfyUI could not send the result (${err.status})`) : err;
-      });
-      const out = await reencode(data, ctx.limits.maxImagePixels);
-      ctx.signal.throwIfAborted();
-      await ctx.reportProgress(100, 'done');
-      return out;
+      // ComfyUI's GPU is done with the prompt: downloading and re-encoding need no device slot.
+      return {
+        async finish() {
+          try {
+            await ctx.reportProgress(PROGRESS.done, 'downloading the result');
+            const data = await client.view(ref, ctx.signal).catch((err: unknown) => {
+              throw err instanceof ComfyRequestError
+                ? new BackendUnavailableError(`ComfyUI could not send the result (${err.status})`)
+                : err;
+            });
+            const out = await reencode(data, ctx.limits.maxImagePixels);
+            ctx.signal.throwIfAborted();
+            await ctx.reportProgress(100, 'done');
+            return out;
+          } catch (err) {
+            if (ctx.signal.aborted) throw ctx.signal.reason;
+            throw err;
+          }
+        },
+      };
     } catch (err) {
       if (ctx.signal.aborted) {
         if (promptId) await this.#cancel(client, watch, promptId, ctx.logger);

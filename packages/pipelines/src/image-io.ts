@@ -2,7 +2,7 @@ import type { OutputFormat } from '@darkroom/contracts';
 import { InvalidInputError } from '@darkroom/core';
 import sharp, { type Sharp } from 'sharp';
 import type { RgbImage } from './tiles.ts';
-import type { PipelineInput, PipelineOutput } from './types.ts';
+import type { ComputeDone, PipelineContext, PipelineInput, PipelineOutput } from './types.ts';
 
 /*
  * Reading inputs for and writing outputs of the model pipelines: 8-bit RGB (plus the alpha
@@ -78,6 +78,31 @@ export async function encodeOutput(
   }
   const encoded = await encodeAs(img, format).toBuffer();
   return { data: encoded, format, width: rgb.width, height: rgb.height };
+}
+
+/**
+ * The finish step of a model pipeline: encoding the model's output needs no device, so it runs
+ * after the worker has handed the device to the next job.
+ */
+export function encodeLater(
+  rgb: RgbImage,
+  alpha: { data: Uint8Array; width: number; height: number } | undefined,
+  format: OutputFormat,
+  ctx: PipelineContext,
+): ComputeDone {
+  return {
+    async finish() {
+      try {
+        const out = await encodeOutput(rgb, alpha, format);
+        ctx.signal.throwIfAborted();
+        await ctx.reportProgress(100, 'encoded');
+        return out;
+      } catch (err) {
+        if (ctx.signal.aborted) throw ctx.signal.reason;
+        throw err;
+      }
+    },
+  };
 }
 
 function encodeAs(img: Sharp, format: OutputFormat): Sharp {

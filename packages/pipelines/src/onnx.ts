@@ -6,7 +6,7 @@ import { DarkroomJobError, InvalidInputError, type Logger } from '@darkroom/core
 import type * as Ort from 'onnxruntime-node';
 import { z } from 'zod';
 import { detectDevice } from './device.ts';
-import { decodeInput, encodeOutput, outputFormat } from './image-io.ts';
+import { decodeInput, encodeLater, outputFormat } from './image-io.ts';
 import { type RgbImage, runTiled } from './tiles.ts';
 import type { Pipeline, PipelineStatus } from './types.ts';
 
@@ -294,10 +294,8 @@ export class OnnxPipeline implements Pipeline<OnnxParams> {
           ? { tile: Math.max(1, manifest.tile - 2 * pad), pad }
           : { tile: Math.max(rgb.width, rgb.height), pad: 0 };
       const out = await runTiled(rgb, runTile, { scale: manifest.scale, ...tiling, progressTo: 95 }, ctx);
-      const encoded = await encodeOutput(out, alpha && { data: alpha, width: rgb.width, height: rgb.height }, format);
       ctx.signal.throwIfAborted();
-      await ctx.reportProgress(100, 'encoded');
-      return encoded;
+      return encodeLater(out, alpha && { data: alpha, width: rgb.width, height: rgb.height }, format, ctx);
     } catch (err) {
       if (ctx.signal.aborted) throw ctx.signal.reason;
       throw err;

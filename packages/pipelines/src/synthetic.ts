@@ -6,6 +6,8 @@ import type { Pipeline } from './types.ts';
 export const syntheticPipeline: Pipeline<SyntheticParams> = {
   spec: PIPELINE_SPECS.synthetic,
 
+  // The steps stand for the model on the device. Turning its output into pixels and a PNG is
+  // CPU work, done in the finish step while the device already runs the next job.
   async run(_input, params, ctx) {
     const { steps, stepMs, width, height, seed } = params;
     for (let i = 1; i <= steps; i++) {
@@ -13,10 +15,15 @@ export const syntheticPipeline: Pipeline<SyntheticParams> = {
       await ctx.reportProgress(Math.round((100 * i) / steps), `step ${i}/${steps}`);
     }
     ctx.signal.throwIfAborted();
-    const data = await sharp(await pattern(width, height, seed, ctx.signal), { raw: { width, height, channels: 3 } })
-      .png({ compressionLevel: 6, adaptiveFiltering: false })
-      .toBuffer();
-    return { data, format: 'png', width, height };
+    return {
+      async finish() {
+        const pixels = await pattern(width, height, seed, ctx.signal);
+        const data = await sharp(pixels, { raw: { width, height, channels: 3 } })
+          .png({ compressionLevel: 6, adaptiveFiltering: false })
+          .toBuffer();
+        return { data, format: 'png' as const, width, height };
+      },
+    };
   },
 };
 

@@ -24,10 +24,27 @@ export interface PipelineOutput {
 }
 
 /**
- * A pipeline plugin. `params` arrive already parsed by `spec.params` (defaults applied).
- * Throw InvalidInputError for input a retry cannot fix, BackendUnavailableError for transient
- * trouble; anything else fails the attempt as `pipeline_error` and is retried.
+ * What `run` returns when the part that needs the device (the model) is done and what is left
+ * (encoding, downloading) needs only the CPU. The worker releases the job's device slot, lets the
+ * next job's compute start, and calls `finish` once. `finish` still runs under the job's context:
+ * its `signal` aborts on cancel, timeout and forced shutdown, and it may report progress.
  */
+export interface ComputeDone {
+  finish(): Promise<PipelineOutput>;
+}
+
+/** A pipeline that cannot split its work returns the output itself; one that can returns ComputeDone. */
+export type PipelineResult = PipelineOutput | ComputeDone;
+
+export function isComputeDone(result: PipelineResult): result is ComputeDone {
+  return typeof (result as Partial<ComputeDone>).finish === 'function';
+}
+
+/** The output, running the finish step when there is one (for callers that do not share a device). */
+export async function finishOutput(result: PipelineResult): Promise<PipelineOutput> {
+  return isComputeDone(result) ? result.finish() : result;
+}
+
 /** What a worker tells about a pipeline in its heartbeat. */
 export interface PipelineStatus {
   /** Where it runs, when that is not the worker's own device (e.g. "cuda: NVIDIA H100 …"). */
@@ -36,6 +53,11 @@ export interface PipelineStatus {
   models?: string[];
 }
 
+/**
+ * A pipeline plugin. `params` arrive already parsed by `spec.params` (defaults applied).
+ * Throw InvalidInputError for input a retry cannot fix, BackendUnavailableError for transient
+ * trouble; anything else fails the attempt as `pipeline_error` and is retried.
+ */
 export interface Pipeline<P = unknown> {
   spec: PipelineSpec;
   /**
@@ -47,6 +69,10 @@ export interface Pipeline<P = unknown> {
   init?(logger: Logger): Promise<void>;
   /** For the heartbeat, after init. */
   status?(): PipelineStatus;
-  run(input: PipelineInput | null, params: P, ctx: PipelineContext): Promise<PipelineOutput>;
+  /**
+   * Runs the job while it holds one of the worker's device slots. Returns the output, or, when
+   * the rest of the work needs no device, `ComputeDone` with that rest as its finish step.
+   */
+  run(input: PipelineInput | null, params: P, ctx: PipelineContext): Promise<PipelineResult>;
   close?(): Promise<void>;
 }

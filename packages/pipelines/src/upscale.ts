@@ -5,7 +5,7 @@ import { UPSCALE_SPEC, type UpscaleParams } from '@darkroom/contracts';
 import { InvalidInputError, type Logger } from '@darkroom/core';
 import type * as TfCore from '@tensorflow/tfjs-core';
 import type * as TfLayers from '@tensorflow/tfjs-layers';
-import { decodeInput, encodeOutput, outputFormat } from './image-io.ts';
+import { decodeInput, encodeLater, outputFormat } from './image-io.ts';
 import { type RgbImage, runTiled } from './tiles.ts';
 import type { Pipeline } from './types.ts';
 
@@ -115,10 +115,8 @@ export const upscalePipeline: Pipeline<UpscaleParams> = {
         { scale: UPSCALE_FACTOR, tile: UPSCALE_TILE, pad: UPSCALE_PAD, progressTo: 95 },
         ctx,
       );
-      const out = await encodeOutput(up, alpha && { data: alpha, width: rgb.width, height: rgb.height }, format);
       ctx.signal.throwIfAborted();
-      await ctx.reportProgress(100, 'encoded');
-      return out;
+      return encodeLater(up, alpha && { data: alpha, width: rgb.width, height: rgb.height }, format, ctx);
     } catch (err) {
       if (ctx.signal.aborted) throw ctx.signal.reason;
       throw err;

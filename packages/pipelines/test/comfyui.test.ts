@@ -9,6 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ComfyuiStandin } from '../../testing/src/comfyui-standin.ts';
 import { ComfyuiPipeline } from '../src/comfyui.ts';
 import { loadTemplates } from '../src/comfyui-workflows.ts';
+import { finishOutput } from '../src/types.ts';
 import { captureLogger, fixture, makeCtx, makeInput, type TestCtx } from './helpers.ts';
 
 /*
@@ -56,19 +57,21 @@ describe('comfyui pipeline', () => {
   it('fills the txt2img slots, maps sampler progress and returns the image without ComfyUI metadata', async () => {
     await start({ steps: 4 });
     const ctx = makeCtx();
-    const out = await pipeline.run(
-      null,
-      params({
-        workflow: 'txt2img',
-        prompt: 'a lighthouse at dusk',
-        negativePrompt: 'blurry',
-        seed: 1234,
-        steps: 30,
-        cfg: 6.5,
-        width: 640,
-        height: 384,
-      }),
-      ctx,
+    const out = await finishOutput(
+      await pipeline.run(
+        null,
+        params({
+          workflow: 'txt2img',
+          prompt: 'a lighthouse at dusk',
+          negativePrompt: 'blurry',
+          seed: 1234,
+          steps: 30,
+          cfg: 6.5,
+          width: 640,
+          height: 384,
+        }),
+        ctx,
+      ),
     );
     const meta = await sharp(out.data).metadata();
     expect([out.format, out.width, out.height, meta.format, meta.width, meta.height]).toEqual(['png', 640, 384, 'png', 640, 384]);
@@ -91,7 +94,9 @@ describe('comfyui pipeline', () => {
   it('uploads the input for img2img and returns what ComfyUI made of it', async () => {
     await start();
     const input = await makeInput('Landscape_5.jpg');
-    const out = await pipeline.run(input, params({ workflow: 'img2img', prompt: 'as a watercolour', denoise: 0.4 }), makeCtx());
+    const out = await finishOutput(
+      await pipeline.run(input, params({ workflow: 'img2img', prompt: 'as a watercolour', denoise: 0.4 }), makeCtx()),
+    );
     const loadImage = standin.prompts[0]!.prompt['10']!.inputs.image as string;
     expect(loadImage).toMatch(/^darkroom\/\d+-[0-9a-f-]+\.png$/);
     expect(standin.prompts[0]!.prompt['3']!.inputs.denoise).toBe(0.4);
@@ -151,7 +156,9 @@ describe('comfyui pipeline', () => {
   it('fills the edit workflow for Qwen-Image-Edit', async () => {
     await start();
     const input = await makeInput('flowers.jpeg');
-    const out = await pipeline.run(input, params({ workflow: 'edit', prompt: 'make the petals blue', seed: 7 }), makeCtx());
+    const out = await finishOutput(
+      await pipeline.run(input, params({ workflow: 'edit', prompt: 'make the petals blue', seed: 7 }), makeCtx()),
+    );
     expect(out.format).toBe('png');
     const g = standin.prompts[0]!.prompt;
     expect(g['6']!.inputs.prompt).toBe('make the petals blue');
@@ -290,7 +297,7 @@ describe('comfyui protocol generations', () => {
     it(`finishes with a ${dialect} server`, async () => {
       await start({ dialect, steps: 3 });
       const ctx = makeCtx();
-      const out = await pipeline.run(null, params({ workflow: 'txt2img', prompt: 'x', width: 64, height: 64 }), ctx);
+      const out = await finishOutput(await pipeline.run(null, params({ workflow: 'txt2img', prompt: 'x', width: 64, height: 64 }), ctx));
       expect([out.width, out.height]).toEqual([64, 64]);
       const steps = ctx.progress.filter((p) => p.message?.startsWith('step')).map((p) => p.message);
       expect(steps).toEqual(dialect === 'silent' ? [] : ['step 1/3', 'step 2/3', 'step 3/3']);

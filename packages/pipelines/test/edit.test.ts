@@ -3,13 +3,13 @@ import { InvalidInputError } from '@darkroom/core';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { editPipeline } from '../src/edit.ts';
-import type { PipelineInput } from '../src/types.ts';
+import { finishOutput, type PipelineInput } from '../src/types.ts';
 import { FIXTURES, fixture, makeCtx, makeInput } from './helpers.ts';
 
 const LANDSCAPES = [1, 2, 3, 4, 5, 6, 7, 8].map((n) => `Landscape_${n}.jpg`);
 
 async function edit(name: string, operations: unknown[] = [], ctx = makeCtx()) {
-  return editPipeline.run(await makeInput(name), EditParams.parse({ operations }), ctx);
+  return finishOutput(await editPipeline.run(await makeInput(name), EditParams.parse({ operations }), ctx));
 }
 
 /** A tiny thumbnail of an image's pixels, for comparing content rather than bytes. */
@@ -172,6 +172,31 @@ describe('edit: operations in order', () => {
     const meta = await sharp(out.data).metadata();
     expect(meta.hasAlpha).toBe(true);
     expect(out.width).toBeGreaterThan(700);
+  });
+
+  it('a leading resize (run inside the decode) gives what the same resize among other operations gives', async () => {
+    const onePass = await edit('Landscape_5.jpg', [
+      { op: 'resize', width: 300 },
+      { op: 'format', type: 'png' },
+    ]);
+    const stepwise = await edit('Landscape_5.jpg', [
+      { op: 'flip' },
+      { op: 'resize', width: 300 },
+      { op: 'flip' },
+      { op: 'format', type: 'png' },
+    ]);
+    expect([onePass.width, onePass.height, stepwise.width, stepwise.height]).toEqual([300, 225, 300, 225]);
+    expect(meanAbsDiff(await thumb(onePass.data), await thumb(stepwise.data))).toBeLessThan(3);
+  });
+
+  it('checks a leading resize against the pixel limit at the upright size', async () => {
+    // Stored 450x600 with EXIF orientation 8: upright it is 600x450, so width 1000 gives 1000x750.
+    const out = await edit('Landscape_8.jpg', [{ op: 'resize', width: 1000 }], makeCtx(800_000));
+    expect([out.width, out.height]).toEqual([1000, 750]);
+    await expectInvalid(
+      edit('Landscape_8.jpg', [{ op: 'resize', width: 1100 }], makeCtx(800_000)),
+      /1100x825 image, over the limit of 800000/,
+    );
   });
 
   it('reports progress after each operation', async () => {

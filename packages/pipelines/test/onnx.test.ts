@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { invertModel, nearest2xNhwcModel, writeModelDir, writeTestModels } from '../../testing/src/onnx-model.ts';
 import { parseNvidiaSmi } from '../src/device.ts';
 import { fromTensor, listModelFiles, OnnxManifest, OnnxPipeline, PROBE_MODEL, toTensor } from '../src/onnx.ts';
+import { finishOutput } from '../src/types.ts';
 import { captureLogger, makeCtx, makeInput } from './helpers.ts';
 
 /*
@@ -77,7 +78,7 @@ describe('onnx pipeline', () => {
 
   it('inverts colours exactly with the 1×1 convolution model, keeping transparency', async () => {
     const input = await makeInput('with-alpha.png');
-    const out = await pipeline.run(input, OnnxParams.parse({ model: 'invert' }), makeCtx());
+    const out = await finishOutput(await pipeline.run(input, OnnxParams.parse({ model: 'invert' }), makeCtx()));
     const src = await sharp(input.path).ensureAlpha().raw().toBuffer({ resolveWithObject: true });
     const got = await rawOf(out.data);
     expect([out.format, got.info.width, got.info.height, got.info.channels]).toEqual(['png', src.info.width, src.info.height, 4]);
@@ -95,7 +96,7 @@ describe('onnx pipeline', () => {
     const input = await fileInput('photo.png', sharp((await makeInput('Landscape_1.jpg')).path).resize(37, 23, { fit: 'fill' }));
     const src = await sharp(input.path).raw().toBuffer();
     const ctx = makeCtx();
-    const out = await pipeline.run(input, OnnxParams.parse({ model: 'invert16' }), ctx);
+    const out = await finishOutput(await pipeline.run(input, OnnxParams.parse({ model: 'invert16' }), ctx));
     const got = await rawOf(out.data);
     expect([got.info.width, got.info.height]).toEqual([37, 23]);
     expect(Buffer.compare(got.data, Buffer.from(src.map((v) => 255 - v)))).toBe(0);
@@ -110,9 +111,9 @@ describe('onnx pipeline', () => {
     for (let y = 0; y < 34; y++)
       for (let x = 0; x < 58; x++) for (let c = 0; c < 3; c++) expected[(y * 58 + x) * 3 + c] = src[((y >> 1) * 29 + (x >> 1)) * 3 + c]!;
     for (const model of ['nearest2x', 'nearest2x-tiled']) {
-      const out = await pipeline.run(input, OnnxParams.parse({ model, format: 'webp' }), makeCtx());
+      const out = await finishOutput(await pipeline.run(input, OnnxParams.parse({ model, format: 'webp' }), makeCtx()));
       expect(out.format).toBe('webp');
-      const png = await pipeline.run(input, OnnxParams.parse({ model }), makeCtx());
+      const png = await finishOutput(await pipeline.run(input, OnnxParams.parse({ model }), makeCtx()));
       const got = await rawOf(png.data);
       expect([got.info.width, got.info.height], model).toEqual([58, 34]);
       expect(Buffer.compare(got.data, expected), model).toBe(0);

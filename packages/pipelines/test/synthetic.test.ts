@@ -5,9 +5,11 @@ import { describe, expect, it } from 'vitest';
 import { editPipeline } from '../src/edit.ts';
 import { createPipelines, startPipelines } from '../src/registry.ts';
 import { syntheticPipeline } from '../src/synthetic.ts';
+import { finishOutput } from '../src/types.ts';
 import { captureLogger, makeCtx } from './helpers.ts';
 
-const run = (params: Partial<SyntheticParams>, ctx = makeCtx()) => syntheticPipeline.run(null, SyntheticParams.parse(params), ctx);
+const run = async (params: Partial<SyntheticParams>, ctx = makeCtx()) =>
+  finishOutput(await syntheticPipeline.run(null, SyntheticParams.parse(params), ctx));
 
 describe('synthetic', () => {
   it('writes a PNG of the asked size and reports every step', async () => {

@@ -8,6 +8,7 @@ import type * as TfCore from '@tensorflow/tfjs-core';
 import type * as TfLayers from '@tensorflow/tfjs-layers';
 import sharp, { type Sharp } from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { finishOutput } from '../src/types.ts';
 import { UPSCALE_PAD, UPSCALE_TILE, upscaleModelDir, upscalePipeline } from '../src/upscale.ts';
 import { fixture, makeCtx, makeInput } from './helpers.ts';
 
@@ -86,7 +87,7 @@ describe('upscale', () => {
     const input = await pngInput('landscape.png', sharp(fixture('Landscape_1.jpg')).resize(width, height, { fit: 'fill' }));
     const rgb = await sharp(input.path).removeAlpha().raw().toBuffer();
     const ctx = makeCtx();
-    const out = await upscalePipeline.run(input, UpscaleParams.parse({}), ctx);
+    const out = await finishOutput(await upscalePipeline.run(input, UpscaleParams.parse({}), ctx));
 
     const { data, info } = await sharp(out.data).raw().toBuffer({ resolveWithObject: true });
     expect([out.format, out.width, out.height, info.width, info.height, info.channels]).toEqual([
@@ -120,7 +121,7 @@ describe('upscale', () => {
 
   it('keeps transparency, scaled with the image, and writes the format asked for', async () => {
     const input = await makeInput('with-alpha.png');
-    const out = await upscalePipeline.run(input, UpscaleParams.parse({ format: 'webp' }), makeCtx());
+    const out = await finishOutput(await upscalePipeline.run(input, UpscaleParams.parse({ format: 'webp' }), makeCtx()));
     const meta = await sharp(out.data).metadata();
     expect([meta.format, meta.width, meta.height, meta.hasAlpha]).toEqual(['webp', input.ref.width! * 2, input.ref.height! * 2, true]);
   });
@@ -156,7 +157,7 @@ describe('upscale', () => {
       last = now;
     }, 5);
     try {
-      await upscalePipeline.run(input, {}, makeCtx());
+      await finishOutput(await upscalePipeline.run(input, {}, makeCtx()));
     } finally {
       clearInterval(timer);
     }
