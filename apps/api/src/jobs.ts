@@ -42,7 +42,13 @@ export interface Deps {
   onEnded?: (job: Job<JobData, JobResultData>, body: JobStatusBody) => Promise<void>;
 }
 
-export type LoadedJob = { queue: DarkroomQueue; job: Job<JobData, JobResultData>; state: BullState };
+export type LoadedJob = {
+  queue: DarkroomQueue;
+  job: Job<JobData, JobResultData>;
+  state: BullState;
+  /** Its ZRANK among prioritized jobs, when read with the job. */
+  rank?: number;
+};
 
 /** Who is asking: a station sees only its own jobs; the admin credential sees all. */
 export type Viewer = { station: Station } | { admin: true };
@@ -208,7 +214,10 @@ export class JobService {
     if (!JOB_ID_PATTERN.test(id)) return undefined;
     const queue = this.#d.queues.get(pipelineOfJobId(id));
     if (!queue) return undefined;
+    // The rank travels with the job read (one round trip): a queued job's state and position follow from the two.
+    const ranked = this.#d.redis.zrank(queue.toKey('prioritized'), id).catch(() => null);
     const job = (await Job.fromId(queue, id)) as Job<JobData, JobResultData> | undefined;
+    const rank = await ranked;
     if (!job?.data?.station) {
       const owner = await this.#d.redis.get(this.#keys.tombstone(id));
       if (owner && ('admin' in viewer || owner === viewer.station.name)) throw expiredError();
@@ -217,6 +226,7 @@ export class JobService {
     if ('station' in viewer && job.data.station !== viewer.station.name) return undefined;
     const known = finishedState(job);
     if (known) return { queue, job, state: known };
+    if (rank !== null) return { queue, job, state: 'prioritized', rank };
     const state = await queue.getJobState(id);
     if (state === 'unknown') return undefined;
     if (state === 'completed' || state === 'failed') {
@@ -228,14 +238,14 @@ export class JobService {
     return { queue, job, state };
   }
 
-  async view({ queue, job, state }: LoadedJob): Promise<JobStatusBody> {
+  async view({ queue, job, state, rank }: LoadedJob): Promise<JobStatusBody> {
     if (state === 'active') {
       const body = toStatusBody(job, state);
       if (await this.#d.redis.exists(this.#keys.cancelRequested(job.id!))) body.cancelRequested = true;
       return body;
     }
     if (!QUEUED_STATES.has(state)) return toStatusBody(job, state);
-    const position = await this.#position(queue, job.id!, state);
+    const position = rank !== undefined ? rank + 1 : await this.#position(queue, job.id!, state);
     const stats = await this.#d.stats.get(queue.name);
     return toStatusBody(job, state, { position, estimatedWaitSeconds: estimateWaitSeconds(position, stats) });
   }
