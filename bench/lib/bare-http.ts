@@ -10,7 +10,7 @@ import fs from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
 import { loadConfig, queueOptions } from '../../packages/core/src/index.ts';
-import { apiEquivalentJob, EDIT_PARAMS, JSON_SUBMIT } from './context.ts';
+import { apiEquivalentJob, EDIT_PARAMS, type JSON_SUBMIT } from './context.ts';
 import { Queue, Redis } from './deps.ts';
 
 const url = process.env.BENCH_REDIS_URL!;
