@@ -49,7 +49,7 @@ async function main() {
   const stats = new StatsReader(redis, config.prefix, PIPELINE_NAMES);
   redis.once('ready', () => void checkEvictionPolicy(redis, logger));
 
-  const events = new EventHub(config, PIPELINE_NAMES, logger);
+  const events = new EventHub(config, redis, PIPELINE_NAMES, logger);
   const webhooks = createWebhookQueue(config, redis);
   const deps: Deps = {
     config,

@@ -108,11 +108,15 @@ describe('live events', () => {
         String(await probe.client('LIST'))
           .trim()
           .split('\n').length;
-      const before = await clients();
       await admin('/v1/admin/pipelines/synthetic/pause');
       const { id } = await body(await submit(sys, synthetic({ steps: 2, stepMs: 50 })));
+      // The first watcher of a pipeline opens its subscription (one connection) ...
+      const first = readSse(await sys.fetch(`/v1/jobs/${id}/events`));
+      await new Promise((r) => setTimeout(r, 300));
+      const before = await clients();
+      // ... and a hundred more share it.
       const streams = await Promise.all(Array.from({ length: 100 }, () => sys.fetch(`/v1/jobs/${id}/events`)));
-      const reads = streams.map((res) => readSse(res));
+      const reads = [first, ...streams.map((res) => readSse(res))];
       await new Promise((r) => setTimeout(r, 300));
       expect(await clients()).toBe(before);
       await admin('/v1/admin/pipelines/synthetic/resume');
