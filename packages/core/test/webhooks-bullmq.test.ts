@@ -83,13 +83,8 @@ describe('webhook processor on BullMQ', () => {
         ...webhookJobOptions({ attempts: 3, backoffMs: 10 }),
         jobId: webhookJobId(jobId),
       });
-      const job = await waitFor(
-        async () => {
-          const j = await queue.getJob(webhookJobId(jobId));
-          return j && (await j.isCompleted()) ? j : undefined;
-        },
-        { what: 'the webhook job to complete' },
-      );
+      await waitFor(async () => (await queue.getJob(webhookJobId(jobId)))?.isCompleted(), { what: 'the webhook job to complete' });
+      const job = (await queue.getJob(webhookJobId(jobId)))!; // read once it is final
       expect(job.returnvalue).toEqual({ status: 200 });
       expect(job.attemptsMade).toBe(2);
       expect(hits.get('/retry')).toEqual([{ delivery: 'wh_edit_retry' }, { delivery: 'wh_edit_retry' }]);
@@ -104,13 +99,8 @@ describe('webhook processor on BullMQ', () => {
         ...webhookJobOptions({ attempts: 6, backoffMs: 10 }),
         jobId: webhookJobId(jobId),
       });
-      const job = await waitFor(
-        async () => {
-          const j = await queue.getJob(webhookJobId(jobId));
-          return j && (await j.isFailed()) ? j : undefined;
-        },
-        { what: 'the webhook job to fail' },
-      );
+      await waitFor(async () => (await queue.getJob(webhookJobId(jobId)))?.isFailed(), { what: 'the webhook job to fail' });
+      const job = (await queue.getJob(webhookJobId(jobId)))!; // read once it is final
       expect(job.attemptsMade).toBe(1);
       expect(job.failedReason).toMatch(/404/);
       expect(hits.get('/gone')).toHaveLength(1);
