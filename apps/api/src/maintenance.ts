@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
+import type { Dir } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { AGED_PRIORITY, type JobData, type JobResultData, type JobStatusBody, priorityRank } from '@darkroom/contracts';
-import { type DarkroomQueue, endWaitingJob, formatFailure, sysKeys, toStatusBody } from '@darkroom/core';
+import { type DarkroomQueue, endWaitingJob, formatFailure, pipelineOfJobId, sysKeys, toStatusBody } from '@darkroom/core';
 import { Job } from 'bullmq';
 import type { Deps } from './jobs.ts';
 
@@ -20,7 +21,8 @@ import type { Deps } from './jobs.ts';
  */
 
 const SCAN = 200;
-const ORPHAN_SWEEP_EVERY_MS = 60_000;
+const ORPHAN_SWEEP_EVERY_MS = 10 * 60_000;
+const SWEEP_BATCH = 500;
 const CLASS_SPAN = 0x100000000; // BullMQ scores prioritized jobs priority·2^32 + counter
 
 export class Maintenance {
@@ -158,42 +160,69 @@ export class Maintenance {
 
   /**
    * Files that no job refers to: inputs and outputs whose job no longer exists once they are
-   * older than any job could be, and temporary files older than an hour.
+   * older than any job could be, and temporary files older than an hour. The data directory can
+   * hold millions of files, so it is read as a stream, and a batch of names costs one Redis round
+   * trip: only files whose job is gone are stat'ed (orphans are rare), never the live ones.
    */
   async sweepOrphans(): Promise<number> {
-    const { config, blobs, queues, redis } = this.#d;
+    const { config } = this.#d;
     const root = path.resolve(config.dataDir);
-    const now = Date.now();
     const jobLifetimeMs =
       config.limits.jobTtlMs + config.limits.jobTimeoutMs * config.jobs.attempts + config.limits.retentionSeconds * 1000;
+    const minAgeMs = Math.min(jobLifetimeMs, 3600_000 + config.limits.retentionSeconds * 1000);
     let removed = 0;
-    for (const dir of ['inputs', 'outputs', 'tmp']) {
-      let names: string[];
+    for (const dir of ['inputs', 'outputs']) {
+      let handle: Dir;
       try {
-        names = await fs.readdir(path.join(root, dir));
+        handle = await fs.opendir(path.join(root, dir), { bufferSize: 256 });
       } catch {
         continue;
       }
-      for (const name of names) {
-        const file = path.join(root, dir, name);
-        const stat = await fs.stat(file).catch(() => undefined);
-        if (!stat?.isFile()) continue;
-        const age = now - stat.mtimeMs;
-        if (dir === 'tmp') {
-          if (age > 3600_000) {
-            await fs.rm(file, { force: true });
-            removed++;
-          }
-          continue;
-        }
-        if (age < Math.min(jobLifetimeMs, 3600_000 + config.limits.retentionSeconds * 1000)) continue;
-        const id = name.replace(/\.[a-z]+$/, '');
-        const queue = queues.get(id.slice(0, id.lastIndexOf('_')));
-        if (queue && (await redis.exists(queue.toKey(id)))) continue;
-        await blobs.delete(`${dir}/${name}`);
+      let batch: string[] = [];
+      for await (const entry of handle) {
+        if (!entry.isFile()) continue;
+        batch.push(entry.name);
+        if (batch.length < SWEEP_BATCH) continue;
+        removed += await this.#sweepBatch(root, dir, batch, minAgeMs);
+        batch = [];
+      }
+      if (batch.length > 0) removed += await this.#sweepBatch(root, dir, batch, minAgeMs);
+    }
+    // In-flight writes only: a file here older than an hour was left by a writer that died.
+    const tmp = path.join(root, 'tmp');
+    for (const name of await fs.readdir(tmp).catch(() => [] as string[])) {
+      if ((await ageMs(path.join(tmp, name))) > 3600_000) {
+        await fs.rm(path.join(tmp, name), { force: true });
         removed++;
       }
     }
+    if (removed > 0) this.#d.logger.info({ removed }, 'removed files no job refers to');
     return removed;
   }
+
+  async #sweepBatch(root: string, dir: string, names: string[], minAgeMs: number): Promise<number> {
+    const { queues, redis, blobs } = this.#d;
+    const keys = names.map((name) => {
+      const id = name.replace(/\.[a-z]+$/, '');
+      return queues.get(pipelineOfJobId(id))?.toKey(id);
+    });
+    const multi = redis.pipeline();
+    for (const key of keys) if (key) multi.exists(key);
+    const replies = (await multi.exec()) ?? [];
+    let r = 0;
+    let removed = 0;
+    for (const [i, name] of names.entries()) {
+      if (keys[i] && replies[r++]?.[1] === 1) continue; // its job exists
+      if ((await ageMs(path.join(root, dir, name))) < minAgeMs) continue;
+      await blobs.delete(`${dir}/${name}`);
+      removed++;
+    }
+    return removed;
+  }
+}
+
+/** How long ago the file was last written; 0 when it is gone or unreadable. */
+async function ageMs(file: string): Promise<number> {
+  const stat = await fs.stat(file).catch(() => undefined);
+  return stat?.isFile() ? Date.now() - stat.mtimeMs : 0;
 }
