@@ -159,12 +159,7 @@ export class JobService {
       // the job is queued either way, so the answer is a 202, with as much as is known.
       const body =
         typeof rank === 'number'
-          ? await this.#d.stats
-              .get(queue.name)
-              .then((stats) =>
-                toStatusBody(job, 'prioritized', { position: rank + 1, estimatedWaitSeconds: estimateWaitSeconds(rank + 1, stats) }),
-              )
-              .catch(() => toStatusBody(job, 'prioritized'))
+          ? await this.view({ queue, job, state: 'prioritized', rank }).catch(() => toStatusBody(job, 'prioritized'))
           : ((await this.reload(id, { station }).catch(() => undefined)) ?? toStatusBody(job, 'prioritized'));
       return { body, deduplicated: false };
     } catch (err) {
