@@ -54,5 +54,7 @@ it('removes old files no job refers to, and keeps live jobs’ files and young o
   const left = listFiles(sys.dataDir);
   for (const f of [...live, ...young]) expect(left).toContain(f);
   expect((await sys.fetch(`/v1/jobs/${job.id}/result`)).status).toBe(200);
+  // The line is written after the removals; its bytes reach this process a moment later.
+  await waitFor(() => /"removed":4,.*"msg":"removed files no job refers to"/.test(sys.api.output()), { what: 'the sweep’s log line' });
   expect(sys.api.output()).toMatch(/"removed":4,.*"msg":"removed files no job refers to"/);
 });
