@@ -9,6 +9,7 @@ import {
   endWaitingJob,
   estimateWaitSeconds,
   finishedState,
+  imageByteLength,
   inspectImage,
   type Logger,
   newJobId,
@@ -87,7 +88,7 @@ export class JobService {
           ? new HttpError(415, 'unsupported_media_type', r.failure.detail)
           : new HttpError(422, 'invalid_image', r.failure.detail);
       }
-      input = { key: '', bytes: v.image.length, sha256: '', ...r.info };
+      input = { key: '', bytes: imageByteLength(v.image), sha256: '', ...r.info };
     }
 
     const id = newJobId(v.spec.name);
@@ -107,8 +108,12 @@ export class JobService {
 
       if (input && v.image) {
         input.key = blobKeys.input(id);
-        input.sha256 = v.imageSha256 ?? sha256Hex(v.image);
-        await blobs.create(input.key, v.image, { sync: config.fsyncInputs }).catch((err: NodeJS.ErrnoException) => {
+        const image = v.image;
+        input.sha256 = v.imageSha256 ?? (Buffer.isBuffer(image) ? sha256Hex(image) : image.sha256);
+        const stored = Buffer.isBuffer(image)
+          ? blobs.create(input.key, image, { sync: config.fsyncInputs })
+          : blobs.adopt(image.path, input.key, { sync: config.fsyncInputs });
+        await stored.catch((err: NodeJS.ErrnoException) => {
           logger.error({ err, jobId: id }, 'input image could not be stored');
           throw new HttpError(503, 'unavailable', 'the image could not be stored right now; try again later', {
             headers: { 'Retry-After': '5' },

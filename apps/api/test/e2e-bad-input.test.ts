@@ -17,7 +17,15 @@ let stationsFile: string;
 beforeAll(async () => {
   stationsFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'darkroom-stations-')), 'stations.json');
   fs.writeFileSync(stationsFile, JSON.stringify([{ name: 'gamma', key: 'gamma-key-0123456789abcdef', maxPriority: 'normal' }]));
-  sys = await startSystem({ workers: 0, env: { DARKROOM_MAX_UPLOAD_BYTES: String(MAX_UPLOAD), DARKROOM_STATIONS_FILE: stationsFile } });
+  sys = await startSystem({
+    workers: 0,
+    // Images past 64 KiB are spooled to disk as they arrive: the refusals below must remove them too.
+    env: {
+      DARKROOM_MAX_UPLOAD_BYTES: String(MAX_UPLOAD),
+      DARKROOM_UPLOAD_MEMORY_BYTES: String(64 * 1024),
+      DARKROOM_STATIONS_FILE: stationsFile,
+    },
+  });
 });
 afterAll(async () => {
   await sys?.stop();
@@ -194,6 +202,19 @@ const cases: Case[] = [
     code: 'invalid_image',
   },
   {
+    name: 'a truncated photo, spooled to disk as it arrived',
+    send: () => submit(sys, multipart({ pipeline: 'edit' }, { data: fixture('2569067123_aca715a2ee_o.jpg').subarray(0, 600_000) })),
+    status: 422,
+    code: 'invalid_image',
+  },
+  {
+    name: 'a spooled image with params outside the schema',
+    send: () => submit(sys, multipart({ pipeline: 'edit', params: '{"operations":[{"op":"explode"}]}' }, { data: fixture('G31D.TIF') })),
+    status: 400,
+    code: 'invalid_request',
+    paths: ['params.operations.0.op'],
+  },
+  {
     name: 'an image over the edge limit',
     send: () => submit(sys, multipart({ pipeline: 'edit' }, { data: fixture('giant-image.jpg') })),
     status: 422,
@@ -250,21 +271,23 @@ describe('bad input is refused with a problem and changes nothing', () => {
     }
   });
 
-  it('answers 503 when the data volume cannot take the image, storing and queueing nothing', async () => {
+  it('answers 503 when the data volume cannot take the image (in memory or spooled), storing and queueing nothing', async () => {
     const inputs = path.join(sys.dataDir, 'inputs');
     fs.rmSync(inputs, { recursive: true, force: true });
     fs.writeFileSync(inputs, 'not a directory');
     try {
       const before = await totalJobs(sys);
-      const res = await submit(sys, multipart({ pipeline: 'edit', params: editParams }, { data: png() }));
-      expect(res.status).toBe(503);
-      expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
-      const problem = (await res.json()) as { code: string; detail: string };
-      expect(problem.code).toBe('unavailable');
-      expect(problem.detail).toMatch(/could not be stored/);
-      expect(problem.detail).not.toMatch(/ENOTDIR|\/tmp|inputs/);
-      expect(await totalJobs(sys)).toBe(before);
-      expect(listFiles(sys.dataDir).filter((f) => f.startsWith('tmp/'))).toEqual([]);
+      for (const data of [png(), fixture('Landscape_1.jpg')]) {
+        const res = await submit(sys, multipart({ pipeline: 'edit', params: editParams }, { data }));
+        expect(res.status).toBe(503);
+        expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
+        const problem = (await res.json()) as { code: string; detail: string };
+        expect(problem.code).toBe('unavailable');
+        expect(problem.detail).toMatch(/could not be stored/);
+        expect(problem.detail).not.toMatch(/ENOTDIR|\/tmp|inputs/);
+        expect(await totalJobs(sys)).toBe(before);
+        expect(listFiles(sys.dataDir).filter((f) => f.startsWith('tmp/'))).toEqual([]);
+      }
     } finally {
       fs.rmSync(inputs, { force: true });
       fs.mkdirSync(inputs);

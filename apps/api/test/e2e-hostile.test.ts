@@ -78,6 +78,8 @@ beforeAll(async () => {
     workers: 0,
     env: {
       DARKROOM_MAX_UPLOAD_BYTES: String(MAX_UPLOAD),
+      // Larger images are spooled to disk as they arrive, so the cases reach that path too.
+      DARKROOM_UPLOAD_MEMORY_BYTES: String(64 * 1024),
       // Every valid submit creates a job, so the accepted path runs all through the suite.
       DARKROOM_STATION_MAX_PENDING: 'off',
       DARKROOM_MAX_QUEUE_SIZE: 'off',

@@ -25,8 +25,8 @@ export interface BlobStore {
    * so no reader sees a partial file; a crash midway leaves an orphan for the sweeper.
    */
   create(key: string, data: Buffer, opts?: { sync?: boolean }): Promise<void>;
-  /** Moves a finished temporary file (from `tempPath()`) into place under `key`. */
-  adopt(tempFile: string, key: string): Promise<void>;
+  /** Moves a finished temporary file (from `tempPath()`) into place under `key`; `sync` flushes it to disk first. */
+  adopt(tempFile: string, key: string, opts?: { sync?: boolean }): Promise<void>;
   /** A path on the data volume for a temporary file that will be adopted or removed; named after `forKey` if given. */
   tempPath(forKey?: string): string;
   /** Removes temporary files an earlier, interrupted write of `key` left behind; returns how many. */
@@ -108,8 +108,16 @@ export class FsBlobStore implements BlobStore {
     await fsClose(fd);
   }
 
-  async adopt(tempFile: string, key: string): Promise<void> {
+  async adopt(tempFile: string, key: string, opts: { sync?: boolean } = {}): Promise<void> {
     const dest = this.localPath(key);
+    if (opts.sync) {
+      const fh = await fs.open(tempFile, 'r+');
+      try {
+        await fh.datasync();
+      } finally {
+        await fh.close();
+      }
+    }
     await fs.mkdir(path.dirname(dest), { recursive: true });
     await fs.rename(tempFile, dest);
   }

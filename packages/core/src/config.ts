@@ -40,6 +40,7 @@ const EnvSchema = z.object({
   DARKROOM_LOG_PRETTY: bool.optional(),
 
   DARKROOM_MAX_UPLOAD_BYTES: int(1).default(20 * 1024 * 1024),
+  DARKROOM_UPLOAD_MEMORY_BYTES: int(64 * 1024).default(1024 * 1024),
   DARKROOM_MAX_IMAGE_EDGE: int(1).default(8192),
   DARKROOM_MAX_IMAGE_PIXELS: int(1).default(50_000_000),
   DARKROOM_MAX_QUEUE_SIZE: optionalLimit.default(1000),
@@ -110,6 +111,8 @@ function buildConfig(env: z.output<typeof EnvSchema>) {
     logPretty: env.DARKROOM_LOG_PRETTY,
     limits: {
       maxUploadBytes: env.DARKROOM_MAX_UPLOAD_BYTES,
+      /** A multipart image larger than this is written to the data volume as it arrives instead of held in memory. */
+      uploadMemoryBytes: env.DARKROOM_UPLOAD_MEMORY_BYTES,
       maxImageEdge: env.DARKROOM_MAX_IMAGE_EDGE,
       maxImagePixels: env.DARKROOM_MAX_IMAGE_PIXELS,
       maxQueueSize: env.DARKROOM_MAX_QUEUE_SIZE,

@@ -25,6 +25,28 @@ export interface ImageLimits {
 
 type Sniffed = InputFormat | 'svg' | 'heic' | null;
 
+/**
+ * An upload too large to hold in memory, written to a temporary file on the data volume as it
+ * arrived. Its format is sniffed from `head`, its header read from the file, and its container's
+ * completeness judged while it streamed in, so no check needs the whole file in memory.
+ */
+export interface SpooledImage {
+  path: string;
+  bytes: number;
+  /** sha256 of the bytes (hex), computed as they arrived. */
+  sha256: string;
+  /** The first bytes (at most SPOOL_HEAD_BYTES): enough to tell the format. */
+  head: Buffer;
+  /** Whether the container is complete, judged as the bytes arrived; undefined for an unrecognised format. */
+  complete: boolean | undefined;
+}
+
+export type ImageSource = Buffer | SpooledImage;
+
+export const SPOOL_HEAD_BYTES = 64 * 1024;
+
+export const imageByteLength = (image: ImageSource): number => (Buffer.isBuffer(image) ? image.length : image.bytes);
+
 export function sniffFormat(b: Buffer): Sniffed {
   if (b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return 'jpeg';
   if (b.length >= 8 && b.readUInt32BE(0) === 0x89504e47 && b.readUInt32BE(4) === 0x0d0a1a0a) return 'png';
@@ -173,10 +195,11 @@ function boxesComplete(b: Buffer): boolean {
 }
 
 export async function inspectImage(
-  data: Buffer,
+  data: ImageSource,
   limits: ImageLimits,
 ): Promise<{ ok: true; info: ImageInfo } | { ok: false; failure: InspectFailure }> {
-  const sniffed = sniffFormat(data);
+  const inMemory = Buffer.isBuffer(data);
+  const sniffed = sniffFormat(inMemory ? data : data.head);
   if (sniffed === null || sniffed === 'svg' || sniffed === 'heic') {
     const what =
       sniffed === 'svg' ? 'SVG is not accepted' : sniffed === 'heic' ? 'HEIC is not accepted' : 'not an image format the server accepts';
@@ -184,7 +207,8 @@ export async function inspectImage(
   }
   let meta: Metadata;
   try {
-    meta = await sharp(data, { limitInputPixels: false, failOn: 'none' }).metadata();
+    // From a file, libvips reads only as far as the header.
+    meta = await sharp(inMemory ? data : data.path, { limitInputPixels: false, failOn: 'none' }).metadata();
   } catch {
     return { ok: false, failure: { kind: 'invalid', detail: `the ${sniffed.toUpperCase()} header cannot be read` } };
   }
@@ -209,7 +233,7 @@ export async function inspectImage(
       },
     };
   }
-  if (!isComplete(sniffed, data)) {
+  if (!(inMemory ? isComplete(sniffed, data) : data.complete === true)) {
     return { ok: false, failure: { kind: 'invalid', detail: 'the image is incomplete (its data ends before its end marker)' } };
   }
   return { ok: true, info: { format: sniffed, contentType: CONTENT_TYPES[sniffed], width, height, pages } };

@@ -3,6 +3,7 @@ export * from './config.ts';
 export * from './end-waiting.ts';
 export * from './errors.ts';
 export * from './ids.ts';
+export * from './image-complete-stream.ts';
 export * from './image-inspect.ts';
 export * from './job-view.ts';
 export * from './keys.ts';

@@ -35,6 +35,7 @@ describe('loadConfig defaults', () => {
   it('uses the documented limits', () => {
     expect(c.limits).toEqual({
       maxUploadBytes: 20 * 1024 * 1024,
+      uploadMemoryBytes: 1024 * 1024,
       maxImageEdge: 8192,
       maxImagePixels: 50_000_000,
       maxQueueSize: 1000,

@@ -11,8 +11,8 @@ import { badRequest, HttpError, notFound } from '../http/problem.ts';
 import { idempotencyKeyOf } from '../idempotency.ts';
 import { type Deps, FINAL_STATUSES, type JobService, type LoadedJob, type Viewer } from '../jobs.ts';
 import type { ApiMetrics } from '../metrics.ts';
-import { fromJson, parseMultipart, type RawSubmit, tooLarge } from '../submit/parse.ts';
-import { validateSubmit } from '../submit/validate.ts';
+import { discardImage, fromJson, parseMultipart, type RawSubmit, type Spool, tooLarge } from '../submit/parse.ts';
+import { type ValidSubmit, validateSubmit } from '../submit/validate.ts';
 
 const MAX_IDS = 100;
 const SSE_KEEPALIVE_MS = 15_000;
@@ -34,6 +34,7 @@ export function hotJobRoutes(deps: Deps, jobs: JobService, metrics: ApiMetrics):
   // For bodies the plain reader leaves to it (compressed, another charset): the route has matched
   // the JSON media types already, so the parser need not look again.
   const json = express.json({ limit: jsonLimit, type: () => true });
+  const spool: Spool = { memoryBytes: config.limits.uploadMemoryBytes, tempPath: () => deps.blobs.tempPath('upload') };
   const readJson = (req: IncomingMessage, res: ServerResponse): Promise<unknown> =>
     plainJsonBody(req, jsonLimit) ??
     new Promise((resolve, reject) =>
@@ -52,18 +53,25 @@ export function hotJobRoutes(deps: Deps, jobs: JobService, metrics: ApiMetrics):
       if (/^multipart\/form-data/i.test(type)) {
         // Refuse before reading when the declared size cannot fit the limit (the fields need little room).
         if (declared > maxUpload + 512 * 1024) throw tooLarge(maxUpload);
-        raw = await parseMultipart(req, maxUpload);
+        raw = await parseMultipart(req, maxUpload, spool);
       } else if (/^application\/([a-z.+-]+\+)?json/i.test(type)) {
         raw = fromJson(await readJson(req, res), maxUpload);
       } else {
         throw new HttpError(415, 'unsupported_media_type', 'send multipart/form-data (an "image" file part) or application/json');
       }
-      const valid = validateSubmit(raw, station, { webhookSecretAvailable: Boolean(config.webhooks.secret) });
-      if (valid.webhookUrl) await deps.checkWebhookTarget?.(valid.webhookUrl);
-      const submitted = await jobs.submit(valid, station, {
-        ...(req.id ? { requestId: String(req.id) } : {}),
-        ...(idempotencyKey ? { idempotencyKey } : {}),
-      });
+      let valid: ValidSubmit;
+      let submitted: Awaited<ReturnType<JobService['submit']>>;
+      try {
+        valid = validateSubmit(raw, station, { webhookSecretAvailable: Boolean(config.webhooks.secret) });
+        if (valid.webhookUrl) await deps.checkWebhookTarget?.(valid.webhookUrl);
+        submitted = await jobs.submit(valid, station, {
+          ...(req.id ? { requestId: String(req.id) } : {}),
+          ...(idempotencyKey ? { idempotencyKey } : {}),
+        });
+      } finally {
+        // A queued job's spooled image was moved into place; any other answer leaves no file behind.
+        if (raw.image && !Buffer.isBuffer(raw.image)) await discardImage(raw.image).catch(() => {});
+      }
       if (!submitted.deduplicated) metrics.submitted.inc({ pipeline: valid.spec.name, priority: valid.priority });
       let body = submitted.body;
       res.setHeader('Location', body.links.self);

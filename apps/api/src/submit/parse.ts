@@ -1,7 +1,18 @@
 import { createHash } from 'node:crypto';
+import { createWriteStream, type WriteStream } from 'node:fs';
+import fs from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
-import type { FieldError } from '@darkroom/contracts';
-import { sha256Hex } from '@darkroom/core';
+import type { Readable } from 'node:stream';
+import { type FieldError, InputFormat } from '@darkroom/contracts';
+import {
+  type CompletenessTracker,
+  completenessTracker,
+  type ImageSource,
+  SPOOL_HEAD_BYTES,
+  type SpooledImage,
+  sha256Hex,
+  sniffFormat,
+} from '@darkroom/core';
 import busboy from 'busboy';
 import { badRequest, HttpError } from '../http/problem.ts';
 
@@ -14,8 +25,8 @@ export interface RawSubmit {
   params?: unknown;
   priority?: unknown;
   webhookUrl?: unknown;
-  /** The image bytes, if an image was sent (possibly empty). */
-  image?: Buffer;
+  /** The image, if one was sent (possibly empty): in memory, or spooled to a temporary file. */
+  image?: ImageSource;
   /** Their sha256 (hex), computed as they arrived. */
   imageSha256?: string;
   errors: FieldError[];
@@ -26,7 +37,77 @@ const TEXT_FIELDS = new Set(['pipeline', 'params', 'priority', 'webhookUrl']);
 
 export const tooLarge = (max: number) => new HttpError(413, 'payload_too_large', `the image is larger than the limit of ${max} bytes`);
 
-export function parseMultipart(req: IncomingMessage, maxUploadBytes: number): Promise<RawSubmit> {
+export const storeUnavailable = () =>
+  new HttpError(503, 'unavailable', 'the image could not be stored right now; try again later', { headers: { 'Retry-After': '5' } });
+
+/** Where a large upload goes while it arrives. */
+export interface Spool {
+  /** An image up to this many bytes stays in memory; a larger one is written to a temporary file as it arrives. */
+  memoryBytes: number;
+  /** A fresh temporary path on the data volume (so the file can be renamed into place). */
+  tempPath(): string;
+}
+
+/** Removes a spooled image's temporary file; nothing to do for one held in memory. */
+export async function discardImage(image: ImageSource | undefined): Promise<void> {
+  if (image && !Buffer.isBuffer(image)) await fs.rm(image.path, { force: true });
+}
+
+/**
+ * The temporary file of an upload past the memory threshold: written as the bytes arrive, with
+ * the arrival paced to the disk, and its container's completeness judged on the way.
+ */
+class SpoolFile {
+  readonly path: string;
+  readonly head: Buffer;
+  readonly #tracker: CompletenessTracker | undefined;
+  readonly #out: WriteStream;
+  #failed = false;
+
+  constructor(path: string, first: Buffer, source: Readable, onError: () => void) {
+    this.path = path;
+    // A copy: the head outlives the chunks, which are released once written.
+    this.head = Buffer.from(first.subarray(0, SPOOL_HEAD_BYTES));
+    const format = InputFormat.safeParse(sniffFormat(this.head));
+    this.#tracker = format.success ? completenessTracker(format.data) : undefined;
+    this.#out = createWriteStream(path, { flags: 'wx' });
+    this.#out.on('error', () => {
+      if (this.#failed) return;
+      this.#failed = true;
+      source.resume(); // drain the rest of the body so the answer can go out
+      onError();
+    });
+    this.write(first, source);
+  }
+
+  write(chunk: Buffer, source: Readable): void {
+    if (this.#failed) return;
+    this.#tracker?.push(chunk);
+    if (!this.#out.write(chunk)) {
+      source.pause();
+      this.#out.once('drain', () => source.resume());
+    }
+  }
+
+  /** Flushes and closes the file; rejects if it could not be written whole. */
+  finish(bytes: number, sha256: string): Promise<SpooledImage> {
+    return new Promise((resolve, reject) => {
+      if (this.#failed) return reject(storeUnavailable());
+      this.#out.end(() => {
+        if (this.#failed) return reject(storeUnavailable());
+        resolve({ path: this.path, bytes, sha256, head: this.head, complete: this.#tracker?.complete() });
+      });
+    });
+  }
+
+  async discard(): Promise<void> {
+    this.#failed = true;
+    this.#out.destroy();
+    await fs.rm(this.path, { force: true });
+  }
+}
+
+export function parseMultipart(req: IncomingMessage, maxUploadBytes: number, spool?: Spool): Promise<RawSubmit> {
   return new Promise((resolve, reject) => {
     let bb: busboy.Busboy;
     try {
@@ -42,6 +123,8 @@ export function parseMultipart(req: IncomingMessage, maxUploadBytes: number): Pr
     const fail = (err: HttpError) => {
       failure ??= err;
     };
+    let spooled: SpoolFile | undefined;
+    let spooledDigest: { bytes: number; sha256: string } | undefined;
     // Busboy does not always emit 'close' after an 'error' (a malformed part header, for one), so
     // the first of error/close settles. On an error the rest of the body is read and dropped, so
     // the answer reaches a client that is still sending.
@@ -49,10 +132,25 @@ export function parseMultipart(req: IncomingMessage, maxUploadBytes: number): Pr
     const settle = (err: HttpError | undefined) => {
       if (settled) return;
       settled = true;
-      if (!err) return resolve(out);
+      if (!err && spooled && spooledDigest) {
+        const file = spooled;
+        const { bytes, sha256 } = spooledDigest;
+        file.finish(bytes, sha256).then(
+          (image) => {
+            out.image = image;
+            out.imageSha256 = sha256;
+            resolve(out);
+          },
+          (e: HttpError) => file.discard().finally(() => reject(e)),
+        );
+        return;
+      }
+      // No stray file: a spooled image of a refused request is removed before the answer.
+      const cleanup = spooled ? spooled.discard().catch(() => {}) : Promise.resolve();
+      if (!err) return void cleanup.then(() => resolve(out));
       req.unpipe(bb);
       req.resume();
-      reject(err);
+      void cleanup.then(() => reject(err));
     };
     const malformed = () => badRequest('malformed multipart/form-data body');
 
@@ -72,14 +170,20 @@ export function parseMultipart(req: IncomingMessage, maxUploadBytes: number): Pr
       }
       // A part that ends early errors its stream; unhandled, that error would end the process.
       stream.on('error', () => fail(malformed()));
-      const chunks: Buffer[] = [];
+      let chunks: Buffer[] = [];
       const hash = createHash('sha256');
       let size = 0;
       stream.on('data', (c: Buffer) => {
         size += c.length;
         if (failure) return;
-        chunks.push(c);
         hash.update(c);
+        if (spooled) return spooled.write(c, stream);
+        chunks.push(c);
+        if (spool && size > spool.memoryBytes) {
+          const first = Buffer.concat(chunks, size);
+          chunks = [];
+          spooled = new SpoolFile(spool.tempPath(), first, stream, () => fail(storeUnavailable()));
+        }
       });
       stream.on('limit', () => {
         fail(tooLarge(maxUploadBytes));
@@ -87,8 +191,13 @@ export function parseMultipart(req: IncomingMessage, maxUploadBytes: number): Pr
       });
       stream.on('close', () => {
         if (failure) return;
+        const sha256 = hash.digest('hex');
+        if (spooled) {
+          spooledDigest = { bytes: size, sha256 };
+          return;
+        }
         out.image = size === 0 ? Buffer.alloc(0) : Buffer.concat(chunks, size);
-        out.imageSha256 = hash.digest('hex');
+        out.imageSha256 = sha256;
       });
     });
     bb.on('field', (name, value, info) => {

@@ -1,5 +1,5 @@
 import { type FieldError, type PipelineSpec, Priority, pipelineSpec } from '@darkroom/contracts';
-import { sha256Hex } from '@darkroom/core';
+import { type ImageSource, imageByteLength, sha256Hex } from '@darkroom/core';
 import type { Station } from '../auth/stations.ts';
 import { badRequest, HttpError } from '../http/problem.ts';
 import type { RawSubmit } from './parse.ts';
@@ -9,7 +9,7 @@ export interface ValidSubmit {
   params: Record<string, unknown>;
   priority: Priority;
   webhookUrl: string | undefined;
-  image: Buffer | undefined;
+  image: ImageSource | undefined;
   /** sha256 (hex) of `image`. */
   imageSha256: string | undefined;
 }
@@ -53,7 +53,7 @@ export function validateSubmit(raw: RawSubmit, station: Station, opts: { webhook
   }
 
   // An optional image (comfyui: txt2img takes none) may be left out, but never sent empty.
-  const missing = raw.image === undefined ? !spec.imageOptional : raw.image.length === 0;
+  const missing = raw.image === undefined ? !spec.imageOptional : imageByteLength(raw.image) === 0;
   if (spec.acceptsImage && missing) {
     if (!errors.some((e) => e.path === 'image')) {
       errors.push({ path: 'image', message: raw.image ? 'the image is empty' : `required: pipeline ${spec.name} takes an input image` });
@@ -68,7 +68,8 @@ export function validateSubmit(raw: RawSubmit, station: Station, opts: { webhook
     throw new HttpError(403, 'forbidden', `priority ${priority} is above this station's highest allowed priority (${station.maxPriority})`);
   }
   const image = spec.acceptsImage ? raw.image : undefined;
-  return { spec, params, priority, webhookUrl, image, imageSha256: image ? (raw.imageSha256 ?? sha256Hex(image)) : undefined };
+  const imageSha256 = !image ? undefined : Buffer.isBuffer(image) ? (raw.imageSha256 ?? sha256Hex(image)) : image.sha256;
+  return { spec, params, priority, webhookUrl, image, imageSha256 };
 }
 
 function checkWebhookUrl(value: unknown): string | undefined {
