@@ -6,9 +6,14 @@
  *
  *   pnpm bench                 full run (about 3 minutes)
  *   pnpm bench --quick         small sizes, seconds: proves the harness works (CI)
- *   pnpm bench --only=submit,latency   a subset: dispatch, duty, edit, submit, latency, lookup
+ *   pnpm bench --only=submit,latency   a subset: dispatch, duty, edit, submit, latency, lookup, uploads
  *   pnpm bench --profile       also CPU-profile the api and worker and print their hot spots
  *   pnpm bench --chart=docs/benchmarks.svg   also write the chart there
+ *   pnpm bench --data-dir=/dev/shm/bench   make the data directory (Darkroom's and the HTTP
+ *                              floor's) under this path instead of the OS temp directory
+ *
+ * Every run first probes the machine (file creation in the data directory, sha256 speed) and
+ * prints it as context for the image-submit figures; see bench/lib/probe.ts.
  *
  * Exit code: 0 unless the harness itself broke (a process would not start, a benchmark threw).
  */
@@ -19,6 +24,7 @@ import { REPO_ROOT } from '../packages/testing/src/index.ts';
 import { benchConfig, type Ctx, FULL, QUICK, type Sizes, type Window } from './lib/context.ts';
 import { Redis, sharp } from './lib/deps.ts';
 import type { OpenLoopResult } from './lib/http.ts';
+import { describeProbe, type MachineProbe, probeMachine, yesNo } from './lib/probe.ts';
 import { type ProfileSummary, printProfile, summarizeProfile } from './lib/profile.ts';
 import { chartSvg, figuresTable, fmt, type Row, type Target, target, targetsTable } from './lib/report.ts';
 import { round } from './lib/stats.ts';
@@ -29,8 +35,9 @@ import { type EditResults, editOverhead } from './scenarios/edit.ts';
 import { submitLatency } from './scenarios/latency.ts';
 import { type LookupResults, lookups } from './scenarios/lookup.ts';
 import { bareAdd, floorSubmit, imageSubmit, jsonSubmit, type Throughput } from './scenarios/submit.ts';
+import { type UploadResults, type UploadRun, uploadMemory } from './scenarios/uploads.ts';
 
-const ALL = ['dispatch', 'duty', 'edit', 'submit', 'latency', 'lookup'] as const;
+const ALL = ['dispatch', 'duty', 'edit', 'submit', 'latency', 'lookup', 'uploads'] as const;
 type Bench = (typeof ALL)[number];
 
 interface Args {
@@ -39,6 +46,7 @@ interface Args {
   profile: boolean;
   chart?: string;
   connections?: number;
+  dataDir?: string;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -54,7 +62,10 @@ function parseArgs(argv: string[]): Args {
       a.only = new Set(names as Bench[]);
     } else if (arg.startsWith('--chart=')) a.chart = arg.slice(8);
     else if (arg.startsWith('--connections=')) a.connections = Number(arg.slice(14));
-    else if (arg === '--help' || arg === '-h') {
+    else if (arg.startsWith('--data-dir=')) {
+      a.dataDir = arg.slice(11);
+      if (!a.dataDir) throw new Error('--data-dir: give a directory, e.g. --data-dir=/dev/shm/bench (made if missing)');
+    } else if (arg === '--help' || arg === '-h') {
       process.stdout.write(`${fs.readFileSync(new URL(import.meta.url), 'utf8').split('*/')[0]}*/\n`);
       process.exit(0);
     } else throw new Error(`unknown argument ${arg} (try --help)`);
@@ -66,6 +77,8 @@ function parseArgs(argv: string[]): Args {
 
 interface Results {
   machine: Record<string, unknown>;
+  /** File creation in the data directory and sha256 speed, measured before the benchmarks. */
+  probe?: MachineProbe;
   mode: 'quick' | 'full';
   sizes: Sizes;
   startedAt: string;
@@ -85,6 +98,7 @@ interface Results {
   };
   latency?: OpenLoopResult & { maxRate: number };
   lookup?: LookupResults;
+  uploads?: UploadResults;
   rows: Row[];
   targets: Target[];
   windows: Window[];
@@ -123,7 +137,7 @@ async function main() {
   const log = (msg: string) => process.stdout.write(`${msg}\n`);
 
   log(`darkroom bench (${args.quick ? 'quick' : 'full'}): ${[...args.only].join(', ')}`);
-  const sys = await startBenchSystem();
+  const sys = await startBenchSystem({ dataRoot: args.dataDir });
   // Ctrl-C: stop the private redis-server and the processes too (the api and worker die with us).
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     process.once(sig, () => {
@@ -146,6 +160,12 @@ async function main() {
   log(
     `machine: ${m.cpus} × ${m.cpuModel}, ${m.memoryGiB} GiB; node ${m.node}, redis ${m.redis}, bullmq ${m.bullmq}, ioredis ${m.ioredis}, sharp ${m.sharp} (libvips ${m.libvips})`,
   );
+  try {
+    results.probe = probeMachine(sys.dataDir);
+    log(`machine probe (data dir ${sys.dataDir}): ${describeProbe(results.probe)}`);
+  } catch (err) {
+    log(`machine probe failed: ${(err as Error).message}`);
+  }
   log(`load average at start: ${results.loadAverage.start.join(' ')}`);
 
   const profEnv = args.profile
@@ -220,6 +240,9 @@ async function main() {
     if (args.only.has('lookup')) {
       results.lookup = await step(`6. memory and status lookups with ${fmt.n(sizes.lookupQueued)} jobs queued`, () => lookups(ctx));
     }
+    if (args.only.has('uploads')) {
+      results.uploads = await step('7. api memory under concurrent large uploads (spooled vs held in memory)', () => uploadMemory(ctx));
+    }
   } catch (err) {
     results.errors.push(`harness: ${(err as Error).stack ?? err}`);
     log(`harness failed: ${(err as Error).stack ?? err}`);
@@ -284,6 +307,17 @@ function buildReport(r: Results): void {
   const rows = r.rows;
   const t = r.targets;
   const s = r.submit;
+  if (r.probe) {
+    // Context for 1b and 1d (each upload is a new file and a sha256), never judged.
+    const p = r.probe;
+    rows.push({
+      id: '—',
+      metric: 'machine: file create in data dir p50/p90 µs; sha256 MB/s (SHA-NI yes/no)',
+      darkroom: `${fmt.n(p.fileCreateUs.p50)} / ${fmt.n(p.fileCreateUs.p90)} µs; ${fmt.n(p.sha256MBps)} MB/s (SHA-NI ${yesNo(p.shaNi)})`,
+      baseline: '—',
+      ratio: p.fsType ? `data dir on ${p.fsType}${p.journal === undefined ? '' : p.journal ? ' (journal)' : ' (no journal)'}` : '—',
+    });
+  }
   if (s) {
     const base = s.bareAddMean;
     const a = s.bareAdd;
@@ -437,6 +471,18 @@ function buildReport(r: Results): void {
       ratio: `job hash ${fmt.n(l.memory.jobHashBytes)} B`,
     });
     t.push(target('6', `status lookup p99 (${fmt.n(l.queued)} queued)`, l.lookup.latency.p99, 'ms', 'max', 5));
+  }
+  if (r.uploads) {
+    const u = r.uploads;
+    const run = (x: UploadRun) =>
+      `+${fmt.n(x.growthMiB)} MiB (peak ${fmt.n(x.peakRssMiB)}), ${x.mbPerSec} MB/s, ${fmt.n(x.uploads)} uploads${x.errors ? ` [${x.errors} errors: ${x.firstError}]` : ''}`;
+    rows.push({
+      id: '7',
+      metric: `api RSS growth, ${u.connections} clients uploading a ${(u.imageBytes / 1e6).toFixed(1)} MB JPEG (multipart)`,
+      darkroom: `spooled: ${run(u.spooled)}`,
+      baseline: `held in memory: ${run(u.inMemory)}`,
+      ratio: u.inMemory.growthMiB > 0 ? fmt.x(u.spooled.growthMiB / u.inMemory.growthMiB) : '—',
+    });
   }
 }
 

@@ -29,7 +29,7 @@ export async function noisePng(bytes = 32 * 1024): Promise<{ data: Buffer; width
  * A photo-like JPEG: smooth gradients and soft shapes with fine grain, so it compresses like a
  * camera picture (a few MB at 4096×3072), not like noise or a flat colour.
  */
-export async function photoJpeg(width = 4096, height = 3072): Promise<Buffer> {
+export async function photoJpeg(width = 4096, height = 3072, quality = 88): Promise<Buffer> {
   const raw = Buffer.alloc(width * height * 3);
   const next = rng(0xc0ffee);
   const colR = new Float64Array(width);
@@ -59,7 +59,7 @@ export async function photoJpeg(width = 4096, height = 3072): Promise<Buffer> {
   }
   return sharp(raw, { raw: { width, height, channels: 3 } })
     .blur(0.6)
-    .jpeg({ quality: 88 })
+    .jpeg({ quality })
     .toBuffer();
 }
 

@@ -29,9 +29,12 @@ export interface BenchSystem {
   stop(): Promise<void>;
 }
 
-export async function startBenchSystem(): Promise<BenchSystem> {
+/** `dataRoot`: where the data directory is made (`--data-dir`); the OS temp directory by default. */
+export async function startBenchSystem(opts: { dataRoot?: string } = {}): Promise<BenchSystem> {
+  const root = path.resolve(opts.dataRoot ?? os.tmpdir());
+  fs.mkdirSync(root, { recursive: true });
   const redis = await startRedis({ needPrivate: true });
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'darkroom-bench-data-'));
+  const dataDir = fs.mkdtempSync(path.join(root, 'darkroom-bench-data-'));
   const env: Record<string, string> = {
     REDIS_URL: redis.url,
     DARKROOM_REDIS_PREFIX: PREFIX,
