@@ -183,6 +183,8 @@ describe('loadConfig errors', () => {
     ['DARKROOM_LOG_LEVEL', 'verbose'],
     ['DARKROOM_LOG_PRETTY', 'maybe'],
     ['DARKROOM_MAX_UPLOAD_BYTES', '0'],
+    // A spooled upload keeps its first 64 KiB for sniffing: the threshold cannot be below that.
+    ['DARKROOM_UPLOAD_MEMORY_BYTES', '65535'],
     ['DARKROOM_MAX_IMAGE_EDGE', 'big'],
     ['DARKROOM_MAX_QUEUE_SIZE', 'none'],
     ['DARKROOM_MAX_QUEUE_SIZE', '-5'],
