@@ -44,8 +44,7 @@ export class DeviceWorker extends Worker<JobData, JobResultData> {
     try {
       job = await super.moveToActive(token, name);
     } finally {
-      if (job?.id) this.slots.hold(job.id, lease);
-      else lease.release();
+      this.#handOver(lease, job);
     }
     return job;
   }
@@ -57,14 +56,7 @@ export class DeviceWorker extends Worker<JobData, JobResultData> {
     fetchNextCallback: () => boolean = () => true,
     span?: Parameters<Worker['handleCompleted']>[4],
   ): Promise<DarkroomJob> {
-    const gate = this.#fetchNextGate(fetchNextCallback);
-    let next: DarkroomJob | undefined;
-    try {
-      next = await super.handleCompleted(result, job, token, gate.callback, span);
-      return next;
-    } finally {
-      gate.settle(next);
-    }
+    return this.#gated(fetchNextCallback, (fetchNext) => super.handleCompleted(result, job, token, fetchNext, span));
   }
 
   protected override async handleFailed(
@@ -79,14 +71,7 @@ export class DeviceWorker extends Worker<JobData, JobResultData> {
     // For a job moved back to wait or delayed, BullMQ fetches through moveToActive, gated above.
     const refetches = ['DelayedError', 'WaitingError', 'WaitingChildrenError'].includes(err.name);
     if (refetches) return super.handleFailed(err, job, token, fetchNextCallback, span);
-    const gate = this.#fetchNextGate(fetchNextCallback);
-    let next: DarkroomJob | undefined;
-    try {
-      next = await super.handleFailed(err, job, token, gate.callback, span);
-      return next;
-    } finally {
-      gate.settle(next);
-    }
+    return this.#gated(fetchNextCallback, (fetchNext) => super.handleFailed(err, job, token, fetchNext, span));
   }
 
   override async close(force?: boolean): Promise<void> {
@@ -94,20 +79,28 @@ export class DeviceWorker extends Worker<JobData, JobResultData> {
     return super.close(force);
   }
 
-  /** BullMQ's "take the next job too" decision, also requiring a free slot, which the next job then gets. */
-  #fetchNextGate(fetchNext: () => boolean) {
+  /**
+   * Runs a step that ends a job and may take the next one, with BullMQ's "take the next job too"
+   * decision also requiring a free slot, which the next job then gets.
+   */
+  async #gated(fetchNext: () => boolean, step: (fetchNext: () => boolean) => Promise<DarkroomJob>): Promise<DarkroomJob> {
     let lease: Lease | undefined;
-    return {
-      callback: () => {
+    let next: DarkroomJob | undefined;
+    try {
+      next = await step(() => {
         if (!fetchNext() || this.#stopping.signal.aborted) return false;
         lease = this.slots.tryAcquire();
         return lease !== undefined;
-      },
-      settle: (next: DarkroomJob | undefined) => {
-        if (!lease) return;
-        if (next?.id) this.slots.hold(next.id, lease);
-        else lease.release();
-      },
-    };
+      });
+      return next;
+    } finally {
+      if (lease) this.#handOver(lease, next);
+    }
+  }
+
+  /** The slot goes with the job taken, or back when none was. */
+  #handOver(lease: Lease, job: DarkroomJob | undefined): void {
+    if (job?.id) this.slots.hold(job.id, lease);
+    else lease.release();
   }
 }

@@ -1,18 +1,18 @@
 import type { InputFormat } from '@darkroom/contracts';
 
 /*
- * The container-completeness check of image-inspect.ts (`isComplete`), fed chunk by chunk, for
- * uploads that are spilled to disk as they arrive and so are never whole in memory. Each format
- * walks the same structure with an absolute cursor; between pushes only the few bytes of a header
- * split across two chunks are kept, and a segment, chunk or box is skipped by moving the cursor,
- * never by holding its bytes. The answers match `isComplete` on the concatenated chunks exactly,
- * including its quirks (see the comments at each format).
+ * Whether an image's container ends where it says it does, fed chunk by chunk: uploads spooled
+ * to disk as they arrive are never whole in memory, and `isComplete` (image-inspect.ts) feeds an
+ * in-memory image as one chunk, so both paths share this walk. Each format walks its structure
+ * with an absolute cursor; between pushes only the few bytes of a header split across two chunks
+ * are kept, and a segment, chunk or box is skipped by moving the cursor, never by holding its
+ * bytes. Any chunking gives the answer one whole chunk gives (see the quirks at each format).
  */
 
 export interface CompletenessTracker {
   /** Feeds the next bytes of the file, in order. */
   push(chunk: Buffer): void;
-  /** After the last push: the same answer isComplete(format, wholeFile) gives. */
+  /** After the last push: whether the container is complete, whatever the chunking was. */
   complete(): boolean;
 }
 
@@ -29,6 +29,7 @@ export function completenessTracker(format: InputFormat): CompletenessTracker {
     case 'avif':
       return new BoxesTracker();
     case 'tiff':
+      // Offsets point anywhere; libtiff reports damage on decode.
       return { push() {}, complete: () => true };
   }
 }
@@ -111,8 +112,8 @@ abstract class Tracker implements CompletenessTracker {
 }
 
 /**
- * Segments to the first scan, then entropy-coded data searched for markers, until EOI. As in
- * `isComplete`, EOI answers true whatever follows it (motion-photo trailers), and any byte other
+ * Segments to the first scan, then entropy-coded data searched for markers, until EOI. EOI
+ * answers true whatever follows it (phones append motion-photo trailers), and any byte other
  * than 0xFF where a marker belongs is a definite false.
  */
 class JpegTracker extends Tracker {

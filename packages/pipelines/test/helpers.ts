@@ -1,8 +1,9 @@
 import { stat } from 'node:fs/promises';
+import nodePath from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { OutputFormat } from '@darkroom/contracts';
 import { createLogger, type Logger } from '@darkroom/core';
-import sharp from 'sharp';
+import sharp, { type Sharp } from 'sharp';
 import type { PipelineContext, PipelineInput } from '../src/types.ts';
 
 export const FIXTURES = fileURLToPath(new URL('../../../../shared/fixtures/images/', import.meta.url));
@@ -46,6 +47,25 @@ export async function makeInput(name: string): Promise<PipelineInput> {
       width: meta.width,
       height: meta.height,
       pages: meta.pages,
+    },
+  };
+}
+
+/** `img` written as a PNG file in `dir`, handed over as the worker hands inputs to a pipeline. */
+export async function pngInput(dir: string, name: string, img: Sharp): Promise<PipelineInput> {
+  const file = nodePath.join(dir, name);
+  await img.png().toFile(file);
+  const meta = await sharp(file).metadata();
+  return {
+    path: file,
+    ref: {
+      key: name,
+      bytes: (await stat(file)).size,
+      sha256: '',
+      format: 'png',
+      contentType: 'image/png',
+      width: meta.width,
+      height: meta.height,
     },
   };
 }

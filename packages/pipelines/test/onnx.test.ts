@@ -3,13 +3,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { OnnxParams } from '@darkroom/contracts';
 import { DarkroomJobError, InvalidInputError } from '@darkroom/core';
-import sharp, { type Sharp } from 'sharp';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { invertModel, nearest2xNhwcModel, writeModelDir, writeTestModels } from '../../testing/src/onnx-model.ts';
 import { parseNvidiaSmi } from '../src/device.ts';
 import { fromTensor, listModelFiles, OnnxManifest, OnnxPipeline, PROBE_MODEL, toTensor } from '../src/onnx.ts';
 import { finishOutput } from '../src/types.ts';
-import { captureLogger, makeCtx, makeInput } from './helpers.ts';
+import { captureLogger, makeCtx, makeInput, pngInput } from './helpers.ts';
 
 /*
  * The onnx pipeline with models the tests write themselves (no download): a colour-inverting
@@ -50,25 +50,6 @@ async function rawOf(data: Buffer) {
   return sharp(data).raw().toBuffer({ resolveWithObject: true });
 }
 
-/** An input file as the worker hands it over. */
-async function fileInput(name: string, img: Sharp) {
-  const file = path.join(tmp, name);
-  await img.png().toFile(file);
-  const meta = await sharp(file).metadata();
-  return {
-    path: file,
-    ref: {
-      key: name,
-      bytes: fs.statSync(file).size,
-      sha256: '',
-      format: 'png' as const,
-      contentType: 'image/png',
-      width: meta.width,
-      height: meta.height,
-    },
-  };
-}
-
 describe('onnx pipeline', () => {
   it('loads the usable models of the directory and skips the rest', () => {
     expect(pipeline.models.sort()).toEqual(['invert', 'invert16', 'liar', 'nearest2x', 'nearest2x-tiled']);
@@ -93,7 +74,7 @@ describe('onnx pipeline', () => {
   });
 
   it('runs a fixed-size model tile by tile with the same result', async () => {
-    const input = await fileInput('photo.png', sharp((await makeInput('Landscape_1.jpg')).path).resize(37, 23, { fit: 'fill' }));
+    const input = await pngInput(tmp, 'photo.png', sharp((await makeInput('Landscape_1.jpg')).path).resize(37, 23, { fit: 'fill' }));
     const src = await sharp(input.path).raw().toBuffer();
     const ctx = makeCtx();
     const out = await finishOutput(await pipeline.run(input, OnnxParams.parse({ model: 'invert16' }), ctx));
@@ -105,7 +86,7 @@ describe('onnx pipeline', () => {
   });
 
   it('reads NHWC models in 0–255 with a scale factor, whole or in tiles', async () => {
-    const input = await fileInput('small.png', sharp((await makeInput('Landscape_2.jpg')).path).resize(29, 17, { fit: 'fill' }));
+    const input = await pngInput(tmp, 'small.png', sharp((await makeInput('Landscape_2.jpg')).path).resize(29, 17, { fit: 'fill' }));
     const src = await sharp(input.path).raw().toBuffer();
     const expected = Buffer.alloc(58 * 34 * 3);
     for (let y = 0; y < 34; y++)

@@ -6,11 +6,11 @@ import { UpscaleParams } from '@darkroom/contracts';
 import { InvalidInputError } from '@darkroom/core';
 import type * as TfCore from '@tensorflow/tfjs-core';
 import type * as TfLayers from '@tensorflow/tfjs-layers';
-import sharp, { type Sharp } from 'sharp';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { finishOutput } from '../src/types.ts';
 import { UPSCALE_PAD, UPSCALE_TILE, upscaleModelDir, upscalePipeline } from '../src/upscale.ts';
-import { fixture, makeCtx, makeInput } from './helpers.ts';
+import { fixture, makeCtx, makeInput, pngInput } from './helpers.ts';
 
 /*
  * The upscaler against the network itself: the reference output is computed here, straight from
@@ -40,25 +40,6 @@ beforeAll(async () => {
 });
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-/** A PNG written to a temporary file, as the worker hands inputs over. */
-async function pngInput(name: string, img: Sharp) {
-  const file = path.join(tmp, name);
-  await img.png().toFile(file);
-  const meta = await sharp(file).metadata();
-  return {
-    path: file,
-    ref: {
-      key: name,
-      bytes: fs.statSync(file).size,
-      sha256: '',
-      format: 'png' as const,
-      contentType: 'image/png',
-      width: meta.width,
-      height: meta.height,
-    },
-  };
-}
-
 /** The network run once over the whole image, rounded to bytes as an 8-bit image holds it. */
 function wholeImage(rgb: Buffer, width: number, height: number): Uint8Array {
   return tf.tidy(() => {
@@ -84,7 +65,7 @@ describe('upscale', () => {
     // Larger than one tile in both directions, with uneven edges, so tile seams would show.
     const width = UPSCALE_TILE * 2 + 21;
     const height = UPSCALE_TILE + 37;
-    const input = await pngInput('landscape.png', sharp(fixture('Landscape_1.jpg')).resize(width, height, { fit: 'fill' }));
+    const input = await pngInput(tmp, 'landscape.png', sharp(fixture('Landscape_1.jpg')).resize(width, height, { fit: 'fill' }));
     const rgb = await sharp(input.path).removeAlpha().raw().toBuffer();
     const ctx = makeCtx();
     const out = await finishOutput(await upscalePipeline.run(input, UpscaleParams.parse({}), ctx));
@@ -135,7 +116,11 @@ describe('upscale', () => {
   });
 
   it('stops between tiles when aborted, with the abort reason', async () => {
-    const input = await pngInput('big.png', sharp(fixture('Landscape_3.jpg')).resize(UPSCALE_TILE * 4, UPSCALE_TILE * 3, { fit: 'fill' }));
+    const input = await pngInput(
+      tmp,
+      'big.png',
+      sharp(fixture('Landscape_3.jpg')).resize(UPSCALE_TILE * 4, UPSCALE_TILE * 3, { fit: 'fill' }),
+    );
     const ctx = makeCtx();
     const reason = new Error('cancelled by station');
     const origReport = ctx.reportProgress;
@@ -148,7 +133,11 @@ describe('upscale', () => {
   });
 
   it('leaves the event loop free between tiles', async () => {
-    const input = await pngInput('loop.png', sharp(fixture('Landscape_4.jpg')).resize(UPSCALE_TILE * 4, UPSCALE_TILE * 3, { fit: 'fill' }));
+    const input = await pngInput(
+      tmp,
+      'loop.png',
+      sharp(fixture('Landscape_4.jpg')).resize(UPSCALE_TILE * 4, UPSCALE_TILE * 3, { fit: 'fill' }),
+    );
     const gaps: number[] = [];
     const start = performance.now();
     let last = start;
