@@ -14,6 +14,8 @@ import { FINAL, submit } from '../../api/test/helpers.ts';
  */
 
 const JOBS = 300;
+/** Long enough that the jobs outlast at least 5 kills, each waiting for its replacement to start (seconds on a busy machine). */
+const STEP_MS = 150;
 const LOCK_MS = 2000;
 let sys: System;
 
@@ -50,7 +52,7 @@ describe('workers killed mid-job', () => {
     for (let i = 0; i < JOBS; i += 20) {
       const batch = await Promise.all(
         Array.from({ length: 20 }, (_, k) =>
-          submit(sys, { pipeline: 'synthetic', params: { steps: 3, stepMs: 60, width: 32, height: 32, seed: i + k } }),
+          submit(sys, { pipeline: 'synthetic', params: { steps: 3, stepMs: STEP_MS, width: 32, height: 32, seed: i + k } }),
         ),
       );
       for (const res of batch) {

@@ -126,7 +126,12 @@ describe('one device slot, finishing overlapped', () => {
     const successor = await sys.addWorker({ DARKROOM_WORKER_NAME: 'successor' });
     const finals = await Promise.all(ids.map((id) => waitForFinal(sys, id)));
     expect(finals.map((f) => [f.status, f.attempts])).toEqual(ids.map(() => ['completed', 1]));
-    const completedLines = [worker, successor].flatMap((w) => linesOf(w.output())).filter((l) => l.msg === 'job completed');
+    // A job reads completed before its worker's log line is written and read back: wait for the lines.
+    const completed = () => [worker, successor].flatMap((w) => linesOf(w.output())).filter((l) => l.msg === 'job completed');
+    const completedLines = await waitFor(() => completed().length >= ids.length && completed(), {
+      timeoutMs: 10_000,
+      what: 'a "job completed" line for every job',
+    }).catch(() => completed());
     expect(completedLines.map((l) => l.jobId).sort()).toEqual([...ids].sort());
     for (const id of ids) expect(listFiles(sys.dataDir).filter((f) => f === `outputs/${id}.png`)).toHaveLength(1);
     await successor.stop('SIGTERM');
