@@ -27,6 +27,7 @@ import type { EventHub } from './events.ts';
 import { HttpError } from './http/problem.ts';
 import { claimIdempotencyKey, fingerprint } from './idempotency.ts';
 import { admit, tooManyPending } from './limits.ts';
+import { storeUnavailable } from './submit/parse.ts';
 import type { ValidSubmit } from './submit/validate.ts';
 
 export interface Deps {
@@ -115,9 +116,7 @@ export class JobService {
           : blobs.adopt(image.path, input.key, { sync: config.fsyncInputs });
         await stored.catch((err: NodeJS.ErrnoException) => {
           logger.error({ err, jobId: id }, 'input image could not be stored');
-          throw new HttpError(503, 'unavailable', 'the image could not be stored right now; try again later', {
-            headers: { 'Retry-After': '5' },
-          });
+          throw storeUnavailable();
         });
         const key = input.key;
         undo.push(() => blobs.delete(key));
