@@ -48,7 +48,7 @@ const cases: Case[] = [
   { name: 'unknown pipeline', send: () => submit(sys, { pipeline: 'teleport' }), status: 404, code: 'not_found' },
   {
     name: 'edit without an image',
-    send: () => submit(sys, { pipeline: 'edit', params: {} }),
+    send: () => submit(sys, { pipeline: 'edit', params: { operations: [] } }),
     status: 400,
     code: 'invalid_request',
     paths: ['image'],
@@ -97,7 +97,7 @@ const cases: Case[] = [
   },
   {
     name: 'invalid base64',
-    send: () => submit(sys, { pipeline: 'edit', imageBase64: '@@@not base64@@@' }),
+    send: () => submit(sys, { pipeline: 'edit', params: { operations: [] }, imageBase64: '@@@not base64@@@' }),
     status: 400,
     code: 'invalid_request',
     paths: ['image'],
@@ -173,37 +173,41 @@ const cases: Case[] = [
   },
   {
     name: 'SVG',
-    send: () => submit(sys, multipart({ pipeline: 'edit' }, { data: fixture('check.svg'), type: 'image/svg+xml' })),
+    send: () => submit(sys, multipart({ pipeline: 'edit', params: editParams }, { data: fixture('check.svg'), type: 'image/svg+xml' })),
     status: 415,
     code: 'unsupported_media_type',
   },
   {
     name: 'JPEG 2000',
-    send: () => submit(sys, multipart({ pipeline: 'edit' }, { data: fixture('relax.jp2') })),
+    send: () => submit(sys, multipart({ pipeline: 'edit', params: editParams }, { data: fixture('relax.jp2') })),
     status: 415,
     code: 'unsupported_media_type',
   },
   {
     name: 'a corrupt header',
-    send: () => submit(sys, multipart({ pipeline: 'edit' }, { data: fixture('corrupt-header.jpg') })),
+    send: () => submit(sys, multipart({ pipeline: 'edit', params: editParams }, { data: fixture('corrupt-header.jpg') })),
     status: 422,
     code: 'invalid_image',
   },
   {
     name: 'a truncated JPEG',
-    send: () => submit(sys, multipart({ pipeline: 'edit' }, { data: fixture('truncated.jpg') })),
+    send: () => submit(sys, multipart({ pipeline: 'edit', params: editParams }, { data: fixture('truncated.jpg') })),
     status: 422,
     code: 'invalid_image',
   },
   {
     name: 'a truncated PNG',
-    send: () => submit(sys, multipart({ pipeline: 'edit' }, { data: fixture('truncated.png') })),
+    send: () => submit(sys, multipart({ pipeline: 'edit', params: editParams }, { data: fixture('truncated.png') })),
     status: 422,
     code: 'invalid_image',
   },
   {
     name: 'a truncated photo, spooled to disk as it arrived',
-    send: () => submit(sys, multipart({ pipeline: 'edit' }, { data: fixture('2569067123_aca715a2ee_o.jpg').subarray(0, 600_000) })),
+    send: () =>
+      submit(
+        sys,
+        multipart({ pipeline: 'edit', params: editParams }, { data: fixture('2569067123_aca715a2ee_o.jpg').subarray(0, 600_000) }),
+      ),
     status: 422,
     code: 'invalid_image',
   },
@@ -216,13 +220,13 @@ const cases: Case[] = [
   },
   {
     name: 'an image over the edge limit',
-    send: () => submit(sys, multipart({ pipeline: 'edit' }, { data: fixture('giant-image.jpg') })),
+    send: () => submit(sys, multipart({ pipeline: 'edit', params: editParams }, { data: fixture('giant-image.jpg') })),
     status: 422,
     code: 'invalid_image',
   },
   {
     name: 'a pixel bomb',
-    send: () => submit(sys, multipart({ pipeline: 'edit' }, { data: fixture('65536-uint32-limit.png') })),
+    send: () => submit(sys, multipart({ pipeline: 'edit', params: editParams }, { data: fixture('65536-uint32-limit.png') })),
     status: 422,
     code: 'invalid_image',
   },

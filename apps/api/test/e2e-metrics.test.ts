@@ -69,7 +69,9 @@ describe('metrics', () => {
     for (const id of ids) await waitForFinal(sys, id);
 
     // A refused submit, counted by reason.
-    expect((await submit(sys, multipart({ pipeline: 'edit' }, { data: fixture('truncated.jpg') }))).status).toBe(422);
+    expect(
+      (await submit(sys, multipart({ pipeline: 'edit', params: '{"operations":[]}' }, { data: fixture('truncated.jpg') }))).status,
+    ).toBe(422);
 
     const api1 = await scrapeApi();
     const sub = (m: Map<string, number>, p: string) => value(m, `darkroom_jobs_submitted_total{pipeline="synthetic",priority="${p}"}`);

@@ -21,6 +21,7 @@ it('answers 429 queue_full with Retry-After once a pipeline holds its limit, per
   // Another pipeline's queue is not affected.
   const other = await submit(sys, {
     pipeline: 'edit',
+    params: { operations: [] },
     imageBase64: (await import('@darkroom/testing')).fixture('with-alpha.png').toString('base64'),
   });
   expect(other.status).toBe(202);

@@ -124,6 +124,20 @@ describe('parseMultipart with a spool', () => {
     expect(files()).toEqual([]);
   });
 
+  it.each([
+    ['in memory', 1 << 30],
+    ['spooled', 64 * 1024],
+  ])('takes an image of exactly the size limit (%s), and answers 413 one byte past it', async (_, memoryBytes) => {
+    // The limit is on the image bytes, not the request body.
+    const img = fixture('Landscape_3.jpg');
+    const exact = await parseMultipart(request(body(img)), img.length, spool(memoryBytes));
+    expect(exact.imageSha256).toBe(sha(img));
+    await discardImage(exact.image);
+    const err = await refusal(parseMultipart(request(body(img)), img.length - 1, spool(memoryBytes)));
+    expect([err.status, err.code]).toEqual([413, 'payload_too_large']);
+    expect(files()).toEqual([]);
+  });
+
   it('removes the file when the client goes away mid-upload', async () => {
     const img = fixture('2569067123_aca715a2ee_o.jpg');
     const err = await refusal(parseMultipart(request(body(img), { cutAt: 400_000 }), 1 << 20, spool(64 * 1024)));

@@ -20,6 +20,7 @@ const station = (over: Partial<Station> = {}): Station => ({
 
 const raw = (over: Partial<RawSubmit> = {}): RawSubmit => ({ errors: [], ...over });
 
+const NO_OPS = { operations: [] };
 const NO_SECRET = { webhookSecretAvailable: false };
 const SECRET = { webhookSecretAvailable: true };
 
@@ -67,8 +68,8 @@ describe('validateSubmit: the pipeline', () => {
 });
 
 describe('validateSubmit: a valid submit', () => {
-  it('returns the spec, the params with defaults, the station default priority and the image', () => {
-    const v = validateSubmit(raw({ pipeline: 'edit', image: IMAGE }), station({ defaultPriority: 'low' }), NO_SECRET);
+  it('returns the spec, the params, the station default priority and the image', () => {
+    const v = validateSubmit(raw({ pipeline: 'edit', params: NO_OPS, image: IMAGE }), station({ defaultPriority: 'low' }), NO_SECRET);
     expect(v).toEqual({
       spec: PIPELINE_SPECS.edit,
       params: { operations: [] },
@@ -226,19 +227,32 @@ describe('validateSubmit: webhookUrl', () => {
   });
 });
 
+describe('validateSubmit: edit params', () => {
+  it('requires operations, the one required field of edit', () => {
+    expect(httpError(raw({ pipeline: 'edit', image: IMAGE })).errors).toEqual([
+      { path: 'params.operations', message: 'Invalid input: expected array, received undefined' },
+    ]);
+    expect(validateSubmit(raw({ pipeline: 'edit', params: NO_OPS, image: IMAGE }), station(), NO_SECRET).params).toEqual(NO_OPS);
+  });
+});
+
 describe('validateSubmit: image', () => {
   it('requires an image for edit', () => {
-    expect(httpError(raw({ pipeline: 'edit' })).errors).toEqual([
+    expect(httpError(raw({ pipeline: 'edit', params: NO_OPS })).errors).toEqual([
       { path: 'image', message: 'required: pipeline edit takes an input image' },
     ]);
   });
 
   it('refuses an empty image', () => {
-    expect(httpError(raw({ pipeline: 'edit', image: Buffer.alloc(0) })).errors).toEqual([{ path: 'image', message: 'the image is empty' }]);
+    expect(httpError(raw({ pipeline: 'edit', params: NO_OPS, image: Buffer.alloc(0) })).errors).toEqual([
+      { path: 'image', message: 'the image is empty' },
+    ]);
   });
 
   it('keeps the parser’s image error instead of adding another', () => {
-    const err = httpError(raw({ pipeline: 'edit', errors: [{ path: 'image', message: 'imageBase64 is not valid base64' }] }));
+    const err = httpError(
+      raw({ pipeline: 'edit', params: NO_OPS, errors: [{ path: 'image', message: 'imageBase64 is not valid base64' }] }),
+    );
     expect(err.errors).toEqual([{ path: 'image', message: 'imageBase64 is not valid base64' }]);
   });
 
@@ -254,7 +268,7 @@ describe('validateSubmit: image', () => {
 
 describe('HttpError bodies', () => {
   it('render as problem+json with the field errors', () => {
-    const err = httpError(raw({ pipeline: 'edit' }));
+    const err = httpError(raw({ pipeline: 'edit', params: NO_OPS }));
     expect(err.body()).toEqual({
       type: 'https://darkroom.dev/problems/invalid-request',
       title: 'Invalid request',

@@ -258,7 +258,7 @@ describe('typed errors', () => {
   it('carries the problem code; a 4xx is never retried', async () => {
     const { requests, fetch: f } = recording();
     const c = connect({ fetch: f });
-    const err = await rejection(c.submit({ image: randomBytes(4096), pipeline: 'edit' }));
+    const err = await rejection(c.submit({ image: randomBytes(4096), pipeline: 'edit', params: { operations: [] } }));
     expect(err).toBeInstanceOf(DarkroomError);
     expect(err).toMatchObject({ status: 415, code: 'unsupported_media_type', attempt: 1 });
     expect((err as DarkroomError).requestId).toBeTruthy();

@@ -6,7 +6,7 @@ import { FieldError, PROBLEM_TITLES, Problem, type ProblemCode, ProblemCode as P
 import { PipelineQueueInfo, QueueBody, WorkerInfo } from './queue.ts';
 
 /*
- * The OpenAPI 3.1 description of the HTTP API (shared/API.md), served at `GET /openapi.json`.
+ * The OpenAPI 3.1 description of the HTTP API (docs/contract.md), served at `GET /openapi.json`.
  * Every schema in it is generated from the zod schemas the API and workers validate with, through
  * zod's own JSON Schema generator (draft 2020-12, the dialect of OpenAPI 3.1): nothing here is a
  * hand-written copy of a body. Bodies the contracts had no schema for are defined below, in zod.

@@ -83,7 +83,7 @@ export const EditOperation = z.discriminatedUnion('op', [
 export type EditOperation = z.infer<typeof EditOperation>;
 
 export const EditParams = z.strictObject({
-  operations: z.array(EditOperation).max(32).default([]),
+  operations: z.array(EditOperation).max(32),
 });
 export type EditParams = z.infer<typeof EditParams>;
 

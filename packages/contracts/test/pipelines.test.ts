@@ -24,7 +24,7 @@ function issuesOf(schema: z.ZodType, input: unknown): { path: string; code: stri
 
 describe('EditParams', () => {
   it('defaults operations to an empty list', () => {
-    expect(EditParams.parse({})).toEqual({ operations: [] });
+    expect(EditParams.parse({ operations: [] })).toEqual({ operations: [] });
   });
 
   it('accepts one of each operation and keeps them in order', () => {
@@ -86,7 +86,7 @@ describe('EditParams', () => {
   });
 
   it('rejects unknown keys at the top level and inside an operation', () => {
-    const top = EditParams.safeParse({ ops: [] });
+    const top = EditParams.safeParse({ operations: [], ops: [] });
     expect(top.error?.issues).toMatchObject([{ code: 'unrecognized_keys', path: [], keys: ['ops'] }]);
     const inner = EditParams.safeParse({ operations: [{ op: 'resize', height: 5, extra: 1 }] });
     expect(inner.error?.issues).toMatchObject([{ code: 'unrecognized_keys', path: ['operations', 0], keys: ['extra'] }]);
@@ -231,7 +231,7 @@ describe('paramsJsonSchema', () => {
       properties: {
         operations: {
           type: string;
-          default: unknown;
+          default?: unknown;
           maxItems: number;
           items: { oneOf: { properties: { op: { const: string } }; required: string[]; additionalProperties: boolean }[] };
         };
@@ -240,9 +240,10 @@ describe('paramsJsonSchema', () => {
     expect(schema.type).toBe('object');
     expect(schema.additionalProperties).toBe(false);
     expect(schema.$schema).toBeUndefined();
-    expect(schema.required).toBeUndefined();
+    // The contract writes operations as edit's one required field.
+    expect(schema.required).toEqual(['operations']);
     const ops = schema.properties.operations;
-    expect([ops.type, ops.default, ops.maxItems]).toEqual(['array', [], 32]);
+    expect([ops.type, ops.default, ops.maxItems]).toEqual(['array', undefined, 32]);
     expect(ops.items.oneOf.map((o) => o.properties.op.const)).toEqual([
       'resize',
       'crop',

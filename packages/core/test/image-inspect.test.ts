@@ -3,7 +3,7 @@ import { type ImageLimits, inspectImage, isComplete, sniffFormat } from '@darkro
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 
-const FIXTURES = new URL('../../../../shared/fixtures/images/', import.meta.url);
+const FIXTURES = new URL('../../testing/fixtures/images/', import.meta.url);
 const fixture = (name: string) => readFileSync(new URL(name, FIXTURES));
 
 /** The defaults of DARKROOM_MAX_IMAGE_EDGE / DARKROOM_MAX_IMAGE_PIXELS. */

@@ -229,8 +229,12 @@ function step(s: Sharp, op: EditOperation, channels: number): Sharp {
       return op.sigma === undefined ? s.sharpen() : s.sharpen({ sigma: op.sigma });
     case 'grayscale':
       return s.greyscale();
-    case 'modulate':
-      return s.modulate({ brightness: op.brightness, saturation: op.saturation, hue: op.hue });
+    case 'modulate': {
+      // sharp refuses a key that is present but undefined, and every argument is optional: pass
+      // only the ones given, and none at all is a no-op.
+      const { op: _, ...given } = op;
+      return Object.keys(given).length === 0 ? s : s.modulate(given);
+    }
     case 'tint':
       return s.tint(op.color);
     case 'format':

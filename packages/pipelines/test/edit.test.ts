@@ -153,6 +153,19 @@ describe('edit: operations in order', () => {
     expect([out.width, out.height]).toEqual([100, 100]);
   });
 
+  it('runs modulate with none of its optional arguments as a no-op, and with some of them', async () => {
+    const plain = await edit('Landscape_3.jpg', [{ op: 'format', type: 'png' }]);
+    const none = await edit('Landscape_3.jpg', [{ op: 'modulate' }, { op: 'format', type: 'png' }]);
+    expect([none.width, none.height, none.format]).toEqual([plain.width, plain.height, 'png']);
+    const a = await sharp(plain.data).raw().toBuffer();
+    expect(await sharp(none.data).raw().toBuffer()).toEqual(a);
+    const some = await edit('Landscape_3.jpg', [
+      { op: 'modulate', saturation: 0 },
+      { op: 'format', type: 'png' },
+    ]);
+    expect(await sharp(some.data).raw().toBuffer()).not.toEqual(a);
+  });
+
   it('rejects a crop outside the current image, naming its size', async () => {
     await expectInvalid(edit('Landscape_1.jpg', [{ op: 'crop', left: 550, top: 0, width: 100, height: 10 }]), /600x450/);
     await expectInvalid(
@@ -263,17 +276,17 @@ describe('edit: hostile and broken input', () => {
 
   it('a corrupt header is invalid input', async () => {
     const input = rawRef('corrupt-header.jpg', 'jpeg', 1, 1);
-    await expectInvalid(editPipeline.run(input, EditParams.parse({}), makeCtx()));
+    await expectInvalid(editPipeline.run(input, EditParams.parse({ operations: [] }), makeCtx()));
   });
 
   it('refuses an image over the pixel limit', async () => {
     const input = rawRef('giant-image.jpg', 'jpeg', 20000, 14000);
-    await expectInvalid(editPipeline.run(input, EditParams.parse({}), makeCtx(50_000_000)), /pixel limit/);
+    await expectInvalid(editPipeline.run(input, EditParams.parse({ operations: [] }), makeCtx(50_000_000)), /pixel limit/);
   });
 
   it('refuses the 4-gigapixel PNG bomb under the default limit', async () => {
     const input = rawRef('65536-uint32-limit.png', 'png', 65536, 65536);
-    await expectInvalid(editPipeline.run(input, EditParams.parse({}), makeCtx()), /pixel limit/);
+    await expectInvalid(editPipeline.run(input, EditParams.parse({ operations: [] }), makeCtx()), /pixel limit/);
   });
 
   it('refuses a resize whose result would pass the pixel limit', async () => {

@@ -6,7 +6,7 @@ import { createLogger, type Logger } from '@darkroom/core';
 import sharp, { type Sharp } from 'sharp';
 import type { PipelineContext, PipelineInput } from '../src/types.ts';
 
-export const FIXTURES = fileURLToPath(new URL('../../../../shared/fixtures/images/', import.meta.url));
+export const FIXTURES = fileURLToPath(new URL('../../testing/fixtures/images/', import.meta.url));
 
 export function fixture(name: string): string {
   return FIXTURES + name;

@@ -113,7 +113,9 @@ export function parseMultipart(req: IncomingMessage, maxUploadBytes: number, spo
     try {
       bb = busboy({
         headers: req.headers,
-        limits: { fileSize: maxUploadBytes, files: 1, fields: 16, parts: 20, fieldSize: MAX_FIELD_BYTES, headerPairs: 32 },
+        // One byte past the limit: busboy flags a file that ends exactly at its limit as cut
+        // short, and the limit is on the image's bytes; the size check below answers 413.
+        limits: { fileSize: maxUploadBytes + 1, files: 1, fields: 16, parts: 20, fieldSize: MAX_FIELD_BYTES, headerPairs: 32 },
       });
     } catch {
       return reject(badRequest('malformed multipart/form-data (missing or bad boundary)'));
@@ -176,6 +178,11 @@ export function parseMultipart(req: IncomingMessage, maxUploadBytes: number, spo
       stream.on('data', (c: Buffer) => {
         size += c.length;
         if (failure) return;
+        if (size > maxUploadBytes) {
+          fail(tooLarge(maxUploadBytes));
+          chunks.length = 0;
+          return;
+        }
         hash.update(c);
         if (spooled) return spooled.write(c, stream);
         chunks.push(c);

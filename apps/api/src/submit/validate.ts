@@ -28,8 +28,10 @@ export function validateSubmit(raw: RawSubmit, station: Station, opts: { webhook
   if (!spec) throw new HttpError(404, 'not_found', `unknown pipeline "${raw.pipeline.slice(0, 64)}"; GET /v1/pipelines lists them`);
 
   let params: Record<string, unknown> = {};
-  if (raw.params !== undefined && raw.params !== null && (typeof raw.params !== 'object' || Array.isArray(raw.params))) {
-    if (!errors.some((e) => e.path === 'params')) errors.push({ path: 'params', message: 'must be a JSON object' });
+  // When the encoding already said params are not JSON, there is nothing more to say about their fields.
+  if (errors.some((e) => e.path === 'params')) params = {};
+  else if (raw.params !== undefined && raw.params !== null && (typeof raw.params !== 'object' || Array.isArray(raw.params))) {
+    errors.push({ path: 'params', message: 'must be a JSON object' });
   } else {
     const parsed = spec.params.safeParse(raw.params ?? {});
     if (parsed.success) params = parsed.data as Record<string, unknown>;
