@@ -22,7 +22,7 @@ fs.writeFileSync(
   output,
   chartSvg(
     r.targets,
-    `Darkroom vs bare BullMQ — issue 8 targets (${r.mode} run)`,
+    `Darkroom vs bare BullMQ — targets (${r.mode} run)`,
     `${m.cpus} × ${m.cpuModel}, node ${m.node}, redis ${m.redis}, bullmq ${m.bullmq}; ${r.startedAt.slice(0, 16).replace('T', ' ')} UTC; load ${r.loadAverage.start[0]}`,
   ),
 );

@@ -1,7 +1,7 @@
 /*
  * `pnpm bench` — Darkroom against the limit of its own engine: bare BullMQ on the same Redis, on
  * the same machine, in the same run. Starts a private redis-server, the real api and worker
- * processes, runs the six benchmarks of issue 8, prints the figures and the targets (PASS/MISS,
+ * processes, runs the six benchmarks, prints the figures and the targets (PASS/MISS,
  * never an exit code), and writes JSON and an SVG chart to bench/results/.
  *
  *   pnpm bench                 full run (about 3 minutes)
@@ -110,8 +110,8 @@ async function machineInfo(redisUrl: string) {
   const r = new Redis(redisUrl);
   const info = await r.info('server');
   r.disconnect();
-  const bullmq = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'packages/core/node_modules/bullmq/package.json'), 'utf8')).version;
-  const ioredis = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'packages/core/node_modules/ioredis/package.json'), 'utf8')).version;
+  const bullmq = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'packages/jobs/node_modules/bullmq/package.json'), 'utf8')).version;
+  const ioredis = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'packages/jobs/node_modules/ioredis/package.json'), 'utf8')).version;
   return {
     cpus: os.availableParallelism(),
     cpuModel: os.cpus()[0]?.model?.trim() ?? 'unknown',
@@ -261,7 +261,7 @@ async function main() {
   );
   log(figuresTable(results.rows));
   log('');
-  log('Targets (issue 8):');
+  log('Targets:');
   log(targetsTable(results.targets));
 
   if (args.profile) {
@@ -286,7 +286,7 @@ async function main() {
   fs.writeFileSync(jsonFile, `${JSON.stringify(results, null, 2)}\n`);
   const svg = chartSvg(
     results.targets,
-    `Darkroom vs bare BullMQ — issue 8 targets (${results.mode} run)`,
+    `Darkroom vs bare BullMQ — targets (${results.mode} run)`,
     `${m.cpus} × ${m.cpuModel}, node ${m.node}, redis ${m.redis}, bullmq ${m.bullmq}; ${results.startedAt.slice(0, 16).replace('T', ' ')} UTC; load ${results.loadAverage.start[0]}`,
   );
   const svgFile = jsonFile.replace(/\.json$/, '.svg');

@@ -10,10 +10,12 @@ import { build } from 'esbuild';
 const appDir = path.resolve(process.argv[2] ?? '.');
 const pkg = JSON.parse(fs.readFileSync(path.join(appDir, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> };
 const external = new Set<string>();
+const workspaceDirs = new Set<string>();
 const collect = (deps: Record<string, string> | undefined, from: string) => {
   for (const [name, range] of Object.entries(deps ?? {})) {
     if (range.startsWith('workspace:')) {
       const dir = path.join(from, 'node_modules', name);
+      workspaceDirs.add(fs.realpathSync(dir));
       collect(JSON.parse(fs.readFileSync(path.join(fs.realpathSync(dir), 'package.json'), 'utf8')).dependencies, fs.realpathSync(dir));
     } else external.add(name);
   }
@@ -38,6 +40,12 @@ await build({
   banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
   logLevel: 'warning',
 });
+// Lua scripts are read at run time from ./lua beside the module that loads them: in the bundle,
+// that is dist/lua.
+for (const dir of workspaceDirs) {
+  const lua = path.join(dir, 'src/lua');
+  if (fs.existsSync(lua)) fs.cpSync(lua, path.join(appDir, 'dist/lua'), { recursive: true });
+}
 process.stdout.write(
   `built ${path.relative(process.cwd(), path.join(appDir, 'dist/main.js'))} (external: ${[...external].sort().join(', ')})\n`,
 );

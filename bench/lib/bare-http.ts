@@ -9,7 +9,8 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
-import { loadConfig, queueOptions } from '../../packages/core/src/index.ts';
+import { queueOptions } from '../../packages/jobs/src/index.ts';
+import { loadConfig } from '../../packages/runtime/src/index.ts';
 import { apiEquivalentJob, EDIT_PARAMS, type JSON_SUBMIT } from './context.ts';
 import { Queue, Redis } from './deps.ts';
 

@@ -1,7 +1,8 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import os from 'node:os';
 import { type JobData, PIPELINE_SPECS, type PipelineName, priorityRank } from '../../packages/contracts/src/index.ts';
-import { type Config, loadConfig, newJobId, queueOptions } from '../../packages/core/src/index.ts';
+import { newJobId, queueOptions } from '../../packages/jobs/src/index.ts';
+import { type Config, loadConfig } from '../../packages/runtime/src/index.ts';
 import { Queue, Redis } from './deps.ts';
 import { buildRequest } from './http.ts';
 import { BENCH_STATION, type BenchSystem, PREFIX } from './system.ts';

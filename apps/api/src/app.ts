@@ -1,4 +1,5 @@
 import type { RequestListener } from 'node:http';
+import { type Deps, JobService } from '@darkroom/jobs';
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
 import helmet from 'helmet';
 import { credentialOf, requireAdmin } from './auth/middleware.ts';
@@ -10,7 +11,6 @@ import { fastLane } from './http/fast-lane.ts';
 import { HttpError, unavailable } from './http/problem.ts';
 import { requestLog } from './http/request-log.ts';
 import { recordHeaders, setHeaders } from './http/static-headers.ts';
-import { type Deps, JobService } from './jobs.ts';
 import { StationRateLimit } from './limits.ts';
 import { ApiMetrics } from './metrics.ts';
 import { adminRouter } from './routes/admin.ts';

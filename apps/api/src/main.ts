@@ -2,30 +2,22 @@ import { once } from 'node:events';
 import http from 'node:http';
 import { PIPELINE_NAMES } from '@darkroom/contracts';
 import {
-  ConfigError,
-  checkEvictionPolicy,
-  checkWebhookTarget,
-  createLogger,
-  createRedis,
-  createWebhookProcessor,
   createWebhookQueue,
-  enqueueFinalWebhook,
+  type Deps,
+  EventHub,
   FsBlobStore,
-  loadConfig,
+  InvalidSubmit,
+  JobLifecycle,
+  Maintenance,
   QueueRegistry,
-  Shutdown,
   StatsReader,
-  WEBHOOK_QUEUE,
-  type WebhookJobData,
-  type WebhookResult,
-} from '@darkroom/core';
+} from '@darkroom/jobs';
+import { ConfigError, checkEvictionPolicy, createLogger, createRedis, loadConfig, Shutdown } from '@darkroom/runtime';
+import { checkWebhookTarget, createWebhookProcessor, WEBHOOK_QUEUE, type WebhookJobData, type WebhookResult } from '@darkroom/webhooks';
 import { Worker } from 'bullmq';
 import { createApp } from './app.ts';
 import { loadStations, StationConfigError } from './auth/stations.ts';
-import { EventHub } from './events.ts';
-import { badRequest, HttpError } from './http/problem.ts';
-import type { Deps } from './jobs.ts';
-import { Maintenance } from './maintenance.ts';
+import { HttpError } from './http/problem.ts';
 
 async function main() {
   const config = loadConfig();
@@ -59,11 +51,11 @@ async function main() {
     blobs,
     stats,
     events,
+    lifecycle: new JobLifecycle({ config, logger, redis, webhooks, notify: (id) => events.notify(id) }),
     checkWebhookTarget: async (url) => {
       const r = await checkWebhookTarget(url, { allowPrivate: config.webhooks.allowPrivate });
-      if (!r.ok) throw badRequest('the request is invalid', [{ path: 'webhookUrl', message: r.reason }]);
+      if (!r.ok) throw new InvalidSubmit('the request is invalid', [{ path: 'webhookUrl', message: r.reason }]);
     },
-    onEnded: (job, body) => enqueueFinalWebhook(webhooks, config, job, body),
   };
   // Deliveries run here, from their own queue; a worker of its own with its own blocking connection.
   const secrets = new Map(stations.stations.map((s) => [s.name, s.webhookSecret]));

@@ -1,8 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type PipelineQueueInfo, PRIORITIES } from '@darkroom/contracts';
+import type { Deps } from '@darkroom/jobs';
 import type { NextFunction, Request, Response } from 'express';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import type { Deps } from './jobs.ts';
 import { waitingByPriority } from './routes/meta.ts';
 
 /*

@@ -3,8 +3,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { verifyWebhookSignature, WEBHOOK_SIGNATURE_HEADER } from '@darkroom/client';
 import type { JobStatusBody } from '@darkroom/contracts';
-import { verifyWebhookSignature } from '@darkroom/core';
 import { ADMIN_TOKEN, type System, startSystem, waitFor } from '@darkroom/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { submit, waitForFinal } from './helpers.ts';
@@ -94,7 +94,7 @@ describe('webhooks', () => {
     const d = tries[1]!;
     expect(d.headers['content-type']).toMatch(/^application\/json/);
     expect(d.headers['darkroom-event']).toBe('job.completed');
-    expect(verifyWebhookSignature(SECRET, String(d.headers['darkroom-signature']), d.body)).toBe(true);
+    expect(verifyWebhookSignature(SECRET, String(d.headers[WEBHOOK_SIGNATURE_HEADER.toLowerCase()]), d.body)).toBe(true);
     expect(verifyWebhookSignature('another-secret-0123456789', String(d.headers['darkroom-signature']), d.body)).toBe(false);
     const sent = JSON.parse(d.body) as JobStatusBody;
     expect(sent).toMatchObject({ id, status: 'completed', result: { sha256: final.result!.sha256 } });

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { loadConfig } from '@darkroom/core';
+import { loadConfig } from '@darkroom/runtime';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadStations, type Station, StationConfigError } from '../src/auth/stations.ts';
 
@@ -243,7 +243,7 @@ describe('isAdmin', () => {
 
 describe('default priority within the maximum', () => {
   it('caps an inherited default at the station maximum and refuses an explicit one above it', async () => {
-    const { loadConfig } = await import('@darkroom/core');
+    const { loadConfig } = await import('@darkroom/runtime');
     const fs = await import('node:fs');
     const os = await import('node:os');
     const path = await import('node:path');

@@ -1,10 +1,9 @@
 import { createHash } from 'node:crypto';
 import { PIPELINE_SPECS } from '@darkroom/contracts';
+import { JobsError, type RawSubmit, type Station, validateSubmit } from '@darkroom/jobs';
 import { describe, expect, it } from 'vitest';
-import type { Station } from '../src/auth/stations.ts';
-import { HttpError } from '../src/http/problem.ts';
-import type { RawSubmit } from '../src/submit/parse.ts';
-import { validateSubmit } from '../src/submit/validate.ts';
+import { problemOf } from '../src/http/error-table.ts';
+import type { HttpError } from '../src/http/problem.ts';
 
 const IMAGE = Buffer.from([0xff, 0xd8, 0xff, 0xd9]);
 
@@ -24,13 +23,15 @@ const NO_OPS = { operations: [] };
 const NO_SECRET = { webhookSecretAvailable: false };
 const SECRET = { webhookSecretAvailable: true };
 
-/** The HttpError validateSubmit throws, or a failure if it returns. */
+/** The problem a station gets for what validateSubmit throws (through the api's error table), or a failure if it returns. */
 function httpError(r: RawSubmit, s = station(), opts = NO_SECRET): HttpError {
   try {
     validateSubmit(r, s, opts);
   } catch (err) {
-    expect(err).toBeInstanceOf(HttpError);
-    return err as HttpError;
+    expect(err).toBeInstanceOf(JobsError);
+    const problem = problemOf(err);
+    expect(problem).toBeDefined();
+    return problem!;
   }
   throw new Error('expected validateSubmit to throw');
 }

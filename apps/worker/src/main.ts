@@ -1,23 +1,16 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import type { JobData, JobResultData } from '@darkroom/contracts';
 import {
-  ConfigError,
-  checkEvictionPolicy,
-  createLogger,
-  createRedis,
   createWebhookQueue,
-  enqueueFinalWebhook,
   FsBlobStore,
-  loadConfig,
+  JobLifecycle,
+  jobsInProgress,
   queueOptions,
   removeHeartbeat,
-  Shutdown,
   sysKeys,
-  toStatusBody,
   writeHeartbeat,
-} from '@darkroom/core';
+} from '@darkroom/jobs';
 import { createPipelines, detectDevice, pipelineSettings, startPipelines } from '@darkroom/pipelines';
-import { Job } from 'bullmq';
+import { ConfigError, checkEvictionPolicy, createLogger, createRedis, loadConfig, Shutdown } from '@darkroom/runtime';
 import { CancelWatch } from './cancel-watch.ts';
 import { DeviceWorker } from './device-worker.ts';
 import { WorkerMetrics } from './metrics.ts';
@@ -69,15 +62,7 @@ async function main() {
   const metrics = new WorkerMetrics();
   for (const p of pipelines) metrics.slots.set({ pipeline: p.spec.name }, concurrency);
   const webhooks = createWebhookQueue(config, redis);
-  // Reads the job back as stored, so the webhook carries exactly what a status request would show.
-  const announce = async (queueName: string, id: string) => {
-    const stored = (await Job.fromId(workers.find((w) => w.name === queueName)!, id).catch(() => undefined)) as
-      | Job<JobData, JobResultData>
-      | undefined;
-    if (!stored?.data.webhookUrl || !stored.finishedOn) return;
-    const state = stored.returnvalue ? 'completed' : 'failed';
-    await enqueueFinalWebhook(webhooks, config, stored, toStatusBody(stored, state));
-  };
+  const lifecycle = new JobLifecycle({ config, logger, redis, webhooks });
   const keys = sysKeys(config.prefix);
   const { prefix } = queueOptions(config, redis);
   // Cancel requests for active jobs: whichever worker holds the job aborts its signal. Subscribed
@@ -129,9 +114,7 @@ async function main() {
         },
         'job completed',
       );
-      void redis.srem(keys.pending(job.data.station), job.id!).catch(() => {});
-      if (job.data.webhookUrl)
-        void announce(pipeline.spec.name, job.id!).catch((err) => logger.warn({ err, jobId: job.id }, 'webhook not queued'));
+      void lifecycle.finalizeJob(w, job, 'completed');
     });
     w.on('failed', (job) => {
       if (!job?.finishedOn) return; // an attempt that will be retried
@@ -147,10 +130,7 @@ async function main() {
         },
         job.failedReason?.startsWith('[cancelled]') ? 'job cancelled' : 'job failed',
       );
-      void redis.srem(keys.pending(job.data.station), job.id!).catch(() => {});
-      void redis.del(keys.cancelRequested(job.id!)).catch(() => {});
-      if (job.data.webhookUrl)
-        void announce(pipeline.spec.name, job.id!).catch((err) => logger.warn({ err, jobId: job.id }, 'webhook not queued'));
+      void lifecycle.finalizeJob(w, job, job.failedReason?.startsWith('[cancelled]') ? 'cancelled' : 'failed');
     });
     w.on('error', (err) => logger.warn({ err: err.message, pipeline: pipeline.spec.name }, 'worker error'));
     workers.push(w);
@@ -161,7 +141,7 @@ async function main() {
   const heartbeat = async () => {
     const eventLoopDelayMaxMs = Math.round(loopDelay.max / 1e6);
     loopDelay.reset();
-    const activeJobs = workers.reduce((n, w) => n + ((w as unknown as { jobsInProgress?: Set<unknown> }).jobsInProgress?.size ?? 0), 0);
+    const activeJobs = workers.reduce((n, w) => n + jobsInProgress(w), 0);
     await writeHeartbeat(redis, config.prefix, {
       name,
       pipelines: served,

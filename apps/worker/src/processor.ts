@@ -1,20 +1,18 @@
-import { CONTENT_TYPES, FILE_EXTENSIONS, type JobData, type JobResultData } from '@darkroom/contracts';
 import {
   BackendUnavailableError,
-  type BlobStore,
-  blobKeys,
-  CANCELLED_REASON,
-  type Config,
+  CONTENT_TYPES,
   coerceError,
   DarkroomJobError,
+  FILE_EXTENSIONS,
   formatFailure,
   InvalidInputError,
+  type JobData,
+  type JobResultData,
   JobTimeoutError,
-  type Logger,
-  recordCompletion,
-  sysKeys,
-} from '@darkroom/core';
+} from '@darkroom/contracts';
+import { type BlobStore, blobKeys, CANCELLED_REASON, recordCompletion, sysKeys } from '@darkroom/jobs';
 import { finishOutput, type Pipeline, type PipelineResult } from '@darkroom/pipelines';
+import type { Config, Logger } from '@darkroom/runtime';
 import { type Job, UnrecoverableError, WaitingError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { WorkerMetrics } from './metrics.ts';

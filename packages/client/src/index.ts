@@ -1,4 +1,11 @@
 export type { JobStatus, JobStatusBody, Priority, Problem, ProblemCode, QueueBody } from '@darkroom/contracts';
+// For a station's webhook receiver: check `Darkroom-Signature` against the raw body.
+export {
+  verifyWebhookSignature,
+  WEBHOOK_DELIVERY_HEADER,
+  WEBHOOK_EVENT_HEADER,
+  WEBHOOK_SIGNATURE_HEADER,
+} from '@darkroom/contracts';
 export type { ImageInput } from './body.ts';
 export {
   type CallOptions,

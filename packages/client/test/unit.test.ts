@@ -1,5 +1,14 @@
+import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { backoffDelay, DarkroomError, parseRetryAfter, readEventStream, type SseEvent } from '../src/index.ts';
+import {
+  backoffDelay,
+  DarkroomError,
+  parseRetryAfter,
+  readEventStream,
+  type SseEvent,
+  verifyWebhookSignature,
+  WEBHOOK_SIGNATURE_HEADER,
+} from '../src/index.ts';
 
 /* The pieces with no server in them: the event-stream parser, Retry-After, backoff, problem bodies. */
 
@@ -117,5 +126,21 @@ describe('DarkroomError.fromResponse', () => {
       'GET /v1/queue',
     );
     expect(err).toMatchObject({ status: 502, code: 'http_502', detail: 'Bad Gateway', errors: [] });
+  });
+});
+
+describe('verifyWebhookSignature (for a station’s webhook receiver)', () => {
+  const secret = 'whsec-0123456789abcdef';
+  const body = '{"event":"job.completed","job":{"id":"edit_x"}}';
+  const sign = (t: number, b = body, s = secret) => `t=${t},v1=${createHmac('sha256', s).update(`${t}.${b}`).digest('hex')}`;
+
+  it('accepts a fresh signature over the raw body, and refuses a changed body, another secret or an old time', () => {
+    const now = 1_800_000_000;
+    expect(WEBHOOK_SIGNATURE_HEADER).toBe('Darkroom-Signature');
+    expect(verifyWebhookSignature(secret, sign(now), body, { now })).toBe(true);
+    expect(verifyWebhookSignature(secret, sign(now), `${body} `, { now })).toBe(false);
+    expect(verifyWebhookSignature(secret, sign(now, body, 'other-secret'), body, { now })).toBe(false);
+    expect(verifyWebhookSignature(secret, sign(now - 301), body, { now })).toBe(false);
+    expect(verifyWebhookSignature(secret, undefined, body, { now })).toBe(false);
   });
 });

@@ -1,4 +1,4 @@
-import { BackendUnavailableError } from '@darkroom/core';
+import { BackendUnavailableError } from '@darkroom/contracts';
 import WebSocket from 'ws';
 
 /*

@@ -1,7 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { COMFYUI_WORKFLOWS, type ComfyuiParams, type ComfyuiWorkflow } from '@darkroom/contracts';
-import { InvalidInputError } from '@darkroom/core';
+import { COMFYUI_WORKFLOWS, type ComfyuiParams, type ComfyuiWorkflow, InvalidInputError } from '@darkroom/contracts';
 import { z } from 'zod';
 import edit from '../workflows/edit.json' with { type: 'json' };
 import img2img from '../workflows/img2img.json' with { type: 'json' };

@@ -1,7 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { COMFYUI_SPEC, type ComfyuiParams, type ComfyuiWorkflow } from '@darkroom/contracts';
-import { BackendUnavailableError, DarkroomJobError, InvalidInputError, type Logger } from '@darkroom/core';
+import {
+  BackendUnavailableError,
+  COMFYUI_SPEC,
+  type ComfyuiParams,
+  type ComfyuiWorkflow,
+  DarkroomJobError,
+  InvalidInputError,
+} from '@darkroom/contracts';
+import type { Logger } from '@darkroom/runtime';
 import sharp from 'sharp';
 import {
   ComfyClient,

@@ -1,5 +1,4 @@
-import { type EditOperation, type EditParams, type OutputFormat, PIPELINE_SPECS } from '@darkroom/contracts';
-import { InvalidInputError } from '@darkroom/core';
+import { type EditOperation, type EditParams, InvalidInputError, type OutputFormat, PIPELINE_SPECS } from '@darkroom/contracts';
 import sharp, { type Channels, type Metadata, type Sharp, type SharpOptions } from 'sharp';
 import type { Pipeline, PipelineContext, PipelineInput, PipelineOutput } from './types.ts';
 

@@ -1,5 +1,5 @@
 import type { OutputFormat } from '@darkroom/contracts';
-import { InvalidInputError } from '@darkroom/core';
+import { InvalidInputError } from '@darkroom/contracts';
 import sharp, { type Sharp } from 'sharp';
 import type { RgbImage } from './tiles.ts';
 import type { ComputeDone, PipelineContext, PipelineInput, PipelineOutput } from './types.ts';

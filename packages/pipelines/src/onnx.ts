@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { ONNX_MODEL_NAME, ONNX_SPEC, type OnnxParams } from '@darkroom/contracts';
-import { DarkroomJobError, InvalidInputError, type Logger } from '@darkroom/core';
+import { DarkroomJobError, InvalidInputError, ONNX_MODEL_NAME, ONNX_SPEC, type OnnxParams } from '@darkroom/contracts';
+import type { Logger } from '@darkroom/runtime';
 import type * as Ort from 'onnxruntime-node';
 import { z } from 'zod';
 import { detectDevice } from './device.ts';

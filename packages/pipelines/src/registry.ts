@@ -1,5 +1,5 @@
 import { PIPELINE_NAMES, type PipelineName } from '@darkroom/contracts';
-import { type Config, ConfigError, type Logger } from '@darkroom/core';
+import { type Config, ConfigError, type Logger } from '@darkroom/runtime';
 import { type ComfyuiOptions, ComfyuiPipeline } from './comfyui.ts';
 import { editPipeline } from './edit.ts';
 import { type OnnxOptions, OnnxPipeline } from './onnx.ts';

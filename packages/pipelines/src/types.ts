@@ -1,5 +1,5 @@
 import type { BlobRef, OutputFormat, PipelineSpec } from '@darkroom/contracts';
-import type { Logger } from '@darkroom/core';
+import type { Logger } from '@darkroom/runtime';
 
 /** The input image as the worker hands it to a pipeline: a local file and what the API learned of it. */
 export interface PipelineInput {

@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { UPSCALE_SPEC, type UpscaleParams } from '@darkroom/contracts';
-import { InvalidInputError, type Logger } from '@darkroom/core';
+import { InvalidInputError, UPSCALE_SPEC, type UpscaleParams } from '@darkroom/contracts';
+import type { Logger } from '@darkroom/runtime';
 import type * as TfCore from '@tensorflow/tfjs-core';
 import type * as TfLayers from '@tensorflow/tfjs-layers';
 import { decodeInput, encodeLater, outputFormat } from './image-io.ts';

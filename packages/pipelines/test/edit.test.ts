@@ -1,5 +1,4 @@
-import { EditParams } from '@darkroom/contracts';
-import { InvalidInputError } from '@darkroom/core';
+import { EditParams, InvalidInputError } from '@darkroom/contracts';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { editPipeline } from '../src/edit.ts';

@@ -2,7 +2,7 @@ import { stat } from 'node:fs/promises';
 import nodePath from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { OutputFormat } from '@darkroom/contracts';
-import { createLogger, type Logger } from '@darkroom/core';
+import { createLogger, type Logger } from '@darkroom/runtime';
 import sharp, { type Sharp } from 'sharp';
 import type { PipelineContext, PipelineInput } from '../src/types.ts';
 

@@ -1,8 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { OnnxParams } from '@darkroom/contracts';
-import { DarkroomJobError, InvalidInputError } from '@darkroom/core';
+import { DarkroomJobError, InvalidInputError, OnnxParams } from '@darkroom/contracts';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { invertModel, nearest2xNhwcModel, writeModelDir, writeTestModels } from '../../testing/src/onnx-model.ts';

@@ -1,5 +1,5 @@
 import { PIPELINE_NAMES, SyntheticParams } from '@darkroom/contracts';
-import { ConfigError } from '@darkroom/core';
+import { ConfigError } from '@darkroom/runtime';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { editPipeline } from '../src/edit.ts';

@@ -248,8 +248,8 @@ describe('compose.yaml against the repository', () => {
   });
 
   it('sets only environment variables that config.ts reads (or that are on their way)', () => {
-    const configSource = read(path.join(ROOT, 'packages/core/src/config.ts'));
-    // added by issue 7 / metrics: the worker metrics server (DARKROOM_WORKER_METRICS_PORT) and the
+    const configSource = read(path.join(ROOT, 'packages/runtime/src/config.ts'));
+    // The worker metrics server (DARKROOM_WORKER_METRICS_PORT) and the
     // GPU pipelines (DARKROOM_COMFYUI_URL, DARKROOM_MODEL_DIR) add these to config.ts. Drop a name
     // from this list once config.ts has it.
     const pending = new Set(['DARKROOM_WORKER_METRICS_PORT', 'DARKROOM_COMFYUI_URL', 'DARKROOM_MODEL_DIR']);
@@ -282,7 +282,7 @@ describe('compose.yaml against the repository', () => {
   });
 
   it('publishes the API on its default port and keeps worker metrics on the compose network', () => {
-    const configSource = read(path.join(ROOT, 'packages/core/src/config.ts'));
+    const configSource = read(path.join(ROOT, 'packages/runtime/src/config.ts'));
     const defaultPort = Number(/\bPORT: int\(0\)\.max\(65535\)\.default\((\d+)\)/.exec(configSource)?.[1]);
     expect(defaultPort).toBe(8080);
     const api = service('api');
@@ -493,7 +493,7 @@ describe('Dockerfile', () => {
       'scripts/build-app.ts',
       'apps/api/src/main.ts',
       'apps/worker/src/main.ts',
-      'packages/core/src/config.ts',
+      'packages/runtime/src/config.ts',
       'tsconfig.base.json',
     ]) {
       expect(exists(path.join(ROOT, p)), p).toBe(true);
@@ -503,7 +503,7 @@ describe('Dockerfile', () => {
     for (const p of [
       'node_modules/.pnpm/x',
       'apps/api/node_modules/express/package.json',
-      'packages/core/node_modules/x',
+      'packages/jobs/node_modules/x',
       'apps/api/dist/main.js',
       '.git/HEAD',
       '.darkroom/data/outputs/x',

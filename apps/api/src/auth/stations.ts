@@ -1,7 +1,8 @@
 import crypto, { createHash, timingSafeEqual } from 'node:crypto';
 import fs from 'node:fs';
 import { isAbove, Priority } from '@darkroom/contracts';
-import type { Config } from '@darkroom/core';
+import type { Station } from '@darkroom/jobs';
+import type { Config } from '@darkroom/runtime';
 import { z } from 'zod';
 
 /*
@@ -9,14 +10,7 @@ import { z } from 'zod';
  * a station's limits come from the stations file, else the operator's defaults.
  */
 
-export interface Station {
-  name: string;
-  maxPriority: Priority;
-  defaultPriority: Priority;
-  maxPending: number | null;
-  requestsPerMinute: number | null;
-  webhookSecret: string | undefined;
-}
+export type { Station };
 
 const StationEntry = z.strictObject({
   name: z

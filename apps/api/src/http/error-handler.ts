@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http';
-import type { Logger } from '@darkroom/core';
+import type { Logger } from '@darkroom/runtime';
 import type { ErrorRequestHandler, RequestHandler } from 'express';
+import { problemOf } from './error-table.ts';
 import { HttpError, notFound, unavailable } from './problem.ts';
 import { isRedisUnavailable } from './redis-errors.ts';
 
@@ -54,6 +55,8 @@ function sendBody(res: ServerResponse, status: number, type: string, text: strin
 
 export function toHttpError(err: unknown): HttpError {
   if (err instanceof HttpError) return err;
+  const domain = problemOf(err);
+  if (domain) return domain;
   if (isRedisUnavailable(err)) return unavailable();
   const e = err as { type?: string; status?: number; statusCode?: number };
   // body-parser's errors carry a `type`; map them without echoing their text.

@@ -1,9 +1,9 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import querystring from 'node:querystring';
+import type { Deps } from '@darkroom/jobs';
 import type { Express } from 'express';
 import { authenticate } from '../auth/middleware.ts';
 import type { StationRegistry } from '../auth/stations.ts';
-import type { Deps } from '../jobs.ts';
 import type { StationRateLimit } from '../limits.ts';
 import type { ApiMetrics } from '../metrics.ts';
 import type { HotJobRoutes } from '../routes/jobs.ts';

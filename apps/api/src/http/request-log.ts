@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Logger } from '@darkroom/core';
+import type { Logger } from '@darkroom/runtime';
 
 declare module 'node:http' {
   interface IncomingMessage {

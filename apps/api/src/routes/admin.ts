@@ -1,9 +1,9 @@
+import type { Deps } from '@darkroom/jobs';
 import { Router } from 'express';
 import { requireAdmin } from '../auth/middleware.ts';
 import type { StationRegistry } from '../auth/stations.ts';
 import { handler } from '../http/async.ts';
 import { notFound } from '../http/problem.ts';
-import type { Deps } from '../jobs.ts';
 import { queueEntry } from './meta.ts';
 
 /** Operator routes under /v1/admin, behind the admin credential. Pause and resume are idempotent. */

@@ -2,7 +2,7 @@ import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
 import type { JobData } from '@darkroom/contracts';
-import type { QueueRegistry } from '@darkroom/core';
+import type { QueueRegistry } from '@darkroom/jobs';
 import type { Router } from 'express';
 
 export const DASHBOARD_PATH = '/admin/queues';

@@ -1,5 +1,15 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { blobKeys } from '@darkroom/core';
+import {
+  blobKeys,
+  type Deps,
+  FINAL_STATUSES,
+  idempotencyKeyOf,
+  type JobService,
+  type LoadedJob,
+  type ValidSubmit,
+  type Viewer,
+  validateSubmit,
+} from '@darkroom/jobs';
 import { createSession } from 'better-sse';
 import type { RequestHandler } from 'express';
 import express, { Router } from 'express';
@@ -8,11 +18,8 @@ import type { Station, StationRegistry } from '../auth/stations.ts';
 import { handler } from '../http/async.ts';
 import { sendJson } from '../http/error-handler.ts';
 import { badRequest, HttpError, notFound } from '../http/problem.ts';
-import { idempotencyKeyOf } from '../idempotency.ts';
-import { type Deps, FINAL_STATUSES, type JobService, type LoadedJob, type Viewer } from '../jobs.ts';
 import type { ApiMetrics } from '../metrics.ts';
 import { discardImage, fromJson, parseMultipart, type RawSubmit, type Spool, tooLarge } from '../submit/parse.ts';
-import { type ValidSubmit, validateSubmit } from '../submit/validate.ts';
 
 const MAX_IDS = 100;
 const SSE_KEEPALIVE_MS = 15_000;
@@ -191,8 +198,8 @@ export function jobsRouter(deps: Deps, stations: StationRegistry, jobs: JobServi
     '/v1/jobs/:id',
     ...stationOrAdmin,
     handler(async (req, res) => {
-      const { status, body } = await jobs.cancel(await loadOr404(req), viewerOf(req));
-      res.status(status).json(body);
+      const { outcome, body } = await jobs.cancel(await loadOr404(req), viewerOf(req));
+      res.status(outcome === 'ended' ? 200 : 202).json(body);
     }),
   );
 

@@ -7,13 +7,12 @@ import {
   priorityRank,
   type QueueBody,
 } from '@darkroom/contracts';
-import type { DarkroomQueue } from '@darkroom/core';
+import type { DarkroomQueue, Deps, JobService } from '@darkroom/jobs';
 import { Router } from 'express';
 import { requireStation } from '../auth/middleware.ts';
 import type { StationRegistry } from '../auth/stations.ts';
 import { handler } from '../http/async.ts';
 import { unavailable } from '../http/problem.ts';
-import type { Deps, JobService } from '../jobs.ts';
 
 export function metaRouter(deps: Deps, stations: StationRegistry, jobs: JobService): Router {
   const r = Router();

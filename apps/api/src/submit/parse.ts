@@ -3,42 +3,31 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
-import { type FieldError, InputFormat } from '@darkroom/contracts';
+import { InputFormat } from '@darkroom/contracts';
 import {
   type CompletenessTracker,
   completenessTracker,
   type ImageSource,
   SPOOL_HEAD_BYTES,
   type SpooledImage,
-  sha256Hex,
   sniffFormat,
-} from '@darkroom/core';
+} from '@darkroom/images';
+import { ImageTooLarge, type RawSubmit, StoreUnavailable, sha256Hex } from '@darkroom/jobs';
 import busboy from 'busboy';
-import { badRequest, HttpError } from '../http/problem.ts';
+import { badRequest } from '../http/problem.ts';
 
 /*
  * Turns a submit body, multipart or JSON, into one raw shape. Nothing is validated here beyond
  * the encoding itself; `validateSubmit` judges the fields so both encodings answer alike.
  */
-export interface RawSubmit {
-  pipeline?: unknown;
-  params?: unknown;
-  priority?: unknown;
-  webhookUrl?: unknown;
-  /** The image, if one was sent (possibly empty): in memory, or spooled to a temporary file. */
-  image?: ImageSource;
-  /** Their sha256 (hex), computed as they arrived. */
-  imageSha256?: string;
-  errors: FieldError[];
-}
+export type { RawSubmit };
 
 const MAX_FIELD_BYTES = 256 * 1024;
 const TEXT_FIELDS = new Set(['pipeline', 'params', 'priority', 'webhookUrl']);
 
-export const tooLarge = (max: number) => new HttpError(413, 'payload_too_large', `the image is larger than the limit of ${max} bytes`);
+export const tooLarge = (max: number) => new ImageTooLarge(max);
 
-export const storeUnavailable = () =>
-  new HttpError(503, 'unavailable', 'the image could not be stored right now; try again later', { headers: { 'Retry-After': '5' } });
+export const storeUnavailable = () => new StoreUnavailable();
 
 /** Where a large upload goes while it arrives. */
 export interface Spool {
@@ -121,8 +110,8 @@ export function parseMultipart(req: IncomingMessage, maxUploadBytes: number, spo
       return reject(badRequest('malformed multipart/form-data (missing or bad boundary)'));
     }
     const out: RawSubmit = { errors: [] };
-    let failure: HttpError | undefined;
-    const fail = (err: HttpError) => {
+    let failure: Error | undefined;
+    const fail = (err: Error) => {
       failure ??= err;
     };
     let spooled: SpoolFile | undefined;
@@ -131,7 +120,7 @@ export function parseMultipart(req: IncomingMessage, maxUploadBytes: number, spo
     // the first of error/close settles. On an error the rest of the body is read and dropped, so
     // the answer reaches a client that is still sending.
     let settled = false;
-    const settle = (err: HttpError | undefined) => {
+    const settle = (err: Error | undefined) => {
       if (settled) return;
       settled = true;
       if (!err && spooled && spooledDigest) {
@@ -143,7 +132,7 @@ export function parseMultipart(req: IncomingMessage, maxUploadBytes: number, spo
             out.imageSha256 = sha256;
             resolve(out);
           },
-          (e: HttpError) => file.discard().finally(() => reject(e)),
+          (e: Error) => file.discard().finally(() => reject(e)),
         );
         return;
       }

@@ -1,6 +1,0 @@
-import { defineProject } from 'vitest/config';
-import { sharedTestOptions } from '../../vitest.shared.ts';
-
-export default defineProject({
-  test: { ...sharedTestOptions, name: 'core' },
-});

@@ -1,0 +1,75 @@
+import { createHash } from 'node:crypto';
+
+import type { Redis } from 'ioredis';
+import { IdempotencyConflict, InvalidSubmit } from './errors.ts';
+import { sysKeys } from './keys.ts';
+import type { ValidSubmit } from './submit.ts';
+
+/*
+ * Idempotency-Key: per station, 24 h. The key is claimed (SET NX) before the job is created, so
+ * of two identical requests racing exactly one creates the job; the other finds the claim and
+ * answers with that job. An answered error releases the claim ("does not take the key").
+ * "The same request" is compared by a fingerprint of pipeline, params (canonical JSON, defaults
+ * applied), priority (the station default when omitted), webhook URL and image sha256.
+ */
+
+export const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
+const MAX_KEY_LENGTH = 255;
+
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value ?? null);
+}
+
+export function fingerprint(v: ValidSubmit): string {
+  const image = v.imageSha256 ?? null;
+  const text = canonicalJson({ pipeline: v.spec.name, params: v.params, priority: v.priority, webhookUrl: v.webhookUrl ?? null, image });
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/** The header's value, or undefined; a malformed one is refused at path `Idempotency-Key`. */
+export function idempotencyKeyOf(header: string | string[] | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  const key = Array.isArray(header) ? header[0] : header;
+  if (!key || key.length > MAX_KEY_LENGTH || !/^[\x21-\x7e]+$/.test(key)) {
+    throw new InvalidSubmit('Idempotency-Key must be 1–255 visible ASCII characters', [{ path: 'Idempotency-Key', message: 'invalid' }]);
+  }
+  return key;
+}
+
+export type Claim = { kind: 'claimed'; release(): Promise<void> } | { kind: 'existing'; jobId: string };
+
+export async function claimIdempotencyKey(
+  redis: Redis,
+  prefix: string,
+  station: string,
+  key: string,
+  fp: string,
+  jobId: string,
+): Promise<Claim> {
+  const redisKey = sysKeys(prefix).idempotency(station, createHash('sha256').update(key).digest('hex'));
+  const ok = await redis.set(redisKey, JSON.stringify({ fp, jobId }), 'EX', IDEMPOTENCY_TTL_SECONDS, 'NX');
+  if (ok === 'OK') {
+    return {
+      kind: 'claimed',
+      release: async () => {
+        // Only our own claim: a later request may have claimed the key after ours expired.
+        const current = await redis.get(redisKey);
+        if (current && (JSON.parse(current) as { jobId: string }).jobId === jobId) await redis.del(redisKey);
+      },
+    };
+  }
+  const raw = await redis.get(redisKey);
+  if (!raw) return claimIdempotencyKey(redis, prefix, station, key, fp, jobId); // released meanwhile
+  const existing = JSON.parse(raw) as { fp: string; jobId: string };
+  if (existing.fp !== fp) {
+    throw new IdempotencyConflict('this Idempotency-Key was already used with a different request');
+  }
+  return { kind: 'existing', jobId: existing.jobId };
+}

@@ -1,0 +1,45 @@
+// The job system: the one writer of a job's Redis state, and the only code that knows BullMQ's internals.
+export { admit, backlogRetryAfter, jittered, tooManyPending } from './admission.ts';
+export { type BlobStore, blobKeys, FsBlobStore, sha256Hex } from './blob-store.ts';
+export { jobsInProgress, PRIORITY_SCORE_SPAN, priorityScoreRange } from './bullmq.ts';
+export { endWaitingJob } from './end-waiting.ts';
+export {
+  IdempotencyConflict,
+  ImageTooLarge,
+  InvalidImage,
+  InvalidSubmit,
+  JobExpired,
+  JobNotFound,
+  JobStateConflict,
+  JobsError,
+  NoResult,
+  PriorityNotAllowed,
+  QueueFull,
+  ResultNotReady,
+  StationBusy,
+  StoreUnavailable,
+  UnknownPipeline,
+  UnsupportedImage,
+} from './errors.ts';
+export { EventHub, type JobChange } from './events.ts';
+export { canonicalJson, claimIdempotencyKey, fingerprint, IDEMPOTENCY_TTL_SECONDS, idempotencyKeyOf } from './idempotency.ts';
+export { newJobId, pipelineOfJobId } from './ids.ts';
+export { type BullState, CANCELLED_REASON, finishedState, jobLinks, statusOf, toStatusBody } from './job-view.ts';
+export { sysKeys } from './keys.ts';
+export { type FinalHow, JobLifecycle, type JobReader, type LifecycleDeps } from './lifecycle.ts';
+export { Maintenance } from './maintenance.ts';
+export { type DarkroomQueue, EVENTS_MAX_LEN, QueueRegistry, queueOptions } from './queues.ts';
+export { type Deps, FINAL_STATUSES, JobService, type LoadedJob } from './service.ts';
+export type { Station, Viewer } from './station.ts';
+export {
+  estimateWaitSeconds,
+  type PipelineStats,
+  recordCompletion,
+  removeHeartbeat,
+  StatsReader,
+  WORKER_STALE_MS,
+  type WorkerHeartbeat,
+  writeHeartbeat,
+} from './stats.ts';
+export { type RawSubmit, type ValidSubmit, validateSubmit } from './submit.ts';
+export { createWebhookQueue, enqueueFinalWebhook, type WebhookQueue } from './webhook-queue.ts';

@@ -1,0 +1,371 @@
+import { JOB_ID_PATTERN, type JobData, type JobResultData, type JobStatusBody, priorityRank } from '@darkroom/contracts';
+import { imageByteLength, inspectImage } from '@darkroom/images';
+import type { Config, Logger } from '@darkroom/runtime';
+import { Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { admit, tooManyPending } from './admission.ts';
+import { type BlobStore, blobKeys, sha256Hex } from './blob-store.ts';
+import { queueClient } from './bullmq.ts';
+import { endWaitingJob } from './end-waiting.ts';
+import {
+  IdempotencyConflict,
+  InvalidImage,
+  JobExpired,
+  JobNotFound,
+  JobStateConflict,
+  QueueFull,
+  StoreUnavailable,
+  UnsupportedImage,
+} from './errors.ts';
+import type { EventHub } from './events.ts';
+import { claimIdempotencyKey, fingerprint } from './idempotency.ts';
+import { newJobId, pipelineOfJobId } from './ids.ts';
+import { type BullState, CANCELLED_REASON, finishedState, toStatusBody } from './job-view.ts';
+import { sysKeys } from './keys.ts';
+import type { JobLifecycle } from './lifecycle.ts';
+import type { DarkroomQueue, QueueRegistry } from './queues.ts';
+import type { Station, Viewer } from './station.ts';
+import { estimateWaitSeconds, type StatsReader } from './stats.ts';
+import type { ValidSubmit } from './submit.ts';
+
+export interface Deps {
+  config: Config;
+  logger: Logger;
+  redis: Redis;
+  queues: QueueRegistry;
+  blobs: BlobStore;
+  stats: StatsReader;
+  events: EventHub;
+  /** Ends every job that becomes final here (cancelled or expired while waiting). */
+  lifecycle: JobLifecycle;
+  /** Refuses a webhook URL whose host resolves to a forbidden address (InvalidSubmit at `webhookUrl`). */
+  checkWebhookTarget?: (url: string) => Promise<void>;
+}
+
+export type LoadedJob = {
+  queue: DarkroomQueue;
+  job: Job<JobData, JobResultData>;
+  state: BullState;
+  /** Its ZRANK among prioritized jobs, when read with the job. */
+  rank?: number;
+};
+
+export const FINAL_STATUSES = new Set(['completed', 'failed', 'cancelled']);
+const QUEUED_STATES = new Set(['prioritized', 'waiting', 'delayed', 'paused', 'waiting-children']);
+
+export class JobService {
+  readonly #d: Deps;
+  readonly #keys: ReturnType<typeof sysKeys>;
+
+  constructor(deps: Deps) {
+    this.#d = deps;
+    this.#keys = sysKeys(deps.config.prefix);
+  }
+
+  /**
+   * Accepts a validated submit: checks the image, honours the Idempotency-Key, checks queue
+   * room and the station's pending limit, stores the input and queues the job. Any answered
+   * error leaves nothing behind: no job, no file, no claimed key, no pending slot.
+   */
+  async submit(
+    v: ValidSubmit,
+    station: Station,
+    opts: { requestId?: string; idempotencyKey?: string } = {},
+  ): Promise<{ body: JobStatusBody; deduplicated: boolean }> {
+    const { config, queues, blobs, logger, redis } = this.#d;
+    const queue = queues.get(v.spec.name)!;
+    let input: JobData['input'];
+    if (v.image) {
+      const r = await inspectImage(v.image, config.limits);
+      if (!r.ok) {
+        throw r.failure.kind === 'unsupported' ? new UnsupportedImage(r.failure.detail) : new InvalidImage(r.failure.detail);
+      }
+      input = { key: '', bytes: imageByteLength(v.image), sha256: '', ...r.info };
+    }
+
+    const id = newJobId(v.spec.name);
+    const undo: (() => Promise<unknown>)[] = [];
+    try {
+      if (opts.idempotencyKey) {
+        const claim = await claimIdempotencyKey(redis, config.prefix, station.name, opts.idempotencyKey, fingerprint(v), id);
+        if (claim.kind === 'existing') return { body: await this.#original(claim.jobId, station), deduplicated: true };
+        undo.push(claim.release);
+      }
+      const pendingKey = this.#keys.pending(station.name);
+      const limited = station.maxPending !== null || config.limits.maxQueueSize !== null;
+      if (limited) {
+        await this.#admit(queue, station, id);
+        undo.push(() => redis.srem(pendingKey, id));
+      }
+
+      if (input && v.image) {
+        input.key = blobKeys.input(id);
+        const image = v.image;
+        input.sha256 = v.imageSha256 ?? (Buffer.isBuffer(image) ? sha256Hex(image) : image.sha256);
+        const stored = Buffer.isBuffer(image)
+          ? blobs.create(input.key, image, { sync: config.fsyncInputs })
+          : blobs.adopt(image.path, input.key, { sync: config.fsyncInputs });
+        await stored.catch((err: NodeJS.ErrnoException) => {
+          logger.error({ err, jobId: id }, 'input image could not be stored');
+          throw new StoreUnavailable();
+        });
+        const key = input.key;
+        undo.push(() => blobs.delete(key));
+      }
+      const data: JobData = {
+        v: 1,
+        station: station.name,
+        pipeline: v.spec.name,
+        priority: v.priority,
+        params: v.params,
+        ...(input ? { input } : {}),
+        ...(v.webhookUrl ? { webhookUrl: v.webhookUrl } : {}),
+        timeoutMs: config.limits.jobTimeoutMs,
+        ...(opts.requestId ? { requestId: opts.requestId } : {}),
+      };
+      const job = new Job<JobData, JobResultData>(
+        queue,
+        v.spec.name,
+        data,
+        { ...queue.defaultJobOptions, priority: priorityRank(v.priority), attempts: Math.min(v.spec.attempts, config.jobs.attempts) },
+        id,
+      );
+      // One round trip: the pending entry (when no limit claimed it above), the job and its
+      // position are written back to back on the queue's connection, which keeps their order.
+      const client = await queueClient(queue);
+      if (!limited) undo.push(() => redis.srem(pendingKey, id));
+      // Corked, the three leave in one write: a syscall each cost as much as the rest of a submit.
+      const socket = client.status === 'ready' ? client.stream : undefined;
+      socket?.cork();
+      const sent = [
+        limited ? undefined : client.sadd(pendingKey, id),
+        job.addJob(client as never),
+        client.zrank(queue.toKey('prioritized'), id),
+      ] as const;
+      socket?.uncork();
+      const [claimed, added, ranked] = await Promise.allSettled(sent);
+      if (added.status === 'rejected') throw added.reason;
+      // The job stands; a pending entry that did not land only leaves the station's count low.
+      if (claimed.status === 'rejected') logger.warn({ err: claimed.reason, jobId: id }, 'pending entry not recorded');
+      logger.info({ jobId: id, pipeline: v.spec.name, station: station.name, priority: v.priority }, 'job queued');
+      undo.length = 0; // queued: from here on the job stands, whatever happens to this answer
+      const rank = ranked.status === 'fulfilled' ? ranked.value : null;
+      // A worker may have taken it already, and Redis may go away before the stats can be read:
+      // the job is queued either way, so the answer is a 202, with as much as is known.
+      const body =
+        typeof rank === 'number'
+          ? await this.view({ queue, job, state: 'prioritized', rank }).catch(() => toStatusBody(job, 'prioritized'))
+          : ((await this.reload(id, { station }).catch(() => undefined)) ?? toStatusBody(job, 'prioritized'));
+      return { body, deduplicated: false };
+    } catch (err) {
+      for (const u of undo.reverse()) await u().catch(() => {});
+      throw err;
+    }
+  }
+
+  /** The job an Idempotency-Key names. Its creator may still be adding it: wait a moment. */
+  async #original(jobId: string, station: Station): Promise<JobStatusBody> {
+    for (let i = 0; i < 100; i++) {
+      const loaded = await this.load(jobId, { station });
+      if (loaded) return { ...(await this.view(loaded)), deduplicated: true };
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new IdempotencyConflict('a request with this Idempotency-Key is still being processed; retry shortly', { retryAfterSeconds: 1 });
+  }
+
+  /** Room in the queue and in the station's share, claimed for `id` in one round trip; QueueFull or StationBusy otherwise. */
+  async #admit(queue: DarkroomQueue, station: Station, id: string): Promise<void> {
+    const { redis, config } = this.#d;
+    const keys = { pending: this.#keys.pending(station.name), prioritized: queue.toKey('prioritized'), wait: queue.toKey('wait') };
+    const limits = { maxPending: station.maxPending, maxQueue: config.limits.maxQueueSize };
+    let result = await admit(redis, keys, id, limits);
+    if (result === 'station_full') {
+      // Drop ids of jobs that ended without leaving the set, then try once more.
+      await this.pendingCount(station.name);
+      result = await admit(redis, keys, id, limits);
+    }
+    if (result === 'admitted') return;
+    const stats = await this.#d.stats.get(queue.name);
+    if (result === 'station_full') throw tooManyPending(station, await this.pendingCount(station.name), stats);
+    const per = stats.avgProcessingMs && stats.slots ? stats.avgProcessingMs / stats.slots / 1000 : 5;
+    const retryAfter = Math.min(120, Math.max(1, Math.ceil(per)));
+    throw new QueueFull(`the ${queue.name} queue holds its limit of ${limits.maxQueue} waiting jobs; retry later`, {
+      retryAfterSeconds: retryAfter,
+    });
+  }
+
+  /**
+   * The job if it exists and the viewer may see it; undefined otherwise. A job removed after its
+   * retention throws JobExpired for its own station (and the admin), undefined for anyone else.
+   */
+  async load(id: string, viewer: Viewer): Promise<LoadedJob | undefined> {
+    if (!JOB_ID_PATTERN.test(id)) return undefined;
+    const queue = this.#d.queues.get(pipelineOfJobId(id));
+    if (!queue) return undefined;
+    // The rank travels with the job read (one round trip): a queued job's state and position follow from the two.
+    const ranked = this.#d.redis.zrank(queue.toKey('prioritized'), id).catch(() => null);
+    const job = (await Job.fromId(queue, id)) as Job<JobData, JobResultData> | undefined;
+    const rank = await ranked;
+    if (!job?.data?.station) {
+      const owner = await this.#d.redis.get(this.#keys.tombstone(id));
+      if (owner && ('admin' in viewer || owner === viewer.station.name)) throw new JobExpired();
+      return undefined;
+    }
+    if ('station' in viewer && job.data.station !== viewer.station.name) return undefined;
+    const known = finishedState(job);
+    if (known) return { queue, job, state: known };
+    if (rank !== null) return { queue, job, state: 'prioritized', rank };
+    const state = await queue.getJobState(id);
+    if (state === 'unknown') return undefined;
+    if (state === 'completed' || state === 'failed') {
+      // It finished between the two reads: read the hash again so the body has its result.
+      const fresh = (await Job.fromId(queue, id)) as Job<JobData, JobResultData> | undefined;
+      if (!fresh) return undefined;
+      return { queue, job: fresh, state: finishedState(fresh) ?? state };
+    }
+    return { queue, job, state };
+  }
+
+  async view({ queue, job, state, rank }: LoadedJob): Promise<JobStatusBody> {
+    if (state === 'active') {
+      const body = toStatusBody(job, state);
+      if (await this.#d.redis.exists(this.#keys.cancelRequested(job.id!))) body.cancelRequested = true;
+      return body;
+    }
+    if (!QUEUED_STATES.has(state)) return toStatusBody(job, state);
+    const position = rank !== undefined ? rank + 1 : await this.#position(queue, job.id!, state);
+    const stats = await this.#d.stats.get(queue.name);
+    return toStatusBody(job, state, { position, estimatedWaitSeconds: estimateWaitSeconds(position, stats) });
+  }
+
+  /** 1 = next to start. Prioritized jobs are a sorted set in start order, so this is one ZRANK. */
+  async #position(queue: DarkroomQueue, id: string, state: BullState): Promise<number> {
+    const key = queue.toKey('prioritized');
+    if (state === 'prioritized') {
+      const rank = await this.#d.redis.zrank(key, id);
+      if (rank !== null) return rank + 1;
+    }
+    // Waiting to retry (delayed) or in flux: it joins behind everything queued now.
+    return (await this.#d.redis.zcard(key)) + 1;
+  }
+
+  async reload(id: string, viewer: Viewer): Promise<JobStatusBody | undefined> {
+    try {
+      const loaded = await this.load(id, viewer);
+      return loaded ? await this.view(loaded) : undefined;
+    } catch (err) {
+      if (err instanceof JobExpired) return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * A queued job ends `cancelled` at once (`ended`); an active one is aborted on whichever worker
+   * holds it (`requested`, `cancelRequested`); a final one is a JobStateConflict.
+   */
+  async cancel(loaded: LoadedJob, viewer: Viewer): Promise<{ outcome: 'ended' | 'requested'; body: JobStatusBody }> {
+    const { redis, config, logger } = this.#d;
+    const id = loaded.job.id!;
+    let current = loaded;
+    for (let round = 0; round < 3; round++) {
+      const body = await this.view(current);
+      if (FINAL_STATUSES.has(body.status)) throw new JobStateConflict(`the job is already ${body.status}`);
+      if (body.status === 'queued') {
+        if (await endWaitingJob(redis, current.queue, id, CANCELLED_REASON)) {
+          await this.#d.lifecycle.finalizeJob(current.queue, current.job, 'cancelled');
+          const ended = await this.load(id, viewer);
+          if (!ended) throw new JobNotFound();
+          const endedBody = await this.view(ended);
+          logger.info({ jobId: id, pipeline: ended.job.data.pipeline, station: ended.job.data.station }, 'job cancelled while queued');
+          return { outcome: 'ended', body: endedBody };
+        }
+      } else {
+        // Active: the flag covers a worker that misses the message or picks the job up again later.
+        await redis.set(this.#keys.cancelRequested(id), '1', 'EX', Math.ceil(config.limits.jobTimeoutMs / 1000) + 3600);
+        await redis.publish(this.#keys.cancelChannel, id);
+        logger.info({ jobId: id, pipeline: current.job.data.pipeline, station: current.job.data.station }, 'cancel requested');
+        return { outcome: 'requested', body: { ...body, cancelRequested: true } };
+      }
+      // It started or ended meanwhile: look again.
+      const next = await this.load(id, viewer);
+      if (!next) throw new JobNotFound();
+      current = next;
+    }
+    throw new JobStateConflict('the job is changing state; retry');
+  }
+
+  /**
+   * The station's waiting + active jobs. The set can hold ids of jobs that ended by a path that
+   * did not remove them (a worker lost before it could, a job removed from the dashboard), so
+   * those are dropped here.
+   */
+  async pendingCount(station: string): Promise<number> {
+    const key = this.#keys.pending(station);
+    const ids = await this.#d.redis.smembers(key);
+    if (ids.length === 0) return 0;
+    const multi = this.#d.redis.multi();
+    for (const id of ids) {
+      const q = this.#d.queues.get(pipelineOfJobId(id));
+      multi.hmget(q ? q.toKey(id) : `${this.#d.config.prefix}:none:${id}`, 'finishedOn', 'timestamp');
+    }
+    const res = (await multi.exec()) ?? [];
+    const stale = ids.filter((_, i) => {
+      const [finishedOn, timestamp] = (res[i]?.[1] ?? []) as (string | null)[];
+      return Boolean(finishedOn) || !timestamp;
+    });
+    if (stale.length > 0) await this.#d.redis.srem(key, ...stale);
+    return ids.length - stale.length;
+  }
+
+  async getMany(ids: string[], viewer: Viewer): Promise<JobStatusBody[]> {
+    const bodies = await Promise.all(ids.map((id) => this.reload(id, viewer)));
+    return bodies.filter((b): b is JobStatusBody => b !== undefined);
+  }
+
+  /**
+   * Resolves with the job's body once it is final, or its latest body when `ms` runs out or
+   * `signal` aborts. Driven by the shared event subscription, with a slow poll as a safety net.
+   */
+  async waitForFinal(id: string, viewer: Viewer, ms: number, signal?: AbortSignal): Promise<JobStatusBody | undefined> {
+    let latest = await this.reload(id, viewer);
+    if (!latest || FINAL_STATUSES.has(latest.status) || ms <= 0) return latest;
+    return new Promise((resolve) => {
+      let done = false;
+      let checking = false;
+      let again = false;
+      const finish = () => {
+        if (done) return;
+        done = true;
+        unwatch();
+        clearTimeout(timer);
+        clearInterval(poll);
+        signal?.removeEventListener('abort', finish);
+        resolve(latest);
+      };
+      const check = async () => {
+        if (checking) {
+          again = true;
+          return;
+        }
+        checking = true;
+        try {
+          do {
+            again = false;
+            const b = await this.reload(id, viewer).catch(() => latest);
+            if (b) latest = b;
+            if (!b || FINAL_STATUSES.has(b.status)) return finish();
+          } while (again && !done);
+        } finally {
+          checking = false;
+        }
+      };
+      const unwatch = this.#d.events.watch(id, (change) => {
+        if (change !== 'progress') void check();
+      });
+      const timer = setTimeout(finish, ms);
+      const poll = setInterval(() => void check(), 5000);
+      signal?.addEventListener('abort', finish, { once: true });
+      void check(); // it may have ended between the first read and the watch
+    });
+  }
+}

@@ -1,0 +1,107 @@
+import { type FieldError, type PipelineSpec, Priority, pipelineSpec } from '@darkroom/contracts';
+import { type ImageSource, imageByteLength } from '@darkroom/images';
+import { sha256Hex } from './blob-store.ts';
+import { InvalidSubmit, PriorityNotAllowed, UnknownPipeline } from './errors.ts';
+import type { Station } from './station.ts';
+
+/**
+ * A submit as its encoding (multipart or JSON) carried it, before any field is judged, so both
+ * encodings are judged alike.
+ */
+export interface RawSubmit {
+  pipeline?: unknown;
+  params?: unknown;
+  priority?: unknown;
+  webhookUrl?: unknown;
+  /** The image, if one was sent (possibly empty): in memory, or spooled to a temporary file. */
+  image?: ImageSource;
+  /** Their sha256 (hex), computed as they arrived. */
+  imageSha256?: string;
+  /** What the encoding itself found wrong (params that are not JSON, bad base64…). */
+  errors: FieldError[];
+}
+
+export interface ValidSubmit {
+  spec: PipelineSpec;
+  params: Record<string, unknown>;
+  priority: Priority;
+  webhookUrl: string | undefined;
+  image: ImageSource | undefined;
+  /** sha256 (hex) of `image`. */
+  imageSha256: string | undefined;
+}
+
+/**
+ * Judges a raw submit. Order of refusals: a missing pipeline (InvalidSubmit), an unknown one
+ * (UnknownPipeline), then every field error at once (InvalidSubmit), then a priority above the
+ * station's (PriorityNotAllowed).
+ */
+export function validateSubmit(raw: RawSubmit, station: Station, opts: { webhookSecretAvailable: boolean }): ValidSubmit {
+  const errors: FieldError[] = [...raw.errors];
+  if (typeof raw.pipeline !== 'string' || raw.pipeline === '') {
+    errors.push({ path: 'pipeline', message: 'required: the name of a pipeline from GET /v1/pipelines' });
+    throw new InvalidSubmit('the request is invalid', errors);
+  }
+  const spec = pipelineSpec(raw.pipeline);
+  if (!spec) throw new UnknownPipeline(raw.pipeline);
+
+  let params: Record<string, unknown> = {};
+  // When the encoding already said params are not JSON, there is nothing more to say about their fields.
+  if (errors.some((e) => e.path === 'params')) params = {};
+  else if (raw.params !== undefined && raw.params !== null && (typeof raw.params !== 'object' || Array.isArray(raw.params))) {
+    errors.push({ path: 'params', message: 'must be a JSON object' });
+  } else {
+    const parsed = spec.params.safeParse(raw.params ?? {});
+    if (parsed.success) params = parsed.data as Record<string, unknown>;
+    else for (const i of parsed.error.issues) errors.push({ path: ['params', ...i.path.map(String)].join('.'), message: i.message });
+  }
+
+  let priority: Priority = station.defaultPriority;
+  if (raw.priority !== undefined && raw.priority !== null && raw.priority !== '') {
+    const p = Priority.safeParse(raw.priority);
+    if (p.success) priority = p.data;
+    else errors.push({ path: 'priority', message: 'must be one of critical, high, normal, low' });
+  }
+
+  let webhookUrl: string | undefined;
+  if (raw.webhookUrl !== undefined && raw.webhookUrl !== null && raw.webhookUrl !== '') {
+    const msg = checkWebhookUrl(raw.webhookUrl);
+    if (msg) errors.push({ path: 'webhookUrl', message: msg });
+    else if (!station.webhookSecret && !opts.webhookSecretAvailable) {
+      errors.push({ path: 'webhookUrl', message: 'no webhook secret is configured for this station, so webhooks cannot be signed' });
+    } else webhookUrl = raw.webhookUrl as string;
+  }
+
+  // An optional image (comfyui: txt2img takes none) may be left out, but never sent empty.
+  const missing = raw.image === undefined ? !spec.imageOptional : imageByteLength(raw.image) === 0;
+  if (spec.acceptsImage && missing) {
+    if (!errors.some((e) => e.path === 'image')) {
+      errors.push({ path: 'image', message: raw.image ? 'the image is empty' : `required: pipeline ${spec.name} takes an input image` });
+    }
+  }
+  if (!spec.acceptsImage && raw.image !== undefined) {
+    errors.push({ path: 'image', message: `pipeline ${spec.name} takes no input image` });
+  }
+
+  if (errors.length > 0) throw new InvalidSubmit('the request is invalid', errors);
+  if (Priority.options.indexOf(priority) < Priority.options.indexOf(station.maxPriority)) {
+    throw new PriorityNotAllowed(`priority ${priority} is above this station's highest allowed priority (${station.maxPriority})`);
+  }
+  const image = spec.acceptsImage ? raw.image : undefined;
+  const imageSha256 = !image ? undefined : Buffer.isBuffer(image) ? (raw.imageSha256 ?? sha256Hex(image)) : image.sha256;
+  return { spec, params, priority, webhookUrl, image, imageSha256 };
+}
+
+function checkWebhookUrl(value: unknown): string | undefined {
+  if (typeof value !== 'string') return 'must be an absolute http(s) URL';
+  if (value.length > 2048) return 'must be at most 2048 characters';
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return 'must be an absolute http(s) URL';
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return 'must use http or https';
+  if (url.username || url.password) return 'must not carry credentials';
+  return undefined;
+}

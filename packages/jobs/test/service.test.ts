@@ -1,0 +1,206 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { PIPELINE_NAMES } from '@darkroom/contracts';
+import { loadConfig } from '@darkroom/runtime';
+import { fixture, type RedisHandle, startRedis, uniquePrefix } from '@darkroom/testing';
+import { webhookJobId } from '@darkroom/webhooks';
+import { Job } from 'bullmq';
+import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  createWebhookQueue,
+  EventHub,
+  FsBlobStore,
+  IdempotencyConflict,
+  InvalidImage,
+  JobExpired,
+  JobLifecycle,
+  JobService,
+  JobStateConflict,
+  Maintenance,
+  QueueFull,
+  QueueRegistry,
+  type Station,
+  StationBusy,
+  StatsReader,
+  sysKeys,
+  UnsupportedImage,
+  validateSubmit,
+} from '../src/index.ts';
+
+/*
+ * The job service in process, against a real Redis and a real data directory: submit and
+ * admission, idempotency, cancel, expiry and retention, each leaving the Redis state and the
+ * files a station would expect, and nothing more.
+ */
+
+let redis: RedisHandle;
+let conn: Redis;
+const logger = pino({ level: 'silent' });
+const closers: (() => Promise<unknown>)[] = [];
+
+beforeAll(async () => {
+  redis = await startRedis();
+  conn = new Redis(redis.url, { maxRetriesPerRequest: null });
+});
+afterEach(async () => {
+  for (const c of closers.splice(0).reverse()) await c().catch(() => {});
+});
+afterAll(async () => {
+  conn?.disconnect();
+  await redis?.stop();
+});
+
+const station = (over: Partial<Station> = {}): Station => ({
+  name: 'kiosk1',
+  maxPriority: 'critical',
+  defaultPriority: 'normal',
+  maxPending: 100,
+  requestsPerMinute: null,
+  webhookSecret: 'a-secret-of-some-length',
+  ...over,
+});
+
+async function setup(env: Record<string, string> = {}) {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'darkroom-jobs-'));
+  const config = loadConfig({ REDIS_URL: redis.url, DARKROOM_REDIS_PREFIX: uniquePrefix(), DARKROOM_DATA_DIR: dataDir, ...env });
+  const blobs = new FsBlobStore(dataDir);
+  await blobs.ensureReady();
+  const queues = new QueueRegistry(config, conn);
+  const events = new EventHub(config, conn, PIPELINE_NAMES, logger);
+  const webhooks = createWebhookQueue(config, conn);
+  const notified: string[] = [];
+  const lifecycle = new JobLifecycle({ config, logger, redis: conn, webhooks, notify: (id) => notified.push(id) });
+  const deps = {
+    config,
+    logger,
+    redis: conn,
+    queues,
+    blobs,
+    stats: new StatsReader(conn, config.prefix, PIPELINE_NAMES),
+    events,
+    lifecycle,
+  };
+  const jobs = new JobService(deps);
+  closers.push(
+    () => events.close(),
+    () => webhooks.close(),
+    () => queues.close(),
+    async () => fs.rmSync(dataDir, { recursive: true, force: true }),
+  );
+  const files = (dir: 'inputs' | 'outputs' | 'tmp') => fs.readdirSync(path.join(dataDir, dir));
+  const pending = (name = 'kiosk1') => conn.smembers(sysKeys(config.prefix).pending(name));
+  const submit = (raw: Record<string, unknown>, s = station(), opts: { idempotencyKey?: string } = {}) =>
+    jobs.submit(validateSubmit({ errors: [], ...raw }, s, { webhookSecretAvailable: true }), s, opts);
+  return { config, jobs, deps, webhooks, notified, files, pending, submit };
+}
+
+const refusal = (p: Promise<unknown>) =>
+  p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+
+describe('JobService in process', () => {
+  it('queues a job with its input stored, its position, and a pending entry for its station', async () => {
+    const t = await setup();
+    const image = fixture('with-alpha.png');
+    const { body, deduplicated } = await t.submit({ pipeline: 'edit', params: { operations: [{ op: 'flip' }] }, image });
+    expect(deduplicated).toBe(false);
+    expect(body).toMatchObject({ status: 'queued', pipeline: 'edit', priority: 'normal', position: 1, attempts: 0 });
+    expect(t.files('inputs')).toEqual([body.id]);
+    expect(fs.readFileSync(path.join(t.config.dataDir, 'inputs', body.id))).toEqual(image);
+    expect(await t.pending()).toEqual([body.id]);
+    const second = await t.submit({ pipeline: 'edit', params: { operations: [] }, image });
+    expect(second.body.position).toBe(2);
+    const loaded = (await t.jobs.load(body.id, { station: station() }))!;
+    expect((await t.jobs.view(loaded)).position).toBe(1);
+    expect(await t.jobs.load(body.id, { station: station({ name: 'other' }) })).toBeUndefined();
+  });
+
+  it('refuses images by their bytes, leaving no job, file, pending entry or idempotency key', async () => {
+    const t = await setup();
+    const cases: [Buffer, new (...a: never[]) => Error][] = [
+      [fixture('truncated.png'), InvalidImage],
+      [fixture('corrupt-header.jpg'), InvalidImage],
+      [fixture('check.svg'), UnsupportedImage],
+    ];
+    for (const [image, kind] of cases) {
+      const err = await refusal(t.submit({ pipeline: 'edit', params: { operations: [] }, image }, station(), { idempotencyKey: 'k1' }));
+      expect(err).toBeInstanceOf(kind);
+    }
+    expect(t.files('inputs')).toEqual([]);
+    expect(await t.pending()).toEqual([]);
+    expect(await conn.keys(`${t.config.prefix}:*`)).not.toContainEqual(expect.stringContaining(':idem:'));
+    expect(await t.deps.queues.get('edit')!.getJobCounts()).toMatchObject({ prioritized: 0, waiting: 0 });
+  });
+
+  it('answers a repeated Idempotency-Key with the original job, and a different request under it with IdempotencyConflict', async () => {
+    const t = await setup();
+    const a = await t.submit({ pipeline: 'synthetic', params: { steps: 2 } }, station(), { idempotencyKey: 'order-7' });
+    const b = await t.submit({ pipeline: 'synthetic', params: { steps: 2 } }, station(), { idempotencyKey: 'order-7' });
+    expect(b).toMatchObject({ deduplicated: true, body: { id: a.body.id, deduplicated: true } });
+    expect(
+      await refusal(t.submit({ pipeline: 'synthetic', params: { steps: 3 } }, station(), { idempotencyKey: 'order-7' })),
+    ).toBeInstanceOf(IdempotencyConflict);
+    expect(await t.deps.queues.get('synthetic')!.count()).toBe(1);
+  });
+
+  it('refuses past the station’s pending limit and the queue’s, with a retry time, adding nothing', async () => {
+    const t = await setup({ DARKROOM_MAX_QUEUE_SIZE: '3' });
+    const small = station({ maxPending: 2 });
+    await t.submit({ pipeline: 'synthetic' }, small);
+    await t.submit({ pipeline: 'synthetic' }, small);
+    const busy = (await refusal(t.submit({ pipeline: 'synthetic' }, small))) as StationBusy;
+    expect(busy).toBeInstanceOf(StationBusy);
+    expect(busy.retryAfterSeconds).toBeGreaterThanOrEqual(1);
+    await t.submit({ pipeline: 'synthetic' }, station({ name: 'kiosk2' }));
+    const full = (await refusal(t.submit({ pipeline: 'synthetic' }, station({ name: 'kiosk3' })))) as QueueFull;
+    expect(full).toBeInstanceOf(QueueFull);
+    expect(full.retryAfterSeconds).toBeGreaterThanOrEqual(1);
+    expect(await t.deps.queues.get('synthetic')!.count()).toBe(3);
+    expect(await t.pending('kiosk1')).toHaveLength(2);
+    expect(await t.pending('kiosk3')).toEqual([]);
+  });
+
+  it('cancels a queued job through finalizeJob: cancelled, pending released, watchers woken, webhook queued once', async () => {
+    const t = await setup();
+    const { body } = await t.submit({ pipeline: 'synthetic', webhookUrl: 'https://hooks.example.org/darkroom' });
+    const loaded = (await t.jobs.load(body.id, { station: station() }))!;
+    const { outcome, body: ended } = await t.jobs.cancel(loaded, { station: station() });
+    expect([outcome, ended.status]).toEqual(['ended', 'cancelled']);
+    expect(await t.pending()).toEqual([]);
+    expect(t.notified).toEqual([body.id]);
+    const hook = await t.webhooks.getJob(webhookJobId(body.id));
+    expect(hook?.data).toMatchObject({ event: 'job.cancelled', jobId: body.id, station: 'kiosk1' });
+    expect(JSON.parse(hook!.data.body)).toMatchObject({ id: body.id, status: 'cancelled' });
+    const again = (await t.jobs.load(body.id, { station: station() }))!;
+    expect(await refusal(t.jobs.cancel(again, { station: station() }))).toBeInstanceOf(JobStateConflict);
+    expect(await t.webhooks.count()).toBe(1);
+  });
+
+  it('expires a job past its time-to-live and retires it after retention: failed expired, then JobExpired for its station only', async () => {
+    const t = await setup({ DARKROOM_JOB_TTL_SECONDS: '1', DARKROOM_RETENTION_SECONDS: '1' });
+    const image = fixture('with-alpha.png');
+    const { body } = await t.submit({ pipeline: 'edit', params: { operations: [] }, image, webhookUrl: 'https://hooks.example.org/x' });
+    const maintenance = new Maintenance(t.deps);
+    closers.push(() => maintenance.stop());
+    const queue = t.deps.queues.get('edit')!;
+    // Back-date it past its TTL rather than waiting.
+    await conn.hset(queue.toKey(body.id), 'timestamp', String(Date.now() - 5000));
+    await maintenance.tick();
+    const after = await t.jobs.reload(body.id, { station: station() });
+    expect(after).toMatchObject({ status: 'failed', error: { code: 'expired' } });
+    expect(await t.pending()).toEqual([]);
+    expect((await t.webhooks.getJob(webhookJobId(body.id)))?.data.event).toBe('job.failed');
+    // Retention: back-date its end, then the tombstone answers for its own station only.
+    await conn.zadd(queue.toKey('failed'), String(Date.now() - 5000), body.id);
+    await maintenance.tick();
+    expect(await Job.fromId(queue, body.id)).toBeUndefined();
+    expect(t.files('inputs')).toEqual([]);
+    expect(await refusal(t.jobs.load(body.id, { station: station() }))).toBeInstanceOf(JobExpired);
+    expect(await t.jobs.load(body.id, { station: station({ name: 'other' }) })).toBeUndefined();
+  });
+});
