@@ -262,11 +262,7 @@ describe('the fast header reader against libvips', () => {
       sos[0] = ns;
       for (let c = 0; c < ns; c++) sos.set([mostly([c + 1], [0, 1, 9]), 0x00], 1 + 2 * c);
       sos.set([0, 63, 0], 1 + 2 * ns);
-      parts.push(
-        seg(0xda, sos),
-        Buffer.from(bytes(64).map((x) => (x === 0xff ? 0 : x))),
-        Buffer.from([0xff, 0xd9]),
-      );
+      parts.push(seg(0xda, sos), Buffer.from(bytes(64).map((x) => (x === 0xff ? 0 : x))), Buffer.from([0xff, 0xd9]));
       await agrees(Buffer.concat(parts), `hostile JPEG #${i}`);
     }
     expect(stats.fast - before).toBeGreaterThan(100);
