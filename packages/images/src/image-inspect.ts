@@ -1,6 +1,7 @@
 import { CONTENT_TYPES, type InputFormat } from '@darkroom/contracts';
 import sharp, { type Metadata } from 'sharp';
 import { completenessTracker } from './image-complete-stream.ts';
+import { type HeaderInfo, readHeader, readHeaderFromFile } from './image-header.ts';
 
 /*
  * Judges an upload by its bytes: which format it really is (415 if not one we accept), whether
@@ -83,6 +84,18 @@ export function isComplete(format: InputFormat, b: Buffer): boolean {
   return tracker.complete();
 }
 
+/** libvips' reading of the header (of the first page; `pages` counts them), or undefined if it cannot read it. */
+async function libvipsHeader(input: Buffer | string): Promise<HeaderInfo | undefined> {
+  let meta: Metadata;
+  try {
+    // From a file, libvips reads only as far as the header.
+    meta = await sharp(input, { limitInputPixels: false, failOn: 'none' }).metadata();
+  } catch {
+    return undefined;
+  }
+  return { width: meta.width, height: meta.pageHeight ?? meta.height, pages: meta.pages ?? 1 };
+}
+
 export async function inspectImage(
   data: ImageSource,
   limits: ImageLimits,
@@ -94,15 +107,13 @@ export async function inspectImage(
       sniffed === 'svg' ? 'SVG is not accepted' : sniffed === 'heic' ? 'HEIC is not accepted' : 'not an image format the server accepts';
     return { ok: false, failure: { kind: 'unsupported', detail: `${what}; accepted: JPEG, PNG, WebP, AVIF, GIF, TIFF` } };
   }
-  let meta: Metadata;
-  try {
-    // From a file, libvips reads only as far as the header.
-    meta = await sharp(inMemory ? data : data.path, { limitInputPixels: false, failOn: 'none' }).metadata();
-  } catch {
+  // The common headers are read here (image-header.ts); libvips reads the rest, as it always did.
+  const fast = inMemory ? readHeader(sniffed, data) : await readHeaderFromFile(sniffed, data.path, data.bytes, data.head);
+  const header = fast ?? (await libvipsHeader(inMemory ? data : data.path));
+  if (!header) {
     return { ok: false, failure: { kind: 'invalid', detail: `the ${sniffed.toUpperCase()} header cannot be read` } };
   }
-  const width = meta.width;
-  const height = meta.pageHeight ?? meta.height;
+  const { width, height } = header;
   if (!width || !height) {
     return { ok: false, failure: { kind: 'invalid', detail: 'the image has no readable dimensions' } };
   }
@@ -112,7 +123,7 @@ export async function inspectImage(
       failure: { kind: 'invalid', detail: `the image is ${width}×${height}; the longest edge allowed is ${limits.maxImageEdge} px` },
     };
   }
-  const pages = meta.pages ?? 1;
+  const pages = header.pages;
   if (width * height > limits.maxImagePixels || width * height * pages > limits.maxImagePixels * 4) {
     return {
       ok: false,
