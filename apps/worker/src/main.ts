@@ -1,6 +1,8 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import {
   createWebhookQueue,
+  DeviceSlots,
+  DeviceWorker,
   FsBlobStore,
   JobLifecycle,
   jobsInProgress,
@@ -12,10 +14,8 @@ import {
 import { createPipelines, detectDevice, pipelineSettings, startPipelines } from '@darkroom/pipelines';
 import { ConfigError, checkEvictionPolicy, createLogger, createRedis, loadConfig, Shutdown } from '@darkroom/runtime';
 import { CancelWatch } from './cancel-watch.ts';
-import { DeviceWorker } from './device-worker.ts';
 import { WorkerMetrics } from './metrics.ts';
 import { AbortReason, createProcessor } from './processor.ts';
-import { DeviceSlots } from './slots.ts';
 
 const HEARTBEAT_MS = 5000;
 
@@ -33,7 +33,7 @@ async function main() {
   const shutdownController = new AbortController();
   const drainController = new AbortController();
   // `concurrency` device slots per pipeline, and up to `overlap` more jobs finishing (encode,
-  // store, record) off the device while the next ones compute (see device-worker.ts).
+  // store, record) off the device while the next ones compute (see packages/jobs/src/device-worker.ts).
   const { name, concurrency, overlap } = config.worker;
 
   // What this worker runs on, and the pipelines it can serve here (each loads its models once).

@@ -10,13 +10,12 @@ import {
   type JobResultData,
   JobTimeoutError,
 } from '@darkroom/contracts';
-import { type BlobStore, blobKeys, CANCELLED_REASON, recordCompletion, sysKeys } from '@darkroom/jobs';
+import { type BlobStore, blobKeys, CANCELLED_REASON, type DeviceSlots, recordCompletion, sysKeys } from '@darkroom/jobs';
 import { finishOutput, type Pipeline, type PipelineResult } from '@darkroom/pipelines';
 import type { Config, Logger } from '@darkroom/runtime';
 import { type Job, UnrecoverableError, WaitingError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { WorkerMetrics } from './metrics.ts';
-import type { DeviceSlots } from './slots.ts';
 
 /** Why a running pipeline was told to stop. */
 export type AbortCause = 'timeout' | 'cancel' | 'shutdown';
@@ -105,7 +104,7 @@ export function createProcessor(pipeline: Pipeline, deps: ProcessorDeps) {
 
     let started: number | undefined;
     let timer: NodeJS.Timeout | undefined;
-    // The slot the worker took this job with (device-worker.ts); a job that came without one waits below.
+    // The slot the worker took this job with (packages/jobs/src/device-worker.ts); a job that came without one waits below.
     let lease = slots.claim(job.id!);
     if (lease) deps.metrics.busy.inc({ pipeline: name });
     const releaseSlot = () => {

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { JobData, JobResultData } from '@darkroom/contracts';
-import { FsBlobStore, queueOptions } from '@darkroom/jobs';
+import { DeviceSlots, FsBlobStore, queueOptions } from '@darkroom/jobs';
 import { syntheticPipeline } from '@darkroom/pipelines';
 import { createLogger, loadConfig } from '@darkroom/runtime';
 import { type RedisHandle, startRedis, uniquePrefix, waitFor } from '@darkroom/testing';
@@ -11,11 +11,10 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WorkerMetrics } from '../src/metrics.ts';
 import { AbortReason, createProcessor } from '../src/processor.ts';
-import { DeviceSlots } from '../src/slots.ts';
 
 /*
  * The processor's wait for a device slot, on a real Redis and a real BullMQ queue. The worker
- * process takes jobs only with a slot in hand (device-worker.ts), so a job waits here only when
+ * process takes jobs only with a slot in hand (packages/jobs/src/device-worker.ts), so a job waits here only when
  * it came without one; a plain BullMQ Worker at concurrency 2 over one slot makes that happen.
  * Such a waiting job must end at once on cancel, and go back to the queue unstarted, with no
  * attempt spent, when shutdown begins.

@@ -1,6 +1,6 @@
 import type { JobData, JobResultData } from '@darkroom/contracts';
 import { type Job, type Processor, Worker, type WorkerOptions } from 'bullmq';
-import type { DeviceSlots, Lease } from './slots.ts';
+import type { DeviceSlots, Lease } from './device-slots.ts';
 
 type DarkroomJob = Job<JobData, JobResultData>;
 
@@ -16,8 +16,9 @@ type DarkroomJob = Job<JobData, JobResultData>;
  *    taken (DeviceSlots.hold), gives it back when there was none;
  *  - handleCompleted / handleFailed, which take the next job in the same call that ends one
  *    (fetchNext): allowed only when a slot is free at that moment.
- * apps/worker/test/e2e-overlap.test.ts checks the outcome (no two computes at once, finish
- * overlapping the next compute, priorities kept), so a BullMQ upgrade that moves these fails there.
+ * test/bullmq-internals.test.ts checks that these members are there, and
+ * apps/worker/test/e2e-overlap.test.ts the outcome (no two computes at once, finish overlapping
+ * the next compute, priorities kept), so a BullMQ upgrade that moves them fails there.
  */
 export class DeviceWorker extends Worker<JobData, JobResultData> {
   readonly slots: DeviceSlots;

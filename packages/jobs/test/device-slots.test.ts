@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DeviceSlots } from '../src/slots.ts';
+import { DeviceSlots } from '../src/device-slots.ts';
 
 const settled = async (p: Promise<unknown>) => {
   let done = false;
