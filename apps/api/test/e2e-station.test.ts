@@ -1,5 +1,5 @@
-import type { JobStatusBody } from '@darkroom/contracts';
-import { ADMIN_TOKEN, fixture, type System, startSystem } from '@darkroom/testing';
+import type { JobStatusBody, QueueBody } from '@darkroom/contracts';
+import { ADMIN_TOKEN, fixture, type System, startSystem, waitFor } from '@darkroom/testing';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { multipart, submit, waitForFinal } from './helpers.ts';
@@ -102,6 +102,21 @@ describe('a station submits, polls and downloads', () => {
     expect(pending.status).toBe(409);
     expect(((await pending.json()) as { code: string }).code).toBe('not_ready');
     await waitForFinal(sys, id);
+  });
+
+  it('counts a running job among its worker’s active jobs in /v1/queue', async () => {
+    const res = await submit(sys, { pipeline: 'synthetic', params: { steps: 200, stepMs: 100 } });
+    const { id } = (await res.json()) as JobStatusBody;
+    const busy = await waitFor(
+      async () => {
+        const q = (await (await sys.fetch('/v1/queue')).json()) as QueueBody;
+        return q.pipelines.flatMap((p) => p.workers).find((w) => w.activeJobs > 0);
+      },
+      { timeoutMs: 15_000, intervalMs: 200, what: 'a worker with an active job' },
+    );
+    expect(busy.activeJobs).toBe(1);
+    expect((await sys.fetch(`/v1/jobs/${id}`, { method: 'DELETE' })).status).toBe(202);
+    expect((await waitForFinal(sys, id)).status).toBe('cancelled');
   });
 
   it('lists several jobs at once and leaves out unknown ids', async () => {
