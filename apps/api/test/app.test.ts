@@ -3,27 +3,21 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { PIPELINE_NAMES } from '@darkroom/contracts';
 import {
-  createWebhookQueue,
-  type Deps,
-  EventHub,
+  createJobSystem,
   FsBlobStore,
   IdempotencyConflict,
   ImageTooLarge,
   InvalidImage,
   InvalidSubmit,
   JobExpired,
-  JobLifecycle,
   JobNotFound,
   JobStateConflict,
   NoResult,
   PriorityNotAllowed,
   QueueFull,
-  QueueRegistry,
   ResultNotReady,
   StationBusy,
-  StatsReader,
   StoreUnavailable,
   UnknownPipeline,
   UnsupportedImage,
@@ -62,32 +56,16 @@ beforeAll(async () => {
     DARKROOM_ADMIN_TOKEN: ADMIN_TOKEN,
     DARKROOM_LOG_LEVEL: 'silent',
   });
-  const logger = pino({ level: 'silent' });
   const blobs = new FsBlobStore(dataDir);
   await blobs.ensureReady();
-  const queues = new QueueRegistry(config, conn);
-  const events = new EventHub(config, conn, PIPELINE_NAMES, logger);
-  const webhooks = createWebhookQueue(config, conn);
-  const lifecycle = new JobLifecycle({ config, logger, redis: conn, webhooks, notify: (id) => events.notify(id) });
-  const deps: Deps = {
-    config,
-    logger,
-    redis: conn,
-    queues,
-    blobs,
-    stats: new StatsReader(conn, config.prefix, PIPELINE_NAMES),
-    events,
-    lifecycle,
-  };
+  const deps = createJobSystem({ config, logger: pino({ level: 'silent' }), redis: conn, blobs });
   const { listener } = createApp(deps, loadStations(config));
   server = http.createServer(listener).listen(0, '127.0.0.1');
   await new Promise((r) => server.once('listening', r));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   closers.push(
     () => new Promise((r) => server.close(r)),
-    () => events.close(),
-    () => webhooks.close(),
-    () => queues.close(),
+    () => deps.close(),
   );
 });
 afterAll(async () => {

@@ -44,4 +44,5 @@ export {
   writeHeartbeat,
 } from './stats.ts';
 export { type RawSubmit, type ValidSubmit, validateSubmit } from './submit.ts';
+export { createJobSystem } from './system.ts';
 export { createWebhookQueue, enqueueFinalWebhook, type WebhookQueue } from './webhook-queue.ts';

@@ -1,7 +1,6 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { PIPELINE_NAMES } from '@darkroom/contracts';
 import { loadConfig } from '@darkroom/runtime';
 import { fixture, type RedisHandle, startRedis, uniquePrefix } from '@darkroom/testing';
 import { webhookJobId } from '@darkroom/webhooks';
@@ -10,21 +9,17 @@ import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
-  createWebhookQueue,
-  EventHub,
+  createJobSystem,
   FsBlobStore,
   IdempotencyConflict,
   InvalidImage,
   JobExpired,
-  JobLifecycle,
   JobService,
   JobStateConflict,
   Maintenance,
   QueueFull,
-  QueueRegistry,
   type Station,
   StationBusy,
-  StatsReader,
   sysKeys,
   UnsupportedImage,
   validateSubmit,
@@ -68,26 +63,17 @@ async function setup(env: Record<string, string> = {}) {
   const config = loadConfig({ REDIS_URL: redis.url, DARKROOM_REDIS_PREFIX: uniquePrefix(), DARKROOM_DATA_DIR: dataDir, ...env });
   const blobs = new FsBlobStore(dataDir);
   await blobs.ensureReady();
-  const queues = new QueueRegistry(config, conn);
-  const events = new EventHub(config, conn, PIPELINE_NAMES, logger);
-  const webhooks = createWebhookQueue(config, conn);
   const notified: string[] = [];
-  const lifecycle = new JobLifecycle({ config, logger, redis: conn, webhooks, notify: (id) => notified.push(id) });
-  const deps = {
-    config,
-    logger,
-    redis: conn,
-    queues,
-    blobs,
-    stats: new StatsReader(conn, config.prefix, PIPELINE_NAMES),
-    events,
-    lifecycle,
+  const deps = createJobSystem({ config, logger, redis: conn, blobs });
+  const notify = deps.events.notify.bind(deps.events);
+  deps.events.notify = (id: string) => {
+    notified.push(id);
+    notify(id);
   };
+  const { webhooks } = deps;
   const jobs = new JobService(deps);
   closers.push(
-    () => events.close(),
-    () => webhooks.close(),
-    () => queues.close(),
+    () => deps.close(),
     async () => fs.rmSync(dataDir, { recursive: true, force: true }),
   );
   const files = (dir: 'inputs' | 'outputs' | 'tmp') => fs.readdirSync(path.join(dataDir, dir));
