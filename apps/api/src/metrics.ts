@@ -3,7 +3,7 @@ import { type PipelineQueueInfo, PRIORITIES } from '@darkroom/contracts';
 import type { NextFunction, Request, Response } from 'express';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { Deps } from './jobs.ts';
-import { waitingByPriority } from './routes/meta.ts';
+import { waitingByPriority } from './queue-view.ts';
 
 /*
  * The API's Prometheus metrics. Queue figures are read from Redis when scraped (one pass over
