@@ -26,6 +26,8 @@ export interface App {
   listener: RequestListener;
 }
 
+const NO_QUERY: Record<string, never> = Object.freeze(Object.create(null));
+
 /** `/v1/jobs/{id}` → `/v1/jobs/:id`. */
 const expressPath = (path: string) => path.replace(/\{([^}]+)\}/g, ':$1');
 
@@ -128,7 +130,7 @@ export function createApp(deps: Deps, stations: StationRegistry): App {
 
   app.use(...(everyRequest as unknown as RequestHandler[]));
   const router = express.Router();
-  const dispatcher = new RouteMatcher<{ steps: Step[]; route: string }>();
+  const dispatcher = new RouteMatcher<{ steps: Step[]; route: { path: string } }>();
   const mounts: [Route & { kind: 'express' }, Step[]][] = [];
   for (const route of ROUTES) {
     if (route.kind === 'express') {
@@ -138,7 +140,7 @@ export function createApp(deps: Deps, stations: StationRegistry): App {
     const path = expressPath(route.path);
     const steps = [...checks(route), route.kind === 'json' ? answer(route.handler(ctx)) : answerRaw(route.handler(ctx))];
     router[route.method.toLowerCase() as 'get' | 'post' | 'delete'](path, ...(steps as unknown as RequestHandler[]));
-    dispatcher.add(route.method, route.path, { steps: [...everyRequest, ...steps], route: path });
+    dispatcher.add(route.method, route.path, { steps: [...everyRequest, ...steps], route: { path } });
   }
   app.use(router);
   for (const scope of SCOPES) app.use(scope.prefix, ...(checks(scope) as unknown as RequestHandler[]));
@@ -158,33 +160,48 @@ export function createApp(deps: Deps, stations: StationRegistry): App {
     // What Express's router would have set: the parameters, the query, and the route for the metrics.
     const r = req as Request;
     r.params = hit.params;
-    r.query = q < 0 ? {} : querystring.parse(url.slice(q + 1));
+    r.query = q < 0 ? NO_QUERY : querystring.parse(url.slice(q + 1));
     r.baseUrl = '';
-    r.route = { path: hit.value.route };
+    r.route = hit.value.route;
     runSteps(hit.value.steps, req, res, (err) => answerError(logger, err, req.id, req.method, req.url, res));
   };
   return { app, jobs, listener };
 }
 
 /** What a handler sees of a request that has passed its route's steps. */
-function callOf(req: Request, res: ServerResponse): Call {
-  const station = req.station;
-  return {
-    req,
-    params: req.params as Record<string, string>,
-    query: req.query as Record<string, unknown>,
-    station,
-    get viewer() {
-      if (station) return { station };
-      if (req.isAdmin) return { admin: true as const };
-      throw new Error('this route takes no credential: there is no viewer');
-    },
-    closed() {
-      const aborted = new AbortController();
-      res.once('close', () => aborted.abort());
-      return aborted.signal;
-    },
-  };
+class RequestCall implements Call {
+  readonly req: Request;
+  readonly #res: ServerResponse;
+
+  constructor(req: Request, res: ServerResponse) {
+    this.req = req;
+    this.#res = res;
+  }
+
+  get params(): Record<string, string> {
+    return this.req.params as Record<string, string>;
+  }
+
+  get query(): Record<string, unknown> {
+    return this.req.query as Record<string, unknown>;
+  }
+
+  get station() {
+    return this.req.station;
+  }
+
+  get viewer() {
+    const { station } = this.req;
+    if (station) return { station };
+    if (this.req.isAdmin) return { admin: true as const };
+    throw new Error('this route takes no credential: there is no viewer');
+  }
+
+  closed(): AbortSignal {
+    const aborted = new AbortController();
+    this.#res.once('close', () => aborted.abort());
+    return aborted.signal;
+  }
 }
 
 /** The last step of a `json` route: run the handler, write its reply; errors go on to the error path. */
@@ -192,22 +209,30 @@ function answer(handler: (call: Call) => Promise<Reply> | Reply): Step {
   return (req, res, next) => {
     let reply: Promise<Reply> | Reply;
     try {
-      reply = handler(callOf(req as Request, res));
+      reply = handler(new RequestCall(req as Request, res));
     } catch (err) {
       return next(err);
     }
-    if (reply instanceof Promise) reply.then((r) => send(res, r)).catch(next);
-    else send(res, reply);
+    if (reply instanceof Promise) reply.then((r) => send(res, r, next), next);
+    else send(res, reply, next);
   };
 }
 
 function answerRaw(handler: (call: Call, res: ServerResponse) => Promise<void>): Step {
   return (req, res, next) => {
-    handler(callOf(req as Request, res), res).catch(next);
+    handler(new RequestCall(req as Request, res), res).catch(next);
   };
 }
 
-function send(res: ServerResponse, reply: Reply): void {
+function send(res: ServerResponse, reply: Reply, next: (err: unknown) => void): void {
+  try {
+    write(res, reply);
+  } catch (err) {
+    next(err);
+  }
+}
+
+function write(res: ServerResponse, reply: Reply): void {
   if (reply.headers) for (const [k, v] of Object.entries(reply.headers)) res.setHeader(k, v);
   if ('json' in reply) {
     sendJson(res, reply.status, reply.json);

@@ -6,6 +6,8 @@ export type Step = (req: IncomingMessage, res: ServerResponse, next: (err?: unkn
 /** A path segment in its plain spelling: nothing to decode, nothing Express would read otherwise. */
 const PLAIN_SEGMENT = /^[A-Za-z0-9_-]{1,128}$/;
 
+const NO_PARAMS: Record<string, string> = Object.freeze({});
+
 interface Compiled<T> {
   value: T;
   /** Literal segments as strings, parameters as `{ name }`. */
@@ -18,12 +20,14 @@ interface Compiled<T> {
  * HEAD matches GET. Anything else is no match, and goes to Express, which reads every spelling.
  */
 export class RouteMatcher<T> {
-  readonly #exact = new Map<string, T>();
+  readonly #exact = new Map<string, Map<string, T>>();
   readonly #templates = new Map<string, Compiled<T>[]>();
 
   add(method: string, template: string, value: T): void {
     if (!template.includes('{')) {
-      this.#exact.set(`${method} ${template}`, value);
+      const paths = this.#exact.get(method) ?? new Map<string, T>();
+      paths.set(template, value);
+      this.#exact.set(method, paths);
       return;
     }
     const parts = template.split('/').map((s) => (s.startsWith('{') && s.endsWith('}') ? { name: s.slice(1, -1) } : s));
@@ -34,8 +38,8 @@ export class RouteMatcher<T> {
 
   match(method: string | undefined, path: string): { value: T; params: Record<string, string> } | undefined {
     const m = method === 'HEAD' ? 'GET' : (method ?? '');
-    const exact = this.#exact.get(`${m} ${path}`);
-    if (exact !== undefined) return { value: exact, params: {} };
+    const exact = this.#exact.get(m)?.get(path);
+    if (exact !== undefined) return { value: exact, params: NO_PARAMS };
     const list = this.#templates.get(m);
     if (!list) return undefined;
     const segments = path.split('/');

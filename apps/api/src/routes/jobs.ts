@@ -32,8 +32,9 @@ export function submitJob({ deps, jobs, metrics }: RouteContext): Handler {
       ),
     );
 
-  return async ({ req, query, station: caller, closed }) => {
-    const station = caller!;
+  return async (call) => {
+    const { req, query } = call;
+    const station = call.station!;
     const wait = parseWait(query.wait);
     const idempotencyKey = idempotencyKeyOf(req.headers['idempotency-key']);
     const type = req.headers['content-type'] ?? '';
@@ -65,7 +66,7 @@ export function submitJob({ deps, jobs, metrics }: RouteContext): Handler {
     let body = submitted.body;
     const headers = { Location: body.links.self };
     if (wait > 0 && !FINAL_STATUSES.has(body.status)) {
-      body = (await jobs.waitForFinal(body.id, { station }, wait * 1000, closed())) ?? body;
+      body = (await jobs.waitForFinal(body.id, { station }, wait * 1000, call.closed())) ?? body;
       if (submitted.deduplicated) body.deduplicated = true;
     }
     return { status: submitted.deduplicated || FINAL_STATUSES.has(body.status) ? 200 : 202, headers, json: body };
