@@ -1,9 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type PipelineQueueInfo, PRIORITIES } from '@darkroom/contracts';
-import type { Deps } from '@darkroom/jobs';
+import { type Deps, waitingByPriority } from '@darkroom/jobs';
 import type { NextFunction, Request, Response } from 'express';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import { waitingByPriority } from './routes/meta.ts';
 
 /*
  * The API's Prometheus metrics. Queue figures are read from Redis when scraped (one pass over

@@ -7,6 +7,8 @@ import { PipelineQueueInfo, QueueBody, WorkerInfo } from './queue.ts';
 
 /*
  * The OpenAPI 3.1 description of the HTTP API (docs/contract.md), served at `GET /openapi.json`.
+ * Its `paths` are generated from the api's route table (`buildOpenApiDocument({ routes })`); this
+ * module holds the components, the shared problem responses and the generator.
  * Every schema in it is generated from the zod schemas the API and workers validate with, through
  * zod's own JSON Schema generator (draft 2020-12, the dialect of OpenAPI 3.1): nothing here is a
  * hand-written copy of a body. Bodies the contracts had no schema for are defined below, in zod.
@@ -16,7 +18,7 @@ import { PipelineQueueInfo, QueueBody, WorkerInfo } from './queue.ts';
 // Bodies the rest of the contracts do not define
 // ---------------------------------------------------------------------------------------------
 
-const SUBMIT_IMAGE_TYPES = 'image/jpeg, image/png, image/webp, image/avif, image/gif, image/tiff';
+export const SUBMIT_IMAGE_TYPES = 'image/jpeg, image/png, image/webp, image/avif, image/gif, image/tiff';
 
 /** Params of any pipeline; the server validates them against the schema of the pipeline named in `pipeline`. */
 function paramsUnion(): z.ZodType {
@@ -89,12 +91,12 @@ export const PipelineListBody = z.object({ pipelines: z.array(PipelineInfoBody) 
 export const HealthBody = z.object({ status: z.literal('ok') });
 export const ReadyBody = z.object({ status: z.literal('ready') });
 
-const SubmitWaitQuery = z
+export const SubmitWaitQuery = z
   .number()
   .min(0)
   .max(60)
   .meta({ description: 'Seconds (decimals allowed) to hold the answer until the job is final. Outside 0–60: `400`.' });
-const IdempotencyKeyHeader = z
+export const IdempotencyKeyHeader = z
   .string()
   .min(1)
   .max(255)
@@ -103,19 +105,19 @@ const IdempotencyKeyHeader = z
     description:
       'Within 24 h, the same station sending the same key with the same request (pipeline, canonical params, priority, webhook URL, image sha256) gets the original job back (`200`, `"deduplicated": true`); with a different request, `409`. 1–255 visible ASCII characters, else `400`.',
   });
-const JobIdsQuery = z
+export const JobIdsQuery = z
   .string()
   .min(1)
   .meta({
     description: 'Comma-separated job ids, at most 100 (more is `400`). Unknown ids, and other stations’ ids, are left out of the answer.',
     examples: ['edit_8ntv3369rr6e6hh0y4efv87d,synthetic_0k3vq7m2a9xw5t1c8e4r6y2u'],
   });
-const JobIdPath = z.string().meta({
+export const JobIdPath = z.string().meta({
   description: 'A job id as returned by `POST /v1/jobs`; opaque to stations.',
   examples: ['edit_8ntv3369rr6e6hh0y4efv87d'],
 });
-const PipelineNamePath = z.string().meta({ description: 'A pipeline name.', examples: [...PIPELINE_NAMES] });
-const IfNoneMatchHeader = z
+export const PipelineNamePath = z.string().meta({ description: 'A pipeline name.', examples: [...PIPELINE_NAMES] });
+export const IfNoneMatchHeader = z
   .string()
   .meta({ description: 'An ETag from an earlier answer (`"<sha256>"`, weak or strong, or `*`): `304` when it matches.' });
 
@@ -123,7 +125,7 @@ const IfNoneMatchHeader = z
 // Components
 // ---------------------------------------------------------------------------------------------
 
-type Json = Record<string, unknown>;
+export type Json = Record<string, unknown>;
 type Meta = { id: string; description?: string };
 
 const ref = (id: string) => ({ $ref: `#/components/schemas/${id}` });
@@ -269,7 +271,7 @@ function componentSchemas(components: [z.ZodType, Meta][], io: 'input' | 'output
 }
 
 /** A schema used once, inline (query, path and header parameters). */
-function inline(schema: z.ZodType): Json {
+export function inline(schema: z.ZodType): Json {
   return clean(z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as Json);
 }
 
@@ -301,10 +303,10 @@ function problemExample(status: number, code: ProblemCode, detail: string, error
   };
 }
 
-type Example = { code: ProblemCode; detail: string; errors?: FieldError[] };
+export type ProblemExample = { code: ProblemCode; detail: string; errors?: FieldError[] };
 
 /** A 4xx/5xx answer: always the Problem schema as `application/problem+json`. */
-function problem(status: number, description: string, examples: Example[], headers: Record<string, Json> = {}): Json {
+export function problem(status: number, description: string, examples: ProblemExample[], headers: Record<string, Json> = {}): Json {
   const media: Json = { schema: ref('Problem') };
   if (examples.length === 1) media.example = problemExample(status, examples[0]!.code, examples[0]!.detail, examples[0]!.errors);
   else {
@@ -319,8 +321,7 @@ function problem(status: number, description: string, examples: Example[], heade
   };
 }
 
-const header = (name: string) => ({ $ref: `#/components/headers/${name}` });
-const json = (schema: Json, extra: Json = {}) => ({ 'application/json': { schema, ...extra } });
+export const header = (name: string) => ({ $ref: `#/components/headers/${name}` });
 
 const unauthorizedStation = problem(
   401,
@@ -363,6 +364,80 @@ const expiredJob = problem(410, 'The job existed but has been cleaned up after i
 const unknownPipeline = problem(404, 'Unknown pipeline.', [
   { code: 'not_found', detail: 'unknown pipeline "nope"; GET /v1/pipelines lists them' },
 ]);
+const metricsUnauthorized = problem(
+  401,
+  '`DARKROOM_METRICS_TOKEN` is set and the request does not carry it.',
+  [{ code: 'unauthorized', detail: 'the metrics token is required' }],
+  { 'WWW-Authenticate': header('WWW-Authenticate') },
+);
+
+/** Problem responses several operations share. Those that follow from a route's credential, rate limit or Redis check are added by the generator. */
+export const PROBLEM_RESPONSES = { internal, noSuchJob, expiredJob, unknownPipeline, unavailable } as const;
+
+// ---------------------------------------------------------------------------------------------
+// Schemas by reference, examples
+// ---------------------------------------------------------------------------------------------
+
+let componentIds: Map<z.ZodType, string> | undefined;
+
+/** `$ref` to the component generated from `schema`; throws for a schema that is not a component. */
+export function schemaRef(schema: z.ZodType): Json {
+  componentIds ??= new Map([...outputComponents(), ...inputComponents()].map(([s, meta]) => [s, meta.id]));
+  const id = componentIds.get(schema);
+  if (!id) throw new Error('this zod schema is not a component of the OpenAPI document; register it in openapi.ts');
+  return ref(id);
+}
+
+/** An `application/json` content map whose schema is the component of a zod schema. */
+export const jsonContent = (schema: z.ZodType, extra: Json = {}) => ({ 'application/json': { schema: schemaRef(schema), ...extra } });
+
+/** A query, header or path parameter with its zod schema inline. */
+export const parameter = (where: 'query' | 'header' | 'path', name: string, schema: z.ZodType, required = where === 'path'): Json => ({
+  name,
+  in: where,
+  required,
+  schema: inline(schema),
+});
+
+/** A job status body as the examples show it. */
+export const jobExample = (status: string, extra: Json = {}): Json => ({
+  id: 'edit_8ntv3369rr6e6hh0y4efv87d',
+  status,
+  pipeline: 'edit',
+  priority: 'normal',
+  attempts: 0,
+  createdAt: '2026-11-22T10:00:00.000Z',
+  links: {
+    self: '/v1/jobs/edit_8ntv3369rr6e6hh0y4efv87d',
+    result: '/v1/jobs/edit_8ntv3369rr6e6hh0y4efv87d/result',
+    events: '/v1/jobs/edit_8ntv3369rr6e6hh0y4efv87d/events',
+  },
+  ...extra,
+});
+
+export const EXAMPLES = {
+  completedJob: jobExample('completed', {
+    attempts: 1,
+    startedAt: '2026-11-22T10:00:01.000Z',
+    finishedAt: '2026-11-22T10:00:01.812Z',
+    durationMs: 812,
+    result: {
+      url: '/v1/jobs/edit_8ntv3369rr6e6hh0y4efv87d/result',
+      contentType: 'image/webp',
+      width: 512,
+      height: 384,
+      bytes: 20411,
+      sha256: 'a3f1c9e0b7d24e6f8a1b2c3d4e5f60718293a4b5c6d7e8f90112233445566778',
+    },
+  }),
+  editParams: {
+    operations: [
+      { op: 'resize', width: 512, fit: 'inside' },
+      { op: 'format', type: 'webp', quality: 80 },
+    ],
+  },
+  syntheticParams: { steps: 10, stepMs: 100, width: 256, height: 256, seed: 42 },
+} as const;
 
 // ---------------------------------------------------------------------------------------------
 // The document
@@ -377,444 +452,98 @@ export interface OpenApiDocument {
   [key: string]: unknown;
 }
 
+/** Who may call a route. `metrics-token`: anyone, unless the operator set a metrics token. */
+export type RouteAuth = 'none' | 'station' | 'station-or-admin' | 'admin' | 'metrics-token';
+
+/** What a route says about itself in the document, apart from what its credential and checks imply. */
+export interface OperationDoc {
+  operationId: string;
+  tags: string[];
+  summary: string;
+  description?: string;
+  parameters?: Json[];
+  requestBody?: Json;
+  /** By status. 401/403 (credential), 429 (rate limit) and 503 (Redis check) are added from the route; one given here wins. */
+  responses: Record<string, Json>;
+}
+
+/** A route as the document needs it: the route table's entries are these. */
+export interface DocumentedRoute {
+  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+  /** OpenAPI path template: `/v1/jobs/{id}`. */
+  path: string;
+  auth: RouteAuth;
+  /** Answers 503 before anything else while Redis is away. */
+  redis: boolean;
+  /** Counts against the station's requests per minute. */
+  rateLimited?: boolean;
+  doc: OperationDoc;
+}
+
 const STATION = [{ stationBearer: [] }, { stationApiKey: [] }];
-const STATION_OR_ADMIN = [...STATION, { adminBearer: [] }, { adminBasic: [] }];
-const ADMIN = [{ adminBearer: [] }, { adminBasic: [] }];
-const NONE: Json[] = [];
+const SECURITY: Record<RouteAuth, Json[]> = {
+  none: [],
+  station: STATION,
+  'station-or-admin': [...STATION, { adminBearer: [] }, { adminBasic: [] }],
+  admin: [{ adminBearer: [] }, { adminBasic: [] }],
+  'metrics-token': [{}, { metricsBearer: [] }],
+};
+
+/** The problems a route can answer because of its credential, rate limit and Redis check. */
+function impliedResponses(route: DocumentedRoute): Record<string, Json> {
+  const out: Record<string, Json> = {};
+  if (route.auth === 'station' || route.auth === 'station-or-admin') out['401'] = unauthorizedStation;
+  if (route.auth === 'admin') Object.assign(out, { '401': unauthorizedAdmin, '403': forbiddenAdmin });
+  if (route.auth === 'metrics-token') out['401'] = metricsUnauthorized;
+  if (route.rateLimited) out['429'] = rateLimited;
+  if (route.redis) out['503'] = unavailable;
+  return out;
+}
+
+function operation(route: DocumentedRoute): Json {
+  const { doc } = route;
+  const declared = new Set((doc.parameters ?? []).filter((p) => p.in === 'path').map((p) => p.name));
+  for (const [, name] of route.path.matchAll(/\{([^}]+)\}/g)) {
+    if (!declared.delete(name!)) throw new Error(`${route.method} ${route.path}: path parameter {${name}} is not described`);
+  }
+  if (declared.size)
+    throw new Error(`${route.method} ${route.path}: described path parameters not in the path: ${[...declared].join(', ')}`);
+  const responses = { ...impliedResponses(route), ...doc.responses };
+  return {
+    operationId: doc.operationId,
+    tags: doc.tags,
+    summary: doc.summary,
+    ...(doc.description ? { description: doc.description } : {}),
+    security: SECURITY[route.auth],
+    ...(doc.parameters?.length ? { parameters: doc.parameters } : {}),
+    ...(doc.requestBody ? { requestBody: doc.requestBody } : {}),
+    responses: Object.fromEntries(Object.entries(responses).sort(([a], [b]) => a.localeCompare(b))),
+  };
+}
+
+/** The `paths` of the document: one operation per route, in the routes' order. */
+export function buildPaths(routes: readonly DocumentedRoute[]): OpenApiDocument['paths'] {
+  const paths: OpenApiDocument['paths'] = {};
+  for (const route of routes) {
+    paths[route.path] ??= {};
+    const item = paths[route.path]!;
+    const method = route.method.toLowerCase();
+    if (item[method]) throw new Error(`${route.method} ${route.path} is listed twice`);
+    item[method] = operation(route);
+  }
+  return paths;
+}
 
 /**
- * Builds the OpenAPI 3.1 document of the HTTP API. `serverUrl`, when given, is the one server
- * listed; without it the document names the server it is served from (`/`).
+ * Builds the OpenAPI 3.1 document of the HTTP API from its routes (the api's route table).
+ * `serverUrl`, when given, is the one server listed; without it the document names the server it
+ * is served from (`/`).
  */
-export function buildOpenApiDocument(opts: { serverUrl?: string } = {}): OpenApiDocument {
+export function buildOpenApiDocument(opts: { routes: readonly DocumentedRoute[]; serverUrl?: string }): OpenApiDocument {
   const inputs = componentSchemas(inputComponents(), 'input');
   const outputs = componentSchemas(outputComponents(), 'output');
   for (const id of Object.keys(inputs)) if (id in outputs) throw new Error(`component ${id} is both a request and a response schema`);
   for (const id of ['SubmitJson', 'SubmitMultipart'] as const) inputs[id] = { ...inputs[id], allOf: paramsByPipeline() };
-
-  const jobIdParam = { name: 'id', in: 'path', required: true, schema: inline(JobIdPath) };
-  const jobExample = (status: string, extra: Json = {}) => ({
-    id: 'edit_8ntv3369rr6e6hh0y4efv87d',
-    status,
-    pipeline: 'edit',
-    priority: 'normal',
-    attempts: 0,
-    createdAt: '2026-11-22T10:00:00.000Z',
-    links: {
-      self: '/v1/jobs/edit_8ntv3369rr6e6hh0y4efv87d',
-      result: '/v1/jobs/edit_8ntv3369rr6e6hh0y4efv87d/result',
-      events: '/v1/jobs/edit_8ntv3369rr6e6hh0y4efv87d/events',
-    },
-    ...extra,
-  });
-  const completedExample = jobExample('completed', {
-    attempts: 1,
-    startedAt: '2026-11-22T10:00:01.000Z',
-    finishedAt: '2026-11-22T10:00:01.812Z',
-    durationMs: 812,
-    result: {
-      url: '/v1/jobs/edit_8ntv3369rr6e6hh0y4efv87d/result',
-      contentType: 'image/webp',
-      width: 512,
-      height: 384,
-      bytes: 20411,
-      sha256: 'a3f1c9e0b7d24e6f8a1b2c3d4e5f60718293a4b5c6d7e8f90112233445566778',
-    },
-  });
-  const editExample = {
-    operations: [
-      { op: 'resize', width: 512, fit: 'inside' },
-      { op: 'format', type: 'webp', quality: 80 },
-    ],
-  };
-  const syntheticExample = { steps: 10, stepMs: 100, width: 256, height: 256, seed: 42 };
-
-  const paths: OpenApiDocument['paths'] = {
-    '/v1/jobs': {
-      post: {
-        operationId: 'submitJob',
-        tags: ['jobs'],
-        summary: 'Submit a job',
-        description:
-          'Queues a job for a pipeline. Checks run in a fixed order and the first failing one answers (see the API reference): 401, 400 (`wait`), 413, 415 (body type), 400 (malformed body, missing `pipeline`), 404 (unknown pipeline), 400 (every field error at once), 403, 415 (image format), 422, 429, 503. An answered error means nothing was queued and nothing was stored. Unknown top-level fields are ignored.',
-        security: STATION,
-        parameters: [
-          { name: 'wait', in: 'query', required: false, schema: inline(SubmitWaitQuery) },
-          { name: 'Idempotency-Key', in: 'header', required: false, schema: inline(IdempotencyKeyHeader) },
-        ],
-        requestBody: {
-          required: true,
-          content: {
-            'multipart/form-data': {
-              schema: ref('SubmitMultipart'),
-              encoding: {
-                image: { contentType: SUBMIT_IMAGE_TYPES },
-                params: { contentType: 'application/json' },
-              },
-            },
-            'application/json': {
-              schema: ref('SubmitJson'),
-              examples: {
-                edit: {
-                  summary: 'Resize and convert to WebP',
-                  value: { pipeline: 'edit', params: editExample, imageBase64: '<base64 of the image>' },
-                },
-                synthetic: {
-                  summary: 'A synthetic job (no image)',
-                  value: { pipeline: 'synthetic', params: syntheticExample, priority: 'high' },
-                },
-              },
-            },
-          },
-        },
-        responses: {
-          '200': {
-            description:
-              'With `wait`: the job became final in time, full status body. With a repeated `Idempotency-Key`: the original job’s current status body with `"deduplicated": true`.',
-            headers: { Location: header('Location') },
-            content: json(ref('JobStatus'), {
-              examples: {
-                final: { summary: 'With `wait`: finished in time', value: completedExample },
-                deduplicated: {
-                  summary: 'A repeated Idempotency-Key',
-                  value: jobExample('queued', { position: 3, estimatedWaitSeconds: 12, deduplicated: true }),
-                },
-              },
-            }),
-          },
-          '202': {
-            description: 'Queued. `position` counts from 1; `estimatedWaitSeconds` is `null` until the pipeline has run-time history.',
-            headers: { Location: header('Location') },
-            content: json(ref('JobStatus'), { example: jobExample('queued', { position: 3, estimatedWaitSeconds: 12 }) }),
-          },
-          '400': problem(
-            400,
-            'Malformed body or params, a missing or empty image where the pipeline needs one, a bad `priority`, `webhookUrl` or `Idempotency-Key`, or `wait` out of range; every field error is listed in `errors`.',
-            [
-              {
-                code: 'invalid_request',
-                detail: 'the request is invalid',
-                errors: [{ path: 'params.operations.0.width', message: 'Too big: expected number to be <=16384' }],
-              },
-            ],
-          ),
-          '401': unauthorizedStation,
-          '403': problem(403, 'A priority above what the station may use (never silently lowered).', [
-            { code: 'forbidden', detail: "priority critical is above this station's highest allowed priority (high)" },
-          ]),
-          '404': unknownPipeline,
-          '409': problem(
-            409,
-            'The `Idempotency-Key` was used by this station within 24 h for a different request, or the request that took it is still being processed (then with `Retry-After`).',
-            [{ code: 'conflict', detail: 'this Idempotency-Key was used for a different request' }],
-            { 'Retry-After': header('Retry-After') },
-          ),
-          '413': problem(413, 'The image is over the size limit (on the decoded bytes).', [
-            { code: 'payload_too_large', detail: 'the image is larger than the limit of 20971520 bytes' },
-          ]),
-          '415': problem(
-            415,
-            'The body is neither multipart/form-data nor JSON, or the image bytes are not an accepted format (JPEG, PNG, WebP, AVIF, GIF, TIFF; judged by content).',
-            [{ code: 'unsupported_media_type', detail: 'the image is not in an accepted format' }],
-          ),
-          '422': problem(
-            422,
-            'The image header cannot be read, its dimensions are over the edge or pixel limits, or it is visibly incomplete.',
-            [{ code: 'invalid_image', detail: 'the image is incomplete' }],
-          ),
-          '429': problem(
-            429,
-            '`queue_full`: the pipeline’s queue is at its depth limit; `rate_limited`: the station is over its own limits (waiting + active jobs, or requests per minute). Retry after `Retry-After` seconds.',
-            [
-              { code: 'queue_full', detail: 'the edit queue is full' },
-              { code: 'rate_limited', detail: 'this station is over its limits' },
-            ],
-            { 'Retry-After': header('Retry-After') },
-          ),
-          '500': internal,
-          '503': unavailable,
-        },
-      },
-      get: {
-        operationId: 'getJobs',
-        tags: ['jobs'],
-        summary: 'Several jobs at once',
-        security: STATION_OR_ADMIN,
-        parameters: [{ name: 'ids', in: 'query', required: true, schema: inline(JobIdsQuery) }],
-        responses: {
-          '200': { description: 'The status bodies of the known ids.', content: json(ref('JobList')) },
-          '400': problem(400, '`ids` missing, or more than 100 ids.', [
-            { code: 'invalid_request', detail: 'at most 100 ids at once', errors: [{ path: 'ids', message: 'more than 100 ids' }] },
-          ]),
-          '401': unauthorizedStation,
-          '429': rateLimited,
-          '500': internal,
-          '503': unavailable,
-        },
-      },
-    },
-    '/v1/jobs/{id}': {
-      get: {
-        operationId: 'getJob',
-        parameters: [jobIdParam],
-        tags: ['jobs'],
-        summary: 'A job’s status',
-        security: STATION_OR_ADMIN,
-        responses: {
-          '200': {
-            description: 'The status body.',
-            content: json(ref('JobStatus'), {
-              examples: {
-                active: {
-                  value: jobExample('active', {
-                    attempts: 1,
-                    startedAt: '2026-11-22T10:00:01.000Z',
-                    progress: { percent: 40, message: 'step 4/10' },
-                  }),
-                },
-                completed: { value: completedExample },
-              },
-            }),
-          },
-          '401': unauthorizedStation,
-          '404': noSuchJob,
-          '410': expiredJob,
-          '429': rateLimited,
-          '500': internal,
-          '503': unavailable,
-        },
-      },
-      delete: {
-        operationId: 'cancelJob',
-        parameters: [jobIdParam],
-        tags: ['jobs'],
-        summary: 'Cancel a job',
-        description:
-          'A queued job is removed at once (`200`, `status: cancelled`). An active one is aborted on the worker holding it (`202`, `status: active`, `cancelRequested: true`) and normally ends `cancelled` within a second; one that finishes before the abort lands stays `completed`.',
-        security: STATION_OR_ADMIN,
-        responses: {
-          '200': {
-            description: 'The job was queued and is now cancelled.',
-            content: json(ref('JobStatus'), { example: jobExample('cancelled') }),
-          },
-          '202': {
-            description: 'The job is active; its abort was requested.',
-            content: json(ref('JobStatus'), { example: jobExample('active', { attempts: 1, cancelRequested: true }) }),
-          },
-          '401': unauthorizedStation,
-          '404': noSuchJob,
-          '409': problem(409, 'The job is already final (completed, failed or cancelled).', [
-            { code: 'conflict', detail: 'the job is already completed' },
-          ]),
-          '410': expiredJob,
-          '429': rateLimited,
-          '500': internal,
-          '503': unavailable,
-        },
-      },
-    },
-    '/v1/jobs/{id}/result': {
-      get: {
-        operationId: 'getJobResult',
-        tags: ['jobs'],
-        summary: 'The output image',
-        security: STATION_OR_ADMIN,
-        parameters: [jobIdParam, { name: 'If-None-Match', in: 'header', required: false, schema: inline(IfNoneMatchHeader) }],
-        responses: {
-          '200': {
-            description: 'The image bytes, with the type of the result (`result.contentType`).',
-            headers: { ETag: header('ETag'), 'Cache-Control': header('Cache-Control'), 'Content-Length': header('Content-Length') },
-            content: { 'image/*': { schema: { type: 'string', format: 'binary', contentMediaType: 'image/*' } } },
-          },
-          '304': {
-            description: '`If-None-Match` matched: the client’s copy is current.',
-            headers: { ETag: header('ETag'), 'Cache-Control': header('Cache-Control') },
-          },
-          '401': unauthorizedStation,
-          '404': noSuchJob,
-          '409': problem(
-            409,
-            '`not_ready` while the job is queued or active (with `Retry-After: 1`); `no_result` once it failed or was cancelled.',
-            [
-              { code: 'not_ready', detail: 'the job is active; the result is not ready yet' },
-              { code: 'no_result', detail: 'the job is failed; it has no result' },
-            ],
-            { 'Retry-After': header('Retry-After') },
-          ),
-          '410': problem(410, 'The job existed but it and its image have been cleaned up after their retention time.', [
-            { code: 'expired', detail: 'the result has been removed after its retention time' },
-          ]),
-          '429': rateLimited,
-          '500': internal,
-          '503': unavailable,
-        },
-      },
-    },
-    '/v1/jobs/{id}/events': {
-      get: {
-        operationId: 'streamJobEvents',
-        parameters: [jobIdParam],
-        tags: ['jobs'],
-        summary: 'Live progress (Server-Sent Events)',
-        description:
-          'A `text/event-stream` of events `status` and `progress`, each with the status body (JobStatus) as JSON `data`. The current state comes first (also on reconnect); the stream ends after the final state.',
-        security: STATION_OR_ADMIN,
-        responses: {
-          '200': {
-            description: 'The event stream.',
-            content: {
-              'text/event-stream': {
-                schema: { type: 'string', description: 'Server-Sent Events: `event: status|progress`, `data: <JobStatus as JSON>`.' },
-                example: 'event: status\ndata: {"id":"edit_8ntv3369rr6e6hh0y4efv87d","status":"active",…}\n\n',
-              },
-            },
-          },
-          '401': unauthorizedStation,
-          '404': noSuchJob,
-          '410': expiredJob,
-          '429': rateLimited,
-          '500': internal,
-          '503': unavailable,
-        },
-      },
-    },
-    '/v1/pipelines': {
-      get: {
-        operationId: 'listPipelines',
-        tags: ['pipelines'],
-        summary: 'The pipelines and their params schemas',
-        security: STATION_OR_ADMIN,
-        responses: {
-          '200': { description: 'Every pipeline, with the JSON Schema of its params.', content: json(ref('PipelineList')) },
-          '401': unauthorizedStation,
-          '500': internal,
-        },
-      },
-    },
-    '/v1/queue': {
-      get: {
-        operationId: 'getQueue',
-        tags: ['queue'],
-        summary: 'Queue depths, workers and limits',
-        security: STATION_OR_ADMIN,
-        responses: {
-          '200': { description: 'Every pipeline, also one no worker serves (`workers: []`).', content: json(ref('Queue')) },
-          '401': unauthorizedStation,
-          '500': internal,
-          '503': unavailable,
-        },
-      },
-    },
-    ...Object.fromEntries(
-      (['pause', 'resume'] as const).map((action) => [
-        `/v1/admin/pipelines/{name}/${action}`,
-        {
-          post: {
-            operationId: `${action}Pipeline`,
-            parameters: [{ name: 'name', in: 'path', required: true, schema: inline(PipelineNamePath) }],
-            tags: ['operators'],
-            summary: action === 'pause' ? 'Pause a pipeline (workers take no new jobs)' : 'Resume a paused pipeline',
-            description: 'Idempotent.',
-            security: ADMIN,
-            responses: {
-              '200': { description: 'That pipeline’s entry of `GET /v1/queue`.', content: json(ref('PipelineQueue')) },
-              '401': unauthorizedAdmin,
-              '403': forbiddenAdmin,
-              '404': unknownPipeline,
-              '500': internal,
-              '503': unavailable,
-            },
-          },
-        },
-      ]),
-    ),
-    '/admin/queues': {
-      get: {
-        operationId: 'dashboard',
-        tags: ['operators'],
-        summary: 'Bull Board, the queue dashboard (HTML)',
-        description:
-          'Without the admin credential it answers `401` with `WWW-Authenticate: Basic realm="darkroom-admin"`, so a browser prompts.',
-        security: ADMIN,
-        responses: {
-          '200': { description: 'The dashboard page.', content: { 'text/html': { schema: { type: 'string' } } } },
-          '401': problem(
-            401,
-            'No admin credential, or a wrong one.',
-            [{ code: 'unauthorized', detail: 'the admin credential is required' }],
-            {
-              'WWW-Authenticate': header('WWW-Authenticate'),
-            },
-          ),
-          '403': forbiddenAdmin,
-        },
-      },
-    },
-    '/healthz': {
-      get: {
-        operationId: 'healthz',
-        tags: ['operators'],
-        summary: 'Liveness: the process is alive',
-        security: NONE,
-        responses: { '200': { description: 'Alive.', content: json(ref('Health')) } },
-      },
-    },
-    '/readyz': {
-      get: {
-        operationId: 'readyz',
-        tags: ['operators'],
-        summary: 'Readiness: the queue store is reachable',
-        security: NONE,
-        responses: {
-          '200': { description: 'Ready.', content: json(ref('Ready')) },
-          '503': problem(503, 'The queue store is unreachable.', [{ code: 'unavailable', detail: 'the queue store is unreachable' }], {
-            'Retry-After': header('Retry-After'),
-          }),
-        },
-      },
-    },
-    '/metrics': {
-      get: {
-        operationId: 'metrics',
-        tags: ['operators'],
-        summary: 'Prometheus metrics',
-        description: 'Needs no credential unless the operator sets `DARKROOM_METRICS_TOKEN`; then `Authorization: Bearer <token>`.',
-        security: [{}, { metricsBearer: [] }],
-        responses: {
-          '200': {
-            description: 'Prometheus text exposition format.',
-            content: { 'text/plain; version=0.0.4': { schema: { type: 'string' } } },
-          },
-          '401': problem(
-            401,
-            '`DARKROOM_METRICS_TOKEN` is set and the request does not carry it.',
-            [{ code: 'unauthorized', detail: 'the metrics token is required' }],
-            { 'WWW-Authenticate': header('WWW-Authenticate') },
-          ),
-        },
-      },
-    },
-    '/openapi.json': {
-      get: {
-        operationId: 'openapi',
-        tags: ['operators'],
-        summary: 'This OpenAPI 3.1 document',
-        security: NONE,
-        responses: {
-          '200': { description: 'The OpenAPI document.', content: { 'application/json': { schema: { type: 'object' } } } },
-        },
-      },
-    },
-    '/docs': {
-      get: {
-        operationId: 'docs',
-        tags: ['operators'],
-        summary: 'Human API docs (HTML), every asset served by this server',
-        security: NONE,
-        responses: { '200': { description: 'The docs page.', content: { 'text/html': { schema: { type: 'string' } } } } },
-      },
-    },
-  };
 
   return {
     openapi: '3.1.1',
@@ -833,7 +562,7 @@ export function buildOpenApiDocument(opts: { serverUrl?: string } = {}): OpenApi
       { name: 'operators', description: 'Admin actions, health, metrics and these docs.' },
     ],
     security: STATION,
-    paths,
+    paths: buildPaths(opts.routes),
     components: {
       schemas: { ...outputs, ...inputs },
       headers: {

@@ -2,6 +2,7 @@
 export { admit, backlogRetryAfter, jittered, tooManyPending } from './admission.ts';
 export { type BlobStore, blobKeys, FsBlobStore, sha256Hex } from './blob-store.ts';
 export { jobsInProgress, PRIORITY_SCORE_SPAN, priorityScoreRange } from './bullmq.ts';
+export { queueEntry, waitingByPriority } from './counts.ts';
 export { DeviceSlots, type Lease } from './device-slots.ts';
 export { DeviceWorker } from './device-worker.ts';
 export { endWaitingJob } from './end-waiting.ts';

@@ -41,7 +41,7 @@ export function answerError(
   return problem;
 }
 
-/** A JSON answer, written the same way whichever layer (Express or the fast lane) answers. */
+/** A JSON answer, written the same way whichever layer (Express or the route dispatcher) answers. */
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {
   sendBody(res, status, 'application/json; charset=utf-8', JSON.stringify(body));
 }

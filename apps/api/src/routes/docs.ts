@@ -1,10 +1,10 @@
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { buildOpenApiDocument } from '@darkroom/contracts';
 import { type Response, Router } from 'express';
+import type { Handler, RouteContext } from './route.ts';
 
 /*
- * `GET /openapi.json` (generated from the zod contracts) and the human docs at `GET /docs`:
+ * `GET /openapi.json` (generated from the route table and the zod contracts) and the human docs at `GET /docs`:
  * Swagger UI from the installed `swagger-ui-dist` package. Stations' networks are closed, so the
  * page loads nothing from elsewhere: every script, stylesheet and icon comes from this server,
  * the page has no inline script, and its Content-Security-Policy allows this origin only.
@@ -79,14 +79,14 @@ const CSP = [
 
 const ASSET_CACHE = 'public, max-age=86400';
 
-export function docsRouter(opts: { serverUrl?: string } = {}): Router {
-  const r = Router();
-  // Built once: the contracts do not change while the process runs.
-  const document = JSON.stringify(buildOpenApiDocument(opts.serverUrl ? { serverUrl: opts.serverUrl } : {}));
+/** GET /openapi.json: the document generated from the route table. */
+export function serveOpenApi({ openapi }: RouteContext): Handler {
+  return () => ({ status: 200, headers: { 'Cache-Control': 'no-cache' }, type: 'application/json; charset=utf-8', text: openapi() });
+}
 
-  r.get(OPENAPI_PATH, (_req, res) => {
-    res.status(200).type('application/json').setHeader('Cache-Control', 'no-cache').send(document);
-  });
+/** The page at GET /docs and the files it loads from under /docs/assets/. */
+export function docsRouter(): Router {
+  const r = Router();
 
   r.get(DOCS_PATH, (_req, res) => {
     res.setHeader('Content-Security-Policy', CSP);

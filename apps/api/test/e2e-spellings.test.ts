@@ -8,9 +8,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { submit, totalJobs, waitForFinal } from './helpers.ts';
 
 /*
- * POST /v1/jobs and GET /v1/jobs/{id} in their plain spellings are answered by the fast lane,
- * every other spelling by Express. Both must answer alike: same status, body, and headers, and
- * the same refusals. A trailing slash (or a percent-encoded id) is the way to reach Express.
+ * The plain spelling of a route of the table (`/v1/jobs`, `/v1/jobs/{id}`) is answered by the
+ * dispatcher, every other spelling by Express; both run the same steps and handlers from the
+ * table. Both must answer alike: same status, body, and headers, and the same refusals. A
+ * trailing slash (or a percent-encoded id) is the way to reach Express.
  */
 
 const METERED = { name: 'metered', key: 'metered-station-key-0123456789', requestsPerMinute: 1000 };
@@ -19,7 +20,7 @@ let done: JobStatusBody;
 let dir: string;
 
 beforeAll(async () => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'darkroom-lane-'));
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'darkroom-spellings-'));
   const file = path.join(dir, 'stations.json');
   fs.writeFileSync(file, JSON.stringify([METERED]));
   sys = await startSystem({ env: { DARKROOM_STATIONS_FILE: file } });
@@ -41,7 +42,7 @@ function stableHeaders(res: Response): Record<string, string> {
   return out;
 }
 
-describe('GET /v1/jobs/{id}: fast lane and Express answer alike', () => {
+describe('GET /v1/jobs/{id}: plain and odd spellings answer alike', () => {
   const cases: [string, Record<string, string> | null, 'alpha' | 'beta' | null][] = [
     ['own job', null, 'alpha'],
     ['another station’s job', null, 'beta'],
@@ -51,22 +52,22 @@ describe('GET /v1/jobs/{id}: fast lane and Express answer alike', () => {
   for (const [name, headers, station] of cases) {
     it(name, async () => {
       const init = { station, ...(headers ? { headers } : {}) };
-      const lane = await sys.fetch(`/v1/jobs/${done.id}`, init);
+      const plain = await sys.fetch(`/v1/jobs/${done.id}`, init);
       const express = await sys.fetch(`/v1/jobs/${done.id}/`, init);
-      expect(lane.status).toBe(express.status);
-      expect(stableHeaders(lane)).toEqual(stableHeaders(express));
-      expect(lane.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
-      expect(await lane.json()).toEqual(await express.json());
+      expect(plain.status).toBe(express.status);
+      expect(stableHeaders(plain)).toEqual(stableHeaders(express));
+      expect(plain.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
+      expect(await plain.json()).toEqual(await express.json());
     });
   }
 
   it('answers an unknown id 404 on both, and HEAD without a body', async () => {
     const unknown = 'synthetic_zzzzzzzzzzzzzzzzzzzzzzzz';
-    const lane = await sys.fetch(`/v1/jobs/${unknown}`);
+    const plain = await sys.fetch(`/v1/jobs/${unknown}`);
     const express = await sys.fetch(`/v1/jobs/${unknown}/`);
-    expect([lane.status, express.status]).toEqual([404, 404]);
-    expect(lane.headers.get('content-type')).toBe(express.headers.get('content-type'));
-    expect(await lane.json()).toEqual(await express.json());
+    expect([plain.status, express.status]).toEqual([404, 404]);
+    expect(plain.headers.get('content-type')).toBe(express.headers.get('content-type'));
+    expect(await plain.json()).toEqual(await express.json());
     const head = await sys.fetch(`/v1/jobs/${done.id}`, { method: 'HEAD' });
     expect(head.status).toBe(200);
     expect(await head.text()).toBe('');
@@ -80,7 +81,7 @@ describe('GET /v1/jobs/{id}: fast lane and Express answer alike', () => {
   });
 });
 
-describe('POST /v1/jobs: fast lane and Express answer alike', () => {
+describe('POST /v1/jobs: plain and odd spellings answer alike', () => {
   const post = (path: string, body: string | Buffer, headers: Record<string, string>, station: 'alpha' | null = 'alpha') =>
     sys.fetch(path, { method: 'POST', body, headers, station });
 
@@ -105,12 +106,12 @@ describe('POST /v1/jobs: fast lane and Express answer alike', () => {
     it(`refuses ${name} with ${status}, the same on both, creating nothing`, async () => {
       const before = await totalJobs(sys);
       const q = name === 'a bad wait' ? '?wait=abc' : '';
-      const lane = await post(`/v1/jobs${q}`, body, headers, station);
+      const plain = await post(`/v1/jobs${q}`, body, headers, station);
       const express = await post(`/v1/jobs/${q}`, body, headers, station);
-      expect([lane.status, express.status]).toEqual([status, status]);
-      expect(lane.headers.get('content-type')).toMatch(/^application\/problem\+json/);
-      expect(stableHeaders(lane)).toEqual(stableHeaders(express));
-      expect(await lane.json()).toEqual(await express.json());
+      expect([plain.status, express.status]).toEqual([status, status]);
+      expect(plain.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+      expect(stableHeaders(plain)).toEqual(stableHeaders(express));
+      expect(await plain.json()).toEqual(await express.json());
       expect(await totalJobs(sys)).toBe(before);
     });
   }
@@ -133,15 +134,15 @@ describe('POST /v1/jobs: fast lane and Express answer alike', () => {
 
   it('accepts the same submit on both, gzip included, with the same body shape', async () => {
     const json = JSON.stringify({ pipeline: 'synthetic', params: { steps: 1, stepMs: 0 }, priority: 'low' });
-    const lane = await post('/v1/jobs', json, { 'content-type': 'application/json' });
+    const plain = await post('/v1/jobs', json, { 'content-type': 'application/json' });
     const express = await post('/v1/jobs/', json, { 'content-type': 'application/json' });
     const gzip = await post('/v1/jobs', zlib.gzipSync(json), { 'content-type': 'application/json', 'content-encoding': 'gzip' });
     const utf8 = await post('/v1/jobs', json, { 'content-type': 'application/json; charset=UTF-8' });
-    for (const res of [lane, express, gzip, utf8]) {
+    for (const res of [plain, express, gzip, utf8]) {
       expect(res.status).toBe(202);
       expect(res.headers.get('location')).toMatch(/^\/v1\/jobs\/synthetic_/);
     }
-    const bodies = (await Promise.all([lane, express, gzip, utf8].map((r) => r.json()))) as JobStatusBody[];
+    const bodies = (await Promise.all([plain, express, gzip, utf8].map((r) => r.json()))) as JobStatusBody[];
     expect(new Set(bodies.map((b) => b.id)).size).toBe(4);
     const shape = (b: JobStatusBody) => ({ ...b, id: '', createdAt: '', links: {}, position: 0, estimatedWaitSeconds: 0 });
     for (const b of bodies) {
@@ -149,7 +150,7 @@ describe('POST /v1/jobs: fast lane and Express answer alike', () => {
       if (b.status === 'queued') expect(b.position).toBeGreaterThanOrEqual(1);
     }
     expect(shape(bodies[0]!)).toEqual(shape(bodies[1]!));
-    expect(stableHeaders(lane)).toEqual(stableHeaders(express));
+    expect(stableHeaders(plain)).toEqual(stableHeaders(express));
     for (const b of bodies) expect((await waitForFinal(sys, b.id)).status).toBe('completed');
   });
 
@@ -160,11 +161,42 @@ describe('POST /v1/jobs: fast lane and Express answer alike', () => {
         await post('/v1/jobs', '{"pipeline":"synthetic"}', { 'content-type': 'application/json', ...metered }, null)
       ).json()) as JobStatusBody
     ).id;
-    const lane = await sys.fetch(`/v1/jobs/${id}`, { station: null, headers: metered });
+    const plain = await sys.fetch(`/v1/jobs/${id}`, { station: null, headers: metered });
     const express = await sys.fetch(`/v1/jobs/${id}/`, { station: null, headers: metered });
-    expect([lane.status, express.status]).toEqual([200, 200]);
+    expect([plain.status, express.status]).toEqual([200, 200]);
     const remaining = (r: Response) => Number(/remaining=(\d+)/.exec(r.headers.get('ratelimit') ?? '')?.[1]);
-    expect(lane.headers.get('ratelimit-policy')).toBe('1000;w=60');
-    expect(remaining(express)).toBe(remaining(lane) - 1);
+    expect(plain.headers.get('ratelimit-policy')).toBe('1000;w=60');
+    expect(remaining(express)).toBe(remaining(plain) - 1);
   });
+});
+
+describe('every other route of the table: plain and odd spellings answer alike', () => {
+  const cases: [string, string, Record<string, string>, 'alpha' | null][] = [
+    ['GET', '/v1/pipelines', {}, 'alpha'],
+    ['GET', '/v1/pipelines', {}, null],
+    ['GET', '/v1/queue', {}, 'alpha'],
+    ['GET', '/v1/queue', { authorization: `Bearer ${ADMIN_TOKEN}` }, null],
+    ['GET', '/v1/jobs?ids=synthetic_zzzzzzzzzzzzzzzzzzzzzzzz', {}, 'alpha'],
+    ['DELETE', '/v1/jobs/synthetic_zzzzzzzzzzzzzzzzzzzzzzzz', {}, 'alpha'],
+    ['GET', '/v1/jobs/synthetic_zzzzzzzzzzzzzzzzzzzzzzzz/result', {}, 'alpha'],
+    ['POST', '/v1/admin/pipelines/nope/pause', { authorization: `Bearer ${ADMIN_TOKEN}` }, null],
+    ['POST', '/v1/admin/pipelines/synthetic/resume', {}, 'alpha'],
+    ['GET', '/healthz', {}, null],
+    ['GET', '/openapi.json', {}, null],
+  ];
+  for (const [method, path, headers, station] of cases) {
+    it(`${method} ${path} (${station ?? (headers.authorization ? 'admin' : 'no credential')})`, async () => {
+      const [p, q] = path.split('?');
+      const odd = `${p}/${q ? `?${q}` : ''}`;
+      const plain = await sys.fetch(path, { method, headers, station });
+      const express = await sys.fetch(odd, { method, headers, station });
+      expect(plain.status).toBe(express.status);
+      expect(stableHeaders(plain)).toEqual(stableHeaders(express));
+      const [a, b] = [await plain.text(), await express.text()];
+      // The queue's figures move with time (throughput per minute); its shape and limits do not.
+      if (path === '/v1/queue')
+        expect((JSON.parse(a) as { limits: unknown }).limits).toEqual((JSON.parse(b) as { limits: unknown }).limits);
+      else expect(a).toBe(b);
+    });
+  }
 });

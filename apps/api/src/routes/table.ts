@@ -1,0 +1,482 @@
+import {
+  EXAMPLES,
+  HealthBody,
+  header,
+  IdempotencyKeyHeader,
+  IfNoneMatchHeader,
+  JobIdPath,
+  JobIdsQuery,
+  JobListBody,
+  JobStatusBody,
+  jobExample,
+  jsonContent,
+  PipelineListBody,
+  PipelineNamePath,
+  PipelineQueueInfo,
+  PROBLEM_RESPONSES,
+  parameter,
+  problem,
+  QueueBody,
+  ReadyBody,
+  SUBMIT_IMAGE_TYPES,
+  SubmitJsonBody,
+  SubmitMultipartBody,
+  SubmitWaitQuery,
+  schemaRef,
+} from '@darkroom/contracts';
+import { pipelineAction } from './admin.ts';
+import { DASHBOARD_PATH, dashboardRouter } from './dashboard.ts';
+import { DOCS_PATH, docsRouter, OPENAPI_PATH, serveOpenApi } from './docs.ts';
+import { cancelJob, getJob, getJobs, jobEvents, jobResult, submitJob } from './jobs.ts';
+import { getQueue, healthz, listPipelines, readyz, scrapeMetrics } from './meta.ts';
+import type { Route, Scope } from './route.ts';
+
+/*
+ * Every route of the API, as data: how it is called (method, path, credential, Redis check, rate
+ * limit), what answers it, and what the OpenAPI document says of it. The Express router, the
+ * dispatcher of the plain spellings and the document's `paths` are all generated from this list,
+ * so a route cannot be served without being documented, nor documented without being served.
+ * 401/403 (credential), 429 (rate limit) and 503 (Redis check) are documented from the entry's
+ * own fields; the rest of what a route can answer is in its `doc.responses`.
+ */
+
+const { internal, noSuchJob, expiredJob, unknownPipeline, unavailable } = PROBLEM_RESPONSES;
+const jobId = parameter('path', 'id', JobIdPath);
+
+export const ROUTES: readonly Route[] = [
+  {
+    method: 'POST',
+    path: '/v1/jobs',
+    auth: 'station',
+    redis: true,
+    rateLimited: true,
+    kind: 'json',
+    handler: submitJob,
+    doc: {
+      operationId: 'submitJob',
+      tags: ['jobs'],
+      summary: 'Submit a job',
+      description:
+        'Queues a job for a pipeline. Checks run in a fixed order and the first failing one answers (see the API reference): 401, 400 (`wait`), 413, 415 (body type), 400 (malformed body, missing `pipeline`), 404 (unknown pipeline), 400 (every field error at once), 403, 415 (image format), 422, 429, 503. An answered error means nothing was queued and nothing was stored. Unknown top-level fields are ignored.',
+      parameters: [parameter('query', 'wait', SubmitWaitQuery), parameter('header', 'Idempotency-Key', IdempotencyKeyHeader)],
+      requestBody: {
+        required: true,
+        content: {
+          'multipart/form-data': {
+            schema: schemaRef(SubmitMultipartBody),
+            encoding: {
+              image: { contentType: SUBMIT_IMAGE_TYPES },
+              params: { contentType: 'application/json' },
+            },
+          },
+          'application/json': {
+            schema: schemaRef(SubmitJsonBody),
+            examples: {
+              edit: {
+                summary: 'Resize and convert to WebP',
+                value: { pipeline: 'edit', params: EXAMPLES.editParams, imageBase64: '<base64 of the image>' },
+              },
+              synthetic: {
+                summary: 'A synthetic job (no image)',
+                value: { pipeline: 'synthetic', params: EXAMPLES.syntheticParams, priority: 'high' },
+              },
+            },
+          },
+        },
+      },
+      responses: {
+        '200': {
+          description:
+            'With `wait`: the job became final in time, full status body. With a repeated `Idempotency-Key`: the original job’s current status body with `"deduplicated": true`.',
+          headers: { Location: header('Location') },
+          content: jsonContent(JobStatusBody, {
+            examples: {
+              final: { summary: 'With `wait`: finished in time', value: EXAMPLES.completedJob },
+              deduplicated: {
+                summary: 'A repeated Idempotency-Key',
+                value: jobExample('queued', { position: 3, estimatedWaitSeconds: 12, deduplicated: true }),
+              },
+            },
+          }),
+        },
+        '202': {
+          description: 'Queued. `position` counts from 1; `estimatedWaitSeconds` is `null` until the pipeline has run-time history.',
+          headers: { Location: header('Location') },
+          content: jsonContent(JobStatusBody, { example: jobExample('queued', { position: 3, estimatedWaitSeconds: 12 }) }),
+        },
+        '400': problem(
+          400,
+          'Malformed body or params, a missing or empty image where the pipeline needs one, a bad `priority`, `webhookUrl` or `Idempotency-Key`, or `wait` out of range; every field error is listed in `errors`.',
+          [
+            {
+              code: 'invalid_request',
+              detail: 'the request is invalid',
+              errors: [{ path: 'params.operations.0.width', message: 'Too big: expected number to be <=16384' }],
+            },
+          ],
+        ),
+        '403': problem(403, 'A priority above what the station may use (never silently lowered).', [
+          { code: 'forbidden', detail: "priority critical is above this station's highest allowed priority (high)" },
+        ]),
+        '404': unknownPipeline,
+        '409': problem(
+          409,
+          'The `Idempotency-Key` was used by this station within 24 h for a different request, or the request that took it is still being processed (then with `Retry-After`).',
+          [{ code: 'conflict', detail: 'this Idempotency-Key was used for a different request' }],
+          { 'Retry-After': header('Retry-After') },
+        ),
+        '413': problem(413, 'The image is over the size limit (on the decoded bytes).', [
+          { code: 'payload_too_large', detail: 'the image is larger than the limit of 20971520 bytes' },
+        ]),
+        '415': problem(
+          415,
+          'The body is neither multipart/form-data nor JSON, or the image bytes are not an accepted format (JPEG, PNG, WebP, AVIF, GIF, TIFF; judged by content).',
+          [{ code: 'unsupported_media_type', detail: 'the image is not in an accepted format' }],
+        ),
+        '422': problem(
+          422,
+          'The image header cannot be read, its dimensions are over the edge or pixel limits, or it is visibly incomplete.',
+          [{ code: 'invalid_image', detail: 'the image is incomplete' }],
+        ),
+        // The queue's depth limit answers 429 too, beside the station's own limits.
+        '429': problem(
+          429,
+          '`queue_full`: the pipeline’s queue is at its depth limit; `rate_limited`: the station is over its own limits (waiting + active jobs, or requests per minute). Retry after `Retry-After` seconds.',
+          [
+            { code: 'queue_full', detail: 'the edit queue is full' },
+            { code: 'rate_limited', detail: 'this station is over its limits' },
+          ],
+          { 'Retry-After': header('Retry-After') },
+        ),
+        '500': internal,
+      },
+    },
+  },
+  {
+    method: 'GET',
+    path: '/v1/jobs',
+    auth: 'station-or-admin',
+    redis: true,
+    rateLimited: true,
+    kind: 'json',
+    handler: getJobs,
+    doc: {
+      operationId: 'getJobs',
+      tags: ['jobs'],
+      summary: 'Several jobs at once',
+      parameters: [parameter('query', 'ids', JobIdsQuery, true)],
+      responses: {
+        '200': { description: 'The status bodies of the known ids.', content: jsonContent(JobListBody) },
+        '400': problem(400, '`ids` missing, or more than 100 ids.', [
+          { code: 'invalid_request', detail: 'at most 100 ids at once', errors: [{ path: 'ids', message: 'more than 100 ids' }] },
+        ]),
+        '500': internal,
+      },
+    },
+  },
+  {
+    method: 'GET',
+    path: '/v1/jobs/{id}',
+    auth: 'station-or-admin',
+    redis: true,
+    rateLimited: true,
+    kind: 'json',
+    handler: getJob,
+    doc: {
+      operationId: 'getJob',
+      tags: ['jobs'],
+      summary: 'A job’s status',
+      parameters: [jobId],
+      responses: {
+        '200': {
+          description: 'The status body.',
+          content: jsonContent(JobStatusBody, {
+            examples: {
+              active: {
+                value: jobExample('active', {
+                  attempts: 1,
+                  startedAt: '2026-11-22T10:00:01.000Z',
+                  progress: { percent: 40, message: 'step 4/10' },
+                }),
+              },
+              completed: { value: EXAMPLES.completedJob },
+            },
+          }),
+        },
+        '404': noSuchJob,
+        '410': expiredJob,
+        '500': internal,
+      },
+    },
+  },
+  {
+    method: 'DELETE',
+    path: '/v1/jobs/{id}',
+    auth: 'station-or-admin',
+    redis: true,
+    rateLimited: true,
+    kind: 'json',
+    handler: cancelJob,
+    doc: {
+      operationId: 'cancelJob',
+      tags: ['jobs'],
+      summary: 'Cancel a job',
+      description:
+        'A queued job is removed at once (`200`, `status: cancelled`). An active one is aborted on the worker holding it (`202`, `status: active`, `cancelRequested: true`) and normally ends `cancelled` within a second; one that finishes before the abort lands stays `completed`.',
+      parameters: [jobId],
+      responses: {
+        '200': {
+          description: 'The job was queued and is now cancelled.',
+          content: jsonContent(JobStatusBody, { example: jobExample('cancelled') }),
+        },
+        '202': {
+          description: 'The job is active; its abort was requested.',
+          content: jsonContent(JobStatusBody, { example: jobExample('active', { attempts: 1, cancelRequested: true }) }),
+        },
+        '404': noSuchJob,
+        '409': problem(409, 'The job is already final (completed, failed or cancelled).', [
+          { code: 'conflict', detail: 'the job is already completed' },
+        ]),
+        '410': expiredJob,
+        '500': internal,
+      },
+    },
+  },
+  {
+    method: 'GET',
+    path: '/v1/jobs/{id}/result',
+    auth: 'station-or-admin',
+    redis: true,
+    rateLimited: true,
+    kind: 'raw',
+    handler: jobResult,
+    doc: {
+      operationId: 'getJobResult',
+      tags: ['jobs'],
+      summary: 'The output image',
+      parameters: [jobId, parameter('header', 'If-None-Match', IfNoneMatchHeader)],
+      responses: {
+        '200': {
+          description: 'The image bytes, with the type of the result (`result.contentType`).',
+          headers: { ETag: header('ETag'), 'Cache-Control': header('Cache-Control'), 'Content-Length': header('Content-Length') },
+          content: { 'image/*': { schema: { type: 'string', format: 'binary', contentMediaType: 'image/*' } } },
+        },
+        '304': {
+          description: '`If-None-Match` matched: the client’s copy is current.',
+          headers: { ETag: header('ETag'), 'Cache-Control': header('Cache-Control') },
+        },
+        '404': noSuchJob,
+        '409': problem(
+          409,
+          '`not_ready` while the job is queued or active (with `Retry-After: 1`); `no_result` once it failed or was cancelled.',
+          [
+            { code: 'not_ready', detail: 'the job is active; the result is not ready yet' },
+            { code: 'no_result', detail: 'the job is failed; it has no result' },
+          ],
+          { 'Retry-After': header('Retry-After') },
+        ),
+        '410': problem(410, 'The job existed but it and its image have been cleaned up after their retention time.', [
+          { code: 'expired', detail: 'the result has been removed after its retention time' },
+        ]),
+        '500': internal,
+      },
+    },
+  },
+  {
+    method: 'GET',
+    path: '/v1/jobs/{id}/events',
+    auth: 'station-or-admin',
+    redis: true,
+    rateLimited: true,
+    kind: 'raw',
+    handler: jobEvents,
+    doc: {
+      operationId: 'streamJobEvents',
+      tags: ['jobs'],
+      summary: 'Live progress (Server-Sent Events)',
+      description:
+        'A `text/event-stream` of events `status` and `progress`, each with the status body (JobStatus) as JSON `data`. The current state comes first (also on reconnect); the stream ends after the final state.',
+      parameters: [jobId],
+      responses: {
+        '200': {
+          description: 'The event stream.',
+          content: {
+            'text/event-stream': {
+              schema: { type: 'string', description: 'Server-Sent Events: `event: status|progress`, `data: <JobStatus as JSON>`.' },
+              example: 'event: status\ndata: {"id":"edit_8ntv3369rr6e6hh0y4efv87d","status":"active",…}\n\n',
+            },
+          },
+        },
+        '404': noSuchJob,
+        '410': expiredJob,
+        '500': internal,
+      },
+    },
+  },
+  {
+    method: 'GET',
+    path: '/v1/pipelines',
+    auth: 'station-or-admin',
+    redis: false,
+    kind: 'json',
+    handler: listPipelines,
+    doc: {
+      operationId: 'listPipelines',
+      tags: ['pipelines'],
+      summary: 'The pipelines and their params schemas',
+      responses: {
+        '200': { description: 'Every pipeline, with the JSON Schema of its params.', content: jsonContent(PipelineListBody) },
+        '500': internal,
+      },
+    },
+  },
+  {
+    method: 'GET',
+    path: '/v1/queue',
+    auth: 'station-or-admin',
+    // Not checked first: the credential is. Reading the queue without Redis answers the same 503.
+    redis: false,
+    kind: 'json',
+    handler: getQueue,
+    doc: {
+      operationId: 'getQueue',
+      tags: ['queue'],
+      summary: 'Queue depths, workers and limits',
+      responses: {
+        '200': { description: 'Every pipeline, also one no worker serves (`workers: []`).', content: jsonContent(QueueBody) },
+        '500': internal,
+        '503': unavailable,
+      },
+    },
+  },
+  ...(['pause', 'resume'] as const).map(
+    (action): Route => ({
+      method: 'POST',
+      path: `/v1/admin/pipelines/{name}/${action}`,
+      auth: 'admin',
+      redis: true,
+      kind: 'json',
+      handler: pipelineAction(action),
+      doc: {
+        operationId: `${action}Pipeline`,
+        tags: ['operators'],
+        summary: action === 'pause' ? 'Pause a pipeline (workers take no new jobs)' : 'Resume a paused pipeline',
+        description: 'Idempotent.',
+        parameters: [parameter('path', 'name', PipelineNamePath)],
+        responses: {
+          '200': { description: 'That pipeline’s entry of `GET /v1/queue`.', content: jsonContent(PipelineQueueInfo) },
+          '404': unknownPipeline,
+          '500': internal,
+        },
+      },
+    }),
+  ),
+  {
+    method: 'GET',
+    path: DASHBOARD_PATH,
+    auth: 'admin',
+    realm: 'darkroom-admin',
+    redis: false,
+    kind: 'express',
+    mount: DASHBOARD_PATH,
+    router: ({ deps }) => dashboardRouter(deps.queues),
+    doc: {
+      operationId: 'dashboard',
+      tags: ['operators'],
+      summary: 'Bull Board, the queue dashboard (HTML)',
+      description:
+        'Without the admin credential it answers `401` with `WWW-Authenticate: Basic realm="darkroom-admin"`, so a browser prompts.',
+      responses: { '200': { description: 'The dashboard page.', content: { 'text/html': { schema: { type: 'string' } } } } },
+    },
+  },
+  {
+    method: 'GET',
+    path: '/healthz',
+    auth: 'none',
+    redis: false,
+    kind: 'json',
+    handler: healthz,
+    doc: {
+      operationId: 'healthz',
+      tags: ['operators'],
+      summary: 'Liveness: the process is alive',
+      responses: { '200': { description: 'Alive.', content: jsonContent(HealthBody) } },
+    },
+  },
+  {
+    method: 'GET',
+    path: '/readyz',
+    auth: 'none',
+    redis: false,
+    kind: 'json',
+    handler: readyz,
+    doc: {
+      operationId: 'readyz',
+      tags: ['operators'],
+      summary: 'Readiness: the queue store is reachable',
+      responses: {
+        '200': { description: 'Ready.', content: jsonContent(ReadyBody) },
+        '503': problem(503, 'The queue store is unreachable.', [{ code: 'unavailable', detail: 'the queue store is unreachable' }], {
+          'Retry-After': header('Retry-After'),
+        }),
+      },
+    },
+  },
+  {
+    method: 'GET',
+    path: '/metrics',
+    auth: 'metrics-token',
+    redis: false,
+    kind: 'json',
+    handler: scrapeMetrics,
+    doc: {
+      operationId: 'metrics',
+      tags: ['operators'],
+      summary: 'Prometheus metrics',
+      description: 'Needs no credential unless the operator sets `DARKROOM_METRICS_TOKEN`; then `Authorization: Bearer <token>`.',
+      responses: {
+        '200': {
+          description: 'Prometheus text exposition format.',
+          content: { 'text/plain; version=0.0.4': { schema: { type: 'string' } } },
+        },
+      },
+    },
+  },
+  {
+    method: 'GET',
+    path: OPENAPI_PATH,
+    auth: 'none',
+    redis: false,
+    kind: 'json',
+    handler: serveOpenApi,
+    doc: {
+      operationId: 'openapi',
+      tags: ['operators'],
+      summary: 'This OpenAPI 3.1 document',
+      responses: {
+        '200': { description: 'The OpenAPI document.', content: { 'application/json': { schema: { type: 'object' } } } },
+      },
+    },
+  },
+  {
+    method: 'GET',
+    path: DOCS_PATH,
+    auth: 'none',
+    redis: false,
+    // The page and the static files it loads from /docs/assets/.
+    kind: 'express',
+    router: () => docsRouter(),
+    doc: {
+      operationId: 'docs',
+      tags: ['operators'],
+      summary: 'Human API docs (HTML), every asset served by this server',
+      responses: { '200': { description: 'The docs page.', content: { 'text/html': { schema: { type: 'string' } } } } },
+    },
+  },
+];
+
+export const SCOPES: readonly Scope[] = [
+  { prefix: '/v1/jobs', redis: true, auth: 'none' },
+  { prefix: '/v1/queue', redis: true, auth: 'none' },
+  { prefix: '/v1/admin', redis: true, auth: 'admin' },
+];
