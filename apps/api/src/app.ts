@@ -96,7 +96,7 @@ export function createApp(deps: Deps, stations: StationRegistry): App {
   const metricsToken: Step = (req, _res, next) => {
     const token = deps.config.metricsToken;
     if (token && !constantTimeEqual(credentialOf(req).bearer, token)) {
-      return next(new HttpError(401, 'unauthorized', 'the metrics token is required', { headers: { 'WWW-Authenticate': 'Bearer' } }));
+      return next(new HttpError('unauthorized', 'the metrics token is required', { headers: { 'WWW-Authenticate': 'Bearer' } }));
     }
     next();
   };

@@ -1,17 +1,6 @@
 import { once } from 'node:events';
 import http from 'node:http';
-import { PIPELINE_NAMES } from '@darkroom/contracts';
-import {
-  createWebhookQueue,
-  type Deps,
-  EventHub,
-  FsBlobStore,
-  InvalidSubmit,
-  JobLifecycle,
-  Maintenance,
-  QueueRegistry,
-  StatsReader,
-} from '@darkroom/jobs';
+import { createJobSystem, FsBlobStore, InvalidSubmit, Maintenance } from '@darkroom/jobs';
 import { ConfigError, checkEvictionPolicy, createLogger, createRedis, loadConfig, Shutdown } from '@darkroom/runtime';
 import { checkWebhookTarget, createWebhookProcessor, WEBHOOK_QUEUE, type WebhookJobData, type WebhookResult } from '@darkroom/webhooks';
 import { Worker } from 'bullmq';
@@ -37,26 +26,17 @@ async function main() {
   const blobs = new FsBlobStore(config.dataDir);
   await blobs.ensureReady();
   const redis = createRedis(config.redisUrl, 'producer', logger);
-  const queues = new QueueRegistry(config, redis);
-  const stats = new StatsReader(redis, config.prefix, PIPELINE_NAMES);
   redis.once('ready', () => void checkEvictionPolicy(redis, logger));
-
-  const events = new EventHub(config, redis, PIPELINE_NAMES, logger);
-  const webhooks = createWebhookQueue(config, redis);
-  const deps: Deps = {
+  const deps = createJobSystem({
     config,
     logger,
     redis,
-    queues,
     blobs,
-    stats,
-    events,
-    lifecycle: new JobLifecycle({ config, logger, redis, webhooks, notify: (id) => events.notify(id) }),
     checkWebhookTarget: async (url) => {
       const r = await checkWebhookTarget(url, { allowPrivate: config.webhooks.allowPrivate });
       if (!r.ok) throw new InvalidSubmit('the request is invalid', [{ path: 'webhookUrl', message: r.reason }]);
     },
-  };
+  });
   // Deliveries run here, from their own queue; a worker of its own with its own blocking connection.
   const secrets = new Map(stations.stations.map((s) => [s.name, s.webhookSecret]));
   const delivery = new Worker<WebhookJobData, WebhookResult>(
@@ -82,21 +62,21 @@ async function main() {
   // Requests Node's HTTP parser refuses never reach Express: answer them as problems too.
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     if (err.code === 'ECONNRESET' || !socket.writable) return socket.destroy();
-    const [status, detail] =
+    const refusal =
       err.code === 'HPE_HEADER_OVERFLOW'
-        ? [431, 'the request headers are too large']
+        ? new HttpError('headers_too_large', 'the request headers are too large')
         : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-          ? [408, 'the request took too long to arrive']
-          : [400, 'the request could not be parsed as HTTP'];
-    const problem = JSON.stringify(new HttpError(status, 'invalid_request', detail).body());
+          ? new HttpError('request_timeout', 'the request took too long to arrive')
+          : new HttpError('invalid_request', 'the request could not be parsed as HTTP');
+    const problem = JSON.stringify(refusal.body());
     socket.end(
-      `HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request'}\r\n` +
+      `HTTP/1.1 ${refusal.status} ${http.STATUS_CODES[refusal.status]}\r\n` +
         `Content-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(problem)}\r\nConnection: close\r\n\r\n${problem}`,
     );
   });
   server.on('checkExpectation', (_req, res) => {
-    const problem = JSON.stringify(new HttpError(417, 'invalid_request', 'only "Expect: 100-continue" is supported').body());
-    res.writeHead(417, { 'Content-Type': 'application/problem+json', Connection: 'close' }).end(problem);
+    const refusal = new HttpError('expectation_failed', 'only "Expect: 100-continue" is supported');
+    res.writeHead(refusal.status, { 'Content-Type': 'application/problem+json', Connection: 'close' }).end(JSON.stringify(refusal.body()));
   });
   const addr = server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.port;
@@ -106,12 +86,8 @@ async function main() {
   shutdown.add('redis', async () => {
     await redis.quit().catch(() => redis.disconnect());
   });
-  shutdown.add('queues', () => queues.close());
-  shutdown.add('webhooks', async () => {
-    await delivery.close();
-    await webhooks.close();
-  });
-  shutdown.add('events', () => events.close());
+  shutdown.add('jobs', () => deps.close());
+  shutdown.add('webhooks', () => delivery.close());
   shutdown.add('maintenance', () => maintenance.stop());
   shutdown.add(
     'http',

@@ -30,7 +30,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../src/app.ts';
 import { loadStations } from '../src/auth/stations.ts';
 import { toHttpError } from '../src/http/error-handler.ts';
-import { TABLE_CLASSES } from '../src/http/error-table.ts';
+import { DOMAIN_ERRORS, PROBLEMS } from '../src/http/error-table.ts';
 
 /*
  * createApp in process, against a real Redis and data directory (no api process, no worker):
@@ -147,13 +147,27 @@ describe('the error table', () => {
   ];
 
   it('has a row for every named error, and each answers its status, code, detail and Retry-After', () => {
-    expect(new Set(rows.map(([e]) => e.constructor))).toEqual(new Set(TABLE_CLASSES));
+    expect(new Set(rows.map(([e]) => e.constructor))).toEqual(new Set(DOMAIN_ERRORS.map(([cls]) => cls)));
     for (const [err, status, code, retryAfter] of rows) {
       const p = toHttpError(err);
       expect([p.status, p.code, p.message], err.constructor.name).toEqual([status, code, err.message]);
       expect(p.headers['Retry-After'] ?? null, err.constructor.name).toBe(retryAfter);
     }
     expect(toHttpError(rows[0]![0]).body().errors).toEqual([{ path: 'pipeline', message: 'required' }]);
+  });
+
+  it('is the only place an error status is chosen: no other api or domain source names one', () => {
+    const roots = [new URL('../src/', import.meta.url), new URL('../../../packages/jobs/src/', import.meta.url)];
+    const files = roots.flatMap((root) =>
+      fs.readdirSync(root, { recursive: true, encoding: 'utf8' }).map((f) => path.join(root.pathname, f)),
+    );
+    const naming = /new HttpError\(\s*\d|\b(status|statusCode)\s*[:=]\s*[45]\d\d\b|writeHead\(\s*[45]\d\d\b/;
+    const offenders = files.filter(
+      (f) => f.endsWith('.ts') && !f.endsWith('http/error-table.ts') && naming.test(fs.readFileSync(f, 'utf8')),
+    );
+    expect(files.length).toBeGreaterThan(30);
+    expect(offenders).toEqual([]);
+    expect(Object.values(PROBLEMS).every(([status]) => status >= 400)).toBe(true);
   });
 
   it('answers anything it does not name as a 500 that says nothing of the error', () => {

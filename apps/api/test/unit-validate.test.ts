@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { PIPELINE_SPECS } from '@darkroom/contracts';
 import { JobsError, type RawSubmit, type Station, validateSubmit } from '@darkroom/jobs';
 import { describe, expect, it } from 'vitest';
-import { problemOf } from '../src/http/error-table.ts';
+import { toHttpError } from '../src/http/error-handler.ts';
 import type { HttpError } from '../src/http/problem.ts';
 
 const IMAGE = Buffer.from([0xff, 0xd8, 0xff, 0xd9]);
@@ -29,9 +29,7 @@ function httpError(r: RawSubmit, s = station(), opts = NO_SECRET): HttpError {
     validateSubmit(r, s, opts);
   } catch (err) {
     expect(err).toBeInstanceOf(JobsError);
-    const problem = problemOf(err);
-    expect(problem).toBeDefined();
-    return problem!;
+    return toHttpError(err);
   }
   throw new Error('expected validateSubmit to throw');
 }

@@ -13,7 +13,9 @@ import {
   JobExpired,
   JobNotFound,
   JobStateConflict,
+  NoResult,
   QueueFull,
+  ResultNotReady,
   StoreUnavailable,
   UnsupportedImage,
 } from './errors.ts';
@@ -236,6 +238,20 @@ export class JobService {
     const position = rank !== undefined ? rank + 1 : await this.#position(queue, job.id!, state);
     const stats = await this.#d.stats.get(queue.name);
     return toStatusBody(job, state, { position, estimatedWaitSeconds: estimateWaitSeconds(position, stats) });
+  }
+
+  /**
+   * The result of a completed job, with where its image is stored; ResultNotReady while it is
+   * queued or running, NoResult once it ended without one.
+   */
+  async result(loaded: LoadedJob): Promise<JobResultData> {
+    const body = await this.view(loaded);
+    if (body.status === 'queued' || body.status === 'active') {
+      throw new ResultNotReady(`the job is ${body.status}; the result is not ready yet`, { retryAfterSeconds: 1 });
+    }
+    const result = loaded.job.returnvalue;
+    if (body.status !== 'completed' || !result) throw new NoResult(`the job is ${body.status}; it has no result`);
+    return { ...result, key: result.key || blobKeys.output(loaded.job.id!, result.format) };
   }
 
   /** 1 = next to start. Prioritized jobs are a sorted set in start order, so this is one ZRANK. */

@@ -31,7 +31,7 @@ export function credentialOf(req: IncomingMessage): { bearer?: string; basicPass
 }
 
 const unauthorizedStation = () =>
-  new HttpError(401, 'unauthorized', 'a valid station key is required (Authorization: Bearer <key> or X-API-Key)', {
+  new HttpError('unauthorized', 'a valid station key is required (Authorization: Bearer <key> or X-API-Key)', {
     headers: { 'WWW-Authenticate': 'Bearer' },
   });
 
@@ -76,9 +76,9 @@ export function requireAdmin(registry: StationRegistry, opts: { realm?: string }
     }
     const key = c.bearer ?? c.apiKey;
     if (key && !registry.open && registry.byKey(key)) {
-      return next(new HttpError(403, 'forbidden', 'this route needs the admin credential, not a station key'));
+      return next(new HttpError('forbidden', 'this route needs the admin credential, not a station key'));
     }
     const challenge = opts.realm ? `Basic realm="${opts.realm}", charset="UTF-8"` : 'Bearer';
-    next(new HttpError(401, 'unauthorized', 'the admin credential is required', { headers: { 'WWW-Authenticate': challenge } }));
+    next(new HttpError('unauthorized', 'the admin credential is required', { headers: { 'WWW-Authenticate': challenge } }));
   };
 }

@@ -1,7 +1,9 @@
 import type { ServerResponse } from 'node:http';
+import type { FieldError } from '@darkroom/contracts';
+import type { JobsError } from '@darkroom/jobs';
 import type { Logger } from '@darkroom/runtime';
 import type { ErrorRequestHandler, RequestHandler } from 'express';
-import { problemOf } from './error-table.ts';
+import { domainProblemKind, libraryProblemKind } from './error-table.ts';
 import { HttpError, notFound, unavailable } from './problem.ts';
 import { isRedisUnavailable } from './redis-errors.ts';
 
@@ -55,27 +57,33 @@ function sendBody(res: ServerResponse, status: number, type: string, text: strin
 
 export function toHttpError(err: unknown): HttpError {
   if (err instanceof HttpError) return err;
-  const domain = problemOf(err);
-  if (domain) return domain;
+  const kind = domainProblemKind(err);
+  if (kind) {
+    const e = err as JobsError & { errors?: FieldError[] };
+    return new HttpError(kind, e.message, {
+      ...(e.errors ? { errors: e.errors } : {}),
+      ...(e.retryAfterSeconds !== undefined ? { headers: { 'Retry-After': String(e.retryAfterSeconds) } } : {}),
+    });
+  }
   if (isRedisUnavailable(err)) return unavailable();
   const e = err as { type?: string; status?: number; statusCode?: number };
   // body-parser's errors carry a `type`; map them without echoing their text.
   switch (e?.type) {
     case 'entity.too.large':
-      return new HttpError(413, 'payload_too_large', 'the request body is larger than the limit');
+      return new HttpError('payload_too_large', 'the request body is larger than the limit');
     case 'entity.parse.failed':
-      return new HttpError(400, 'invalid_request', 'the body is not valid JSON');
+      return new HttpError('invalid_request', 'the body is not valid JSON');
     case 'encoding.unsupported':
     case 'charset.unsupported':
-      return new HttpError(415, 'unsupported_media_type', 'unsupported body encoding or charset');
+      return new HttpError('unsupported_media_type', 'unsupported body encoding or charset');
     case 'request.aborted':
-      return new HttpError(400, 'invalid_request', 'the request was aborted');
+      return new HttpError('invalid_request', 'the request was aborted');
   }
   const status = e?.status ?? e?.statusCode;
   if (typeof status === 'number' && status >= 400 && status < 500) {
-    return new HttpError(status, status === 404 ? 'not_found' : 'invalid_request', 'the request could not be processed');
+    return new HttpError(libraryProblemKind(status), 'the request could not be processed');
   }
-  return new HttpError(500, 'internal', 'an internal error occurred; it has been logged');
+  return new HttpError('internal', 'an internal error occurred; it has been logged');
 }
 
 export const notFoundHandler: RequestHandler = (_req, _res, next) => next(notFound('no such route'));

@@ -17,46 +17,74 @@ import {
   UnknownPipeline,
   UnsupportedImage,
 } from '@darkroom/jobs';
-import { HttpError } from './problem.ts';
 
 /*
- * The one place a domain error gets its HTTP status: domain code throws named errors and never
- * names a status. Each row is the status and problem code stations see (docs/contract.md,
- * "Errors"); a Retry-After goes out whenever the error knows one.
+ * The one place an error's HTTP status is chosen. Every refusal the api answers is one of these
+ * problems, with its status and the stable code stations read (docs/contract.md, "Errors").
+ * Domain code throws named errors and never names a status: DOMAIN_ERRORS says which problem
+ * each one is. The HTTP layer names a problem by its kind (`new HttpError('unauthorized', …)`).
  */
+export const PROBLEMS = {
+  invalid_request: [400, 'invalid_request'],
+  unauthorized: [401, 'unauthorized'],
+  forbidden: [403, 'forbidden'],
+  not_found: [404, 'not_found'],
+  request_timeout: [408, 'invalid_request'],
+  conflict: [409, 'conflict'],
+  not_ready: [409, 'not_ready'],
+  no_result: [409, 'no_result'],
+  expired: [410, 'expired'],
+  precondition_failed: [412, 'invalid_request'],
+  payload_too_large: [413, 'payload_too_large'],
+  unsupported_media_type: [415, 'unsupported_media_type'],
+  range_not_satisfiable: [416, 'invalid_request'],
+  expectation_failed: [417, 'invalid_request'],
+  invalid_image: [422, 'invalid_image'],
+  queue_full: [429, 'queue_full'],
+  rate_limited: [429, 'rate_limited'],
+  headers_too_large: [431, 'invalid_request'],
+  internal: [500, 'internal'],
+  unavailable: [503, 'unavailable'],
+} as const satisfies Record<string, readonly [number, ProblemCode]>;
+
+export type ProblemKind = keyof typeof PROBLEMS;
+
 type ErrorClass = abstract new (...args: never[]) => JobsError;
 
-const TABLE: [ErrorClass, number, ProblemCode][] = [
-  [InvalidSubmit, 400, 'invalid_request'],
-  [PriorityNotAllowed, 403, 'forbidden'],
-  [UnknownPipeline, 404, 'not_found'],
-  [JobNotFound, 404, 'not_found'],
-  [IdempotencyConflict, 409, 'conflict'],
-  [JobStateConflict, 409, 'conflict'],
-  [ResultNotReady, 409, 'not_ready'],
-  [NoResult, 409, 'no_result'],
-  [JobExpired, 410, 'expired'],
-  [ImageTooLarge, 413, 'payload_too_large'],
-  [UnsupportedImage, 415, 'unsupported_media_type'],
-  [InvalidImage, 422, 'invalid_image'],
-  [QueueFull, 429, 'queue_full'],
-  [StationBusy, 429, 'rate_limited'],
-  [StoreUnavailable, 503, 'unavailable'],
+export const DOMAIN_ERRORS: readonly (readonly [ErrorClass, ProblemKind])[] = [
+  [InvalidSubmit, 'invalid_request'],
+  [PriorityNotAllowed, 'forbidden'],
+  [UnknownPipeline, 'not_found'],
+  [JobNotFound, 'not_found'],
+  [IdempotencyConflict, 'conflict'],
+  [JobStateConflict, 'conflict'],
+  [ResultNotReady, 'not_ready'],
+  [NoResult, 'no_result'],
+  [JobExpired, 'expired'],
+  [ImageTooLarge, 'payload_too_large'],
+  [UnsupportedImage, 'unsupported_media_type'],
+  [InvalidImage, 'invalid_image'],
+  [QueueFull, 'queue_full'],
+  [StationBusy, 'rate_limited'],
+  [StoreUnavailable, 'unavailable'],
 ];
 
-const BY_CLASS = new Map<ErrorClass, [number, ProblemCode]>(TABLE.map(([cls, status, code]) => [cls, [status, code]]));
+const KIND_OF = new Map<ErrorClass, ProblemKind>(DOMAIN_ERRORS);
 
-/** The problem a domain error is answered with; undefined for anything the table does not name. */
-export function problemOf(err: unknown): HttpError | undefined {
-  if (!(err instanceof Error)) return undefined;
-  const row = BY_CLASS.get(err.constructor as ErrorClass);
-  if (!row) return undefined;
-  const e = err as JobsError & { errors?: InvalidSubmit['errors'] };
-  return new HttpError(row[0], row[1], e.message, {
-    ...(e.errors ? { errors: e.errors } : {}),
-    ...(e.retryAfterSeconds !== undefined ? { headers: { 'Retry-After': String(e.retryAfterSeconds) } } : {}),
-  });
+/** A 4xx that a library (body parser, static files, router) put on its error, as one of ours. */
+export function libraryProblemKind(status: number): ProblemKind {
+  return LIBRARY_STATUSES[status] ?? 'invalid_request';
 }
 
-/** Every error class the table answers, for the test that each has a row. */
-export const TABLE_CLASSES: readonly ErrorClass[] = TABLE.map(([cls]) => cls);
+const LIBRARY_STATUSES: Partial<Record<number, ProblemKind>> = {
+  404: 'not_found',
+  412: 'precondition_failed',
+  413: 'payload_too_large',
+  415: 'unsupported_media_type',
+  416: 'range_not_satisfiable',
+};
+
+/** The problem a domain error is answered with; undefined for anything the table does not name. */
+export function domainProblemKind(err: unknown): ProblemKind | undefined {
+  return err instanceof Error ? KIND_OF.get(err.constructor as ErrorClass) : undefined;
+}

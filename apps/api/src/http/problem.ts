@@ -1,17 +1,20 @@
 import { type FieldError, PROBLEM_TITLES, type ProblemCode, problemType } from '@darkroom/contracts';
+import { PROBLEMS, type ProblemKind } from './error-table.ts';
 
-/** An error answered to the client as problem+json (RFC 9457). The only way handlers say "no". */
+/**
+ * An error answered to the client as problem+json (RFC 9457). It names a problem of the error
+ * table by its kind; the table gives its status and code.
+ */
 export class HttpError extends Error {
   readonly status: number;
   readonly code: ProblemCode;
   readonly errors: FieldError[] | undefined;
   readonly headers: Record<string, string>;
 
-  constructor(status: number, code: ProblemCode, detail: string, opts: { errors?: FieldError[]; headers?: Record<string, string> } = {}) {
+  constructor(kind: ProblemKind, detail: string, opts: { errors?: FieldError[]; headers?: Record<string, string> } = {}) {
     super(detail);
     this.name = 'HttpError';
-    this.status = status;
-    this.code = code;
+    [this.status, this.code] = PROBLEMS[kind];
     this.errors = opts.errors;
     this.headers = opts.headers ?? {};
   }
@@ -28,8 +31,7 @@ export class HttpError extends Error {
   }
 }
 
-export const badRequest = (detail: string, errors?: FieldError[]) =>
-  new HttpError(400, 'invalid_request', detail, errors ? { errors } : {});
-export const notFound = (detail = 'no such resource') => new HttpError(404, 'not_found', detail);
+export const badRequest = (detail: string, errors?: FieldError[]) => new HttpError('invalid_request', detail, errors ? { errors } : {});
+export const notFound = (detail = 'no such resource') => new HttpError('not_found', detail);
 export const unavailable = (detail = 'the queue store is unreachable; try again shortly', retryAfterSeconds = 2) =>
-  new HttpError(503, 'unavailable', detail, { headers: { 'Retry-After': String(retryAfterSeconds) } });
+  new HttpError('unavailable', detail, { headers: { 'Retry-After': String(retryAfterSeconds) } });

@@ -4,6 +4,7 @@ import { ExpressAdapter } from '@bull-board/express';
 import type { JobData } from '@darkroom/contracts';
 import type { QueueRegistry } from '@darkroom/jobs';
 import type { Router } from 'express';
+import { PROBLEMS } from '../http/error-table.ts';
 
 export const DASHBOARD_PATH = '/admin/queues';
 
@@ -39,8 +40,8 @@ export function dashboardRouter(queues: QueueRegistry): Router {
   // query strings it cannot decode; those are the client's mistake, and no internals go out.
   serverAdapter.setErrorHandler((error: Error) =>
     error instanceof URIError || error instanceof SyntaxError
-      ? { status: 400, body: { error: 'invalid request', message: 'the query string could not be read' } }
-      : { status: 500, body: { error: 'internal error', message: 'an internal error occurred; it has been logged' } },
+      ? { status: PROBLEMS.invalid_request[0], body: { error: 'invalid request', message: 'the query string could not be read' } }
+      : { status: PROBLEMS.internal[0], body: { error: 'internal error', message: 'an internal error occurred; it has been logged' } },
   );
   return serverAdapter.getRouter() as Router;
 }

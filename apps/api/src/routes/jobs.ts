@@ -3,6 +3,7 @@ import {
   blobKeys,
   FINAL_STATUSES,
   idempotencyKeyOf,
+  JobExpired,
   type JobService,
   type LoadedJob,
   type ValidSubmit,
@@ -52,7 +53,7 @@ export function submitJob({ deps, jobs, metrics }: RouteContext): Handler {
     } else if (/^application\/([a-z.+-]+\+)?json/i.test(type)) {
       raw = fromJson(await readJson(req), maxUpload);
     } else {
-      throw new HttpError(415, 'unsupported_media_type', 'send multipart/form-data (an "image" file part) or application/json');
+      throw new HttpError('unsupported_media_type', 'send multipart/form-data (an "image" file part) or application/json');
     }
     let valid: ValidSubmit;
     let submitted: Awaited<ReturnType<JobService['submit']>>;
@@ -122,15 +123,7 @@ export function cancelJob({ jobs }: RouteContext): Handler {
 /** GET /v1/jobs/{id}/result: the image, streamed from the blob store. */
 export function jobResult({ deps, jobs }: RouteContext): RawHandler {
   return async (call, res) => {
-    const loaded = await loadOr404(jobs, call);
-    const body = await jobs.view(loaded);
-    if (body.status === 'queued' || body.status === 'active') {
-      throw new HttpError(409, 'not_ready', `the job is ${body.status}; the result is not ready yet`, {
-        headers: { 'Retry-After': '1' },
-      });
-    }
-    const result = loaded.job.returnvalue;
-    if (body.status !== 'completed' || !result) throw new HttpError(409, 'no_result', `the job is ${body.status}; it has no result`);
+    const result = await jobs.result(await loadOr404(jobs, call));
     const etag = `"${result.sha256}"`;
     res.setHeader('ETag', etag);
     res.setHeader('Cache-Control', 'private, immutable');
@@ -139,7 +132,7 @@ export function jobResult({ deps, jobs }: RouteContext): RawHandler {
       res.end();
       return;
     }
-    const stream = deps.blobs.openRead(result.key || blobKeys.output(loaded.job.id!, result.format));
+    const stream = deps.blobs.openRead(result.key);
     await new Promise<void>((resolve, reject) => {
       stream.once('open', () => {
         res.statusCode = 200;
@@ -149,11 +142,7 @@ export function jobResult({ deps, jobs }: RouteContext): RawHandler {
         stream.once('end', resolve);
       });
       stream.once('error', (err: NodeJS.ErrnoException) =>
-        reject(
-          err.code === 'ENOENT' && !res.headersSent
-            ? new HttpError(410, 'expired', 'the result has been removed after its retention time')
-            : err,
-        ),
+        reject(err.code === 'ENOENT' && !res.headersSent ? new JobExpired('the result has been removed after its retention time') : err),
       );
     });
   };
@@ -230,7 +219,7 @@ function plainJsonBody(req: IncomingMessage, limit: number): Promise<unknown> | 
   const declared = req.headers['content-length'];
   if (declared !== undefined && Number(declared) > limit) {
     req.resume();
-    return Promise.reject(new HttpError(413, 'payload_too_large', 'the request body is larger than the limit'));
+    return Promise.reject(new HttpError('payload_too_large', 'the request body is larger than the limit'));
   }
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -245,11 +234,11 @@ function plainJsonBody(req: IncomingMessage, limit: number): Promise<unknown> | 
     req.on('data', (c: Buffer) => {
       if (failed) return;
       size += c.length;
-      if (size > limit) fail(new HttpError(413, 'payload_too_large', 'the request body is larger than the limit'));
+      if (size > limit) fail(new HttpError('payload_too_large', 'the request body is larger than the limit'));
       else chunks.push(c);
     });
-    req.on('error', () => fail(new HttpError(400, 'invalid_request', 'the request was aborted')));
-    req.on('aborted', () => fail(new HttpError(400, 'invalid_request', 'the request was aborted')));
+    req.on('error', () => fail(new HttpError('invalid_request', 'the request was aborted')));
+    req.on('aborted', () => fail(new HttpError('invalid_request', 'the request was aborted')));
     req.on('end', () => {
       if (failed) return;
       const text = (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)).toString('utf8');
@@ -257,7 +246,7 @@ function plainJsonBody(req: IncomingMessage, limit: number): Promise<unknown> | 
       try {
         resolve(JSON.parse(text));
       } catch {
-        fail(new HttpError(400, 'invalid_request', 'the body is not valid JSON'));
+        fail(new HttpError('invalid_request', 'the body is not valid JSON'));
       }
     });
   });
