@@ -41,14 +41,20 @@ export interface HaproxyHandle {
   stop(): Promise<void>;
 }
 
+/** The haproxy binary: on the PATH, else where Debian puts it (/usr/sbin, off a non-root PATH). */
+function haproxyBin(): string | undefined {
+  return ['haproxy', '/usr/sbin/haproxy'].find((bin) => spawnSync(bin, ['-v'], { stdio: 'ignore' }).status === 0);
+}
+
 export function hasHaproxy(): boolean {
-  return spawnSync('haproxy', ['-v'], { stdio: 'ignore' }).status === 0;
+  return haproxyBin() !== undefined;
 }
 
 /**
- * The configuration used in tests: the same settings as docker/haproxy.cfg (long-lived answers for
- * `?wait` and event streams, health checks on /readyz, bodies streamed through), with loopback
- * addresses and shorter check intervals.
+ * The configuration used in tests: the same timeouts, checks and retries as docker/haproxy.cfg
+ * (long-lived answers for `?wait` and event streams, health checks on /readyz, bodies streamed
+ * through; docker.test.ts compares them), with loopback addresses, shorter check intervals, and
+ * round-robin rather than leastconn so that consecutive requests go to different replicas.
  */
 export function haproxyConfig(opts: { port: number; socket: string; backends: HaproxyBackend[] } & HaproxyOptions): string {
   const inter = opts.checkIntervalMs ?? 250;
@@ -58,7 +64,7 @@ export function haproxyConfig(opts: { port: number; socket: string; backends: Ha
 
 defaults
     mode http
-    timeout connect 2s
+    timeout connect 5s
     timeout client 75s
     timeout server 75s
     timeout http-request 30s
@@ -88,14 +94,15 @@ process.on('exit', () => {
 });
 
 export async function startHaproxy(backends: HaproxyBackend[], opts: HaproxyOptions = {}): Promise<HaproxyHandle> {
-  if (!hasHaproxy()) throw new Error('tests with api replicas need HAProxy: apt-get install haproxy');
+  const bin = haproxyBin();
+  if (!bin) throw new Error('tests with api replicas need HAProxy: apt-get install haproxy');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'darkroom-haproxy-'));
   const port = await freePort();
   const socket = path.join(dir, 'admin.sock');
   const configPath = path.join(dir, 'haproxy.cfg');
   fs.writeFileSync(configPath, haproxyConfig({ port, socket, backends, ...opts }));
   // -db: stay in the foreground, so the child's PID is HAProxy's own.
-  const proc = spawn('haproxy', ['-db', '-f', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(bin, ['-db', '-f', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(proc);
   let out = '';
   const onData = (d: Buffer) => {
