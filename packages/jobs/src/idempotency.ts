@@ -11,9 +11,13 @@ import type { ValidSubmit } from './submit.ts';
  * answers with that job. An answered error releases the claim ("does not take the key").
  * "The same request" is compared by a fingerprint of pipeline, params (canonical JSON, defaults
  * applied), priority (the station default when omitted), webhook URL and image sha256.
+ * A claim whose job still does not exist after CLAIM_LEASE_MS was left by a process that died
+ * between claiming and creating (an api replica killed mid-submit): a retry may take it over, so
+ * the key is not stuck for 24 h.
  */
 
 export const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
+export const CLAIM_LEASE_MS = 10_000;
 const MAX_KEY_LENGTH = 255;
 
 export function canonicalJson(value: unknown): string {
@@ -43,7 +47,19 @@ export function idempotencyKeyOf(header: string | string[] | undefined): string 
   return key;
 }
 
-export type Claim = { kind: 'claimed'; release(): Promise<void> } | { kind: 'existing'; jobId: string };
+export type Claim =
+  | { kind: 'claimed'; release(): Promise<void> }
+  | {
+      kind: 'existing';
+      jobId: string;
+      /** Claimed longer than CLAIM_LEASE_MS ago (claims written without a time never are). */
+      stale: boolean;
+      /** Replaces this claim with ours, unless it changed meanwhile. */
+      takeOver(): Promise<Claim | undefined>;
+    };
+
+// Compare-and-set: the claim is replaced only while it is still the one that was read.
+const TAKE_OVER = `if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) return 1 end return 0`;
 
 export async function claimIdempotencyKey(
   redis: Redis,
@@ -54,22 +70,27 @@ export async function claimIdempotencyKey(
   jobId: string,
 ): Promise<Claim> {
   const redisKey = sysKeys(prefix).idempotency(station, createHash('sha256').update(key).digest('hex'));
-  const ok = await redis.set(redisKey, JSON.stringify({ fp, jobId }), 'EX', IDEMPOTENCY_TTL_SECONDS, 'NX');
-  if (ok === 'OK') {
-    return {
-      kind: 'claimed',
-      release: async () => {
-        // Only our own claim: a later request may have claimed the key after ours expired.
-        const current = await redis.get(redisKey);
-        if (current && (JSON.parse(current) as { jobId: string }).jobId === jobId) await redis.del(redisKey);
-      },
-    };
-  }
+  const value = JSON.stringify({ fp, jobId, at: Date.now() });
+  const claimed: Claim = {
+    kind: 'claimed',
+    release: async () => {
+      // Only our own claim: a later request may have claimed the key after ours expired.
+      const current = await redis.get(redisKey);
+      if (current && (JSON.parse(current) as { jobId: string }).jobId === jobId) await redis.del(redisKey);
+    },
+  };
+  const ok = await redis.set(redisKey, value, 'EX', IDEMPOTENCY_TTL_SECONDS, 'NX');
+  if (ok === 'OK') return claimed;
   const raw = await redis.get(redisKey);
   if (!raw) return claimIdempotencyKey(redis, prefix, station, key, fp, jobId); // released meanwhile
-  const existing = JSON.parse(raw) as { fp: string; jobId: string };
+  const existing = JSON.parse(raw) as { fp: string; jobId: string; at?: number };
   if (existing.fp !== fp) {
     throw new IdempotencyConflict('this Idempotency-Key was already used with a different request');
   }
-  return { kind: 'existing', jobId: existing.jobId };
+  return {
+    kind: 'existing',
+    jobId: existing.jobId,
+    stale: existing.at !== undefined && Date.now() - existing.at > CLAIM_LEASE_MS,
+    takeOver: async () => ((await redis.eval(TAKE_OVER, 1, redisKey, raw, value, IDEMPOTENCY_TTL_SECONDS)) === 1 ? claimed : undefined),
+  };
 }

@@ -25,7 +25,14 @@ export {
   UnsupportedImage,
 } from './errors.ts';
 export { EventHub, type JobChange } from './events.ts';
-export { canonicalJson, claimIdempotencyKey, fingerprint, IDEMPOTENCY_TTL_SECONDS, idempotencyKeyOf } from './idempotency.ts';
+export {
+  CLAIM_LEASE_MS,
+  canonicalJson,
+  claimIdempotencyKey,
+  fingerprint,
+  IDEMPOTENCY_TTL_SECONDS,
+  idempotencyKeyOf,
+} from './idempotency.ts';
 export { newJobId, pipelineOfJobId } from './ids.ts';
 export { type BullState, CANCELLED_REASON, finishedState, jobLinks, statusOf, toStatusBody } from './job-view.ts';
 export { sysKeys } from './keys.ts';

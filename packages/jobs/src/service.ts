@@ -89,7 +89,11 @@ export class JobService {
     const undo: (() => Promise<unknown>)[] = [];
     try {
       if (opts.idempotencyKey) {
-        const claim = await claimIdempotencyKey(redis, config.prefix, station.name, opts.idempotencyKey, fingerprint(v), id);
+        const take = () => claimIdempotencyKey(redis, config.prefix, station.name, opts.idempotencyKey!, fingerprint(v), id);
+        let claim = await take();
+        // A stale claim without its job: the process that took the key died before creating it.
+        if (claim.kind === 'existing' && claim.stale && !(await this.load(claim.jobId, { station })))
+          claim = (await claim.takeOver()) ?? (await take());
         if (claim.kind === 'existing') return { body: await this.#original(claim.jobId, station), deduplicated: true };
         undo.push(claim.release);
       }

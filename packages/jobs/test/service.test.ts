@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -9,6 +10,7 @@ import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
+  CLAIM_LEASE_MS,
   createJobSystem,
   FsBlobStore,
   IdempotencyConflict,
@@ -133,6 +135,30 @@ describe('JobService in process', () => {
     ).toBeInstanceOf(IdempotencyConflict);
     expect(await t.deps.queues.get('synthetic')!.count()).toBe(1);
   });
+
+  it('takes over a claim whose process died before creating its job, once the claim is older than its lease', async () => {
+    const t = await setup();
+    const claimKey = async () => sysKeys(t.config.prefix).idempotency('kiosk1', createHash('sha256').update('order-9').digest('hex'));
+    // A process claimed the key, then died before adding its job.
+    const a = await t.submit({ pipeline: 'synthetic', params: { steps: 2 } }, station(), { idempotencyKey: 'order-9' });
+    const orphan = JSON.parse((await conn.get(await claimKey()))!) as { fp: string; jobId: string; at: number };
+    const lost = { ...orphan, jobId: a.body.id.replace(/.$/, (c) => (c === 'a' ? 'b' : 'a')), at: Date.now() };
+    await conn.set(await claimKey(), JSON.stringify(lost));
+    // Within the lease the claim stands: the retry is told to come back.
+    const early = await refusal(t.submit({ pipeline: 'synthetic', params: { steps: 2 } }, station(), { idempotencyKey: 'order-9' }));
+    expect(early).toBeInstanceOf(IdempotencyConflict);
+    // Past it, the retry takes the key over and creates the job, once.
+    await conn.set(await claimKey(), JSON.stringify({ ...lost, at: Date.now() - CLAIM_LEASE_MS - 1 }));
+    const retry = await t.submit({ pipeline: 'synthetic', params: { steps: 2 } }, station(), { idempotencyKey: 'order-9' });
+    expect(retry.deduplicated).toBe(false);
+    const again = await t.submit({ pipeline: 'synthetic', params: { steps: 2 } }, station(), { idempotencyKey: 'order-9' });
+    expect(again).toMatchObject({ deduplicated: true, body: { id: retry.body.id } });
+    // A stale claim whose job exists is never taken over.
+    await conn.set(await claimKey(), JSON.stringify({ ...JSON.parse((await conn.get(await claimKey()))!), at: 1 }));
+    const late = await t.submit({ pipeline: 'synthetic', params: { steps: 2 } }, station(), { idempotencyKey: 'order-9' });
+    expect(late).toMatchObject({ deduplicated: true, body: { id: retry.body.id } });
+    expect(await t.deps.queues.get('synthetic')!.count()).toBe(2);
+  }, 30_000);
 
   it('refuses past the station’s pending limit and the queue’s, with a retry time, adding nothing', async () => {
     const t = await setup({ DARKROOM_MAX_QUEUE_SIZE: '3' });

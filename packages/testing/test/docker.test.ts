@@ -281,12 +281,15 @@ describe('compose.yaml against the repository', () => {
     expect(env.DARKROOM_API_KEYS).toBe(`\${DARKROOM_API_KEYS:-}`);
   });
 
-  it('publishes the API on its default port and keeps worker metrics on the compose network', () => {
+  it('publishes the API through lb on its default port and keeps replicas and worker metrics on the compose network', () => {
     const configSource = read(path.join(ROOT, 'packages/runtime/src/config.ts'));
     const defaultPort = Number(/\bPORT: int\(0\)\.max\(65535\)\.default\((\d+)\)/.exec(configSource)?.[1]);
     expect(defaultPort).toBe(8080);
     const api = service('api');
-    expect(api.ports).toEqual([`${defaultPort}:${defaultPort}`]);
+    // Replicas have no host port (a fixed one would stop --scale api=N); lb publishes it.
+    expect(api.ports).toBeUndefined();
+    expect(api.expose).toEqual([String(defaultPort)]);
+    expect(service('lb').ports).toEqual([`${defaultPort}:${defaultPort}`]);
     expect(Number(environment(api).PORT ?? defaultPort)).toBe(defaultPort);
     expect(dockerfile.effective('api', 'EXPOSE')).toBe(String(defaultPort));
 
@@ -364,6 +367,84 @@ describe('compose.yaml against the repository', () => {
       expect(String(image), name).toMatch(/:[\w][\w.-]*$/);
       expect(String(image), name).not.toMatch(/:latest$/);
     }
+  });
+});
+
+describe('the load balancer (lb, docker/haproxy.cfg)', () => {
+  const HAPROXY_CFG = path.join(DOCKER, 'haproxy.cfg');
+  const cfg = read(HAPROXY_CFG);
+  /** The config's sections by header line ("backend api" → its lines), comments dropped. */
+  const sections = (text: string) => {
+    const out: Record<string, string[]> = {};
+    let current = '';
+    for (const raw of text.split('\n')) {
+      const line = raw.replace(/#.*$/, '').trimEnd();
+      if (!line.trim()) continue;
+      if (/^\S/.test(line)) {
+        current = line.trim();
+        out[current] = [];
+      } else out[current]?.push(line.trim().replace(/\s+/g, ' '));
+    }
+    return out;
+  };
+  const parsed = sections(cfg);
+  const seconds = (v: string | undefined) => {
+    const m = /^(\d+)(ms|s|m)?$/.exec(v ?? '');
+    return m ? Number(m[1]) * ({ ms: 0.001, s: 1, m: 60 }[m[2] ?? 'ms'] ?? 0.001) : Number.NaN;
+  };
+  const timeouts = (lines: string[] = []) =>
+    Object.fromEntries(lines.filter((l) => l.startsWith('timeout ')).map((l) => [l.split(' ')[1], seconds(l.split(' ')[2])]));
+
+  it('is the lb service: a pinned HAProxy mounting this file, after the api is healthy', () => {
+    const lb = service('lb');
+    expect(String(lb.image)).toMatch(/^haproxy:2\.\d+/);
+    expect(lb.volumes).toEqual(['./haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro']);
+    expect(exists(HAPROXY_CFG)).toBe(true);
+    expect(obj(obj(lb.depends_on).api).condition).toBe('service_healthy');
+  });
+
+  it('listens on the published port and sends to every replica of the api service on its port', () => {
+    const published = String((service('lb').ports as string[])[0]).split(':');
+    const frontend = Object.entries(parsed).find(([h]) => h.startsWith('frontend '))?.[1] ?? [];
+    expect(frontend).toContain(`bind :${published[1]}`);
+    const backend = parsed['backend api'] ?? [];
+    const template = backend.find((l) => l.startsWith('server-template '))?.split(' ') ?? [];
+    const [host, port] = (template[3] ?? '').split(':');
+    expect(Object.keys(services)).toContain(host);
+    expect(service(host ?? '').expose).toEqual([port]);
+    expect(environment(service(host ?? '')).PORT).toBe(port);
+    expect(template).toContain('resolvers');
+    expect(Object.keys(parsed)).toContain(`resolvers ${template[template.indexOf('resolvers') + 1]}`);
+  });
+
+  it('health-checks the replicas on /readyz', () => {
+    const backend = parsed['backend api'] ?? [];
+    expect(backend).toContain('option httpchk');
+    expect(backend).toContain('http-check send meth GET uri /readyz');
+    expect(backend).toContain('http-check expect status 200');
+    expect(backend.find((l) => l.startsWith('default-server '))).toMatch(/\bcheck\b/);
+  });
+
+  it('keeps ?wait=60 answers and event streams open, streams bodies, and retries only unsent requests', () => {
+    const t = timeouts(parsed.defaults);
+    // ?wait holds an answer for up to 60 s; event streams send a comment every 15 s.
+    expect(t.server).toBeGreaterThan(60);
+    expect(t.client).toBeGreaterThan(60);
+    expect(t['http-request']).toBeGreaterThan(0);
+    expect(cfg).not.toMatch(/^\s*option http-buffer-request/m);
+    expect(cfg).not.toMatch(/^\s*retry-on/m);
+    expect(parsed.defaults).toContain('mode http');
+    expect(parsed.defaults).toContain('option redispatch 1');
+  });
+
+  it('is what the tests run: the harness config has the same timeouts and checks', async () => {
+    const { haproxyConfig } = await import('../src/haproxy.ts');
+    const test = sections(haproxyConfig({ port: 1, socket: '/tmp/x.sock', backends: [{ name: 'api1', port: 2 }] }));
+    expect(timeouts(test.defaults)).toEqual(timeouts(parsed.defaults));
+    for (const l of ['option httpchk', 'http-check send meth GET uri /readyz', 'http-check expect status 200']) {
+      expect(test['backend api'], l).toContain(l);
+    }
+    expect(test.defaults).toContain('option redispatch 1');
   });
 });
 
