@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
@@ -161,8 +161,11 @@ export function parseMultipart(req: IncomingMessage, maxUploadBytes: number, spo
       }
       // A part that ends early errors its stream; unhandled, that error would end the process.
       stream.on('error', () => fail(malformed()));
+      // An image held in memory is hashed once it is whole, in one call; one that is spooled is
+      // hashed as it arrives. Either way the bytes are read once, and a part that arrived in one
+      // piece is kept as that piece (busboy hands out slices it no longer uses), not copied.
       let chunks: Buffer[] = [];
-      const hash = createHash('sha256');
+      let hash: Hash | undefined;
       let size = 0;
       stream.on('data', (c: Buffer) => {
         size += c.length;
@@ -172,12 +175,15 @@ export function parseMultipart(req: IncomingMessage, maxUploadBytes: number, spo
           chunks.length = 0;
           return;
         }
-        hash.update(c);
-        if (spooled) return spooled.write(c, stream);
+        if (spooled) {
+          hash!.update(c);
+          return spooled.write(c, stream);
+        }
         chunks.push(c);
         if (spool && size > spool.memoryBytes) {
-          const first = Buffer.concat(chunks, size);
+          const first = chunks.length === 1 ? c : Buffer.concat(chunks, size);
           chunks = [];
+          hash = createHash('sha256').update(first);
           spooled = new SpoolFile(spool.tempPath(), first, stream, () => fail(storeUnavailable()));
         }
       });
@@ -187,13 +193,13 @@ export function parseMultipart(req: IncomingMessage, maxUploadBytes: number, spo
       });
       stream.on('close', () => {
         if (failure) return;
-        const sha256 = hash.digest('hex');
         if (spooled) {
-          spooledDigest = { bytes: size, sha256 };
+          spooledDigest = { bytes: size, sha256: hash!.digest('hex') };
           return;
         }
-        out.image = size === 0 ? Buffer.alloc(0) : Buffer.concat(chunks, size);
-        out.imageSha256 = sha256;
+        const image = size === 0 ? Buffer.alloc(0) : chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+        out.image = image;
+        out.imageSha256 = sha256Hex(image);
       });
     });
     bb.on('field', (name, value, info) => {
