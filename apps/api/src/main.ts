@@ -1,9 +1,9 @@
 import { once } from 'node:events';
 import http from 'node:http';
 import { createJobSystem, FsBlobStore, InvalidSubmit, Maintenance } from '@darkroom/jobs';
-import { ConfigError, checkEvictionPolicy, createLogger, createRedis, loadConfig, Shutdown } from '@darkroom/runtime';
+import { ConfigError, createLogger, createRedis, loadConfig, redisOptions, Shutdown, watchEvictionPolicy } from '@darkroom/runtime';
 import { checkWebhookTarget, createWebhookProcessor, WEBHOOK_QUEUE, type WebhookJobData, type WebhookResult } from '@darkroom/webhooks';
-import { Worker } from 'bullmq';
+import { type ConnectionOptions, Worker } from 'bullmq';
 import { createApp } from './app.ts';
 import { loadStations, StationConfigError } from './auth/stations.ts';
 import { HttpError } from './http/problem.ts';
@@ -25,8 +25,8 @@ async function main() {
 
   const blobs = new FsBlobStore(config.dataDir);
   await blobs.ensureReady();
-  const redis = createRedis(config.redisUrl, 'producer', logger);
-  redis.once('ready', () => void checkEvictionPolicy(redis, logger));
+  const redis = createRedis(config.redis, 'producer', logger);
+  watchEvictionPolicy(redis, logger);
   const deps = createJobSystem({
     config,
     logger,
@@ -47,7 +47,7 @@ async function main() {
       timeoutMs: config.webhooks.timeoutMs,
       logger,
     }),
-    { connection: { url: config.redisUrl, maxRetriesPerRequest: null }, prefix: config.prefix, concurrency: 16 },
+    { connection: redisOptions(config.redis, 'blocking') as ConnectionOptions, prefix: config.prefix, concurrency: 16 },
   );
   delivery.on('error', (err) => logger.debug({ err: err.message }, 'webhook worker error'));
   const maintenance = new Maintenance(deps);

@@ -1,5 +1,5 @@
-import type { Config, Logger } from '@darkroom/runtime';
-import { QueueEvents } from 'bullmq';
+import { type Config, type Logger, redisOptions } from '@darkroom/runtime';
+import { type ConnectionOptions, QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { pipelineOfJobId } from './ids.ts';
 
@@ -119,11 +119,7 @@ export class EventHub {
       if (source.closed) return;
       const qe = new QueueEvents(pipeline, {
         // Its own connection: QueueEvents blocks on XREAD, which the API's fail-fast connection must not.
-        connection: {
-          url: this.#config.redisUrl,
-          maxRetriesPerRequest: null,
-          retryStrategy: (n: number) => Math.min(100 * 2 ** Math.min(n, 6), 2000),
-        },
+        connection: redisOptions(this.#config.redis, 'blocking') as ConnectionOptions,
         prefix: this.#config.prefix,
         blockingTimeout: 5000,
         // An empty stream: from its start, which loses nothing either.
