@@ -3,5 +3,6 @@ export * from './fixtures.ts';
 export * from './onnx-model.ts';
 export * from './processes.ts';
 export * from './redis.ts';
+export * from './sentinel.ts';
 export * from './system.ts';
 export * from './wait.ts';
