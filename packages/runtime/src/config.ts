@@ -54,6 +54,7 @@ const EnvSchema = z.object({
     .regex(/^[A-Za-z0-9_.-]+$/)
     .default('darkroom'),
   DARKROOM_REDIS_SENTINELS: hostPorts.optional(),
+  DARKROOM_REDIS_CLUSTER_NODES: hostPorts.optional(),
   DARKROOM_REDIS_SENTINEL_NAME: z.string().default('mymaster'),
   DARKROOM_REDIS_SENTINEL_PASSWORD: z.string().optional(),
   DARKROOM_REDIS_MIN_REPLICAS: int(0).max(16).default(0),
@@ -119,6 +120,15 @@ function buildConfig(env: z.output<typeof EnvSchema>) {
   if (unknown.length > 0) {
     throw new ConfigError(`DARKROOM_WORKER_PIPELINES: unknown pipeline(s) ${unknown.join(', ')}; known: ${PIPELINE_NAMES.join(', ')}`);
   }
+  const cluster = env.DARKROOM_REDIS_CLUSTER_NODES;
+  if (cluster && env.DARKROOM_REDIS_SENTINELS) {
+    throw new ConfigError(
+      'DARKROOM_REDIS_CLUSTER_NODES and DARKROOM_REDIS_SENTINELS: set one or the other (a cluster fails over by itself)',
+    );
+  }
+  if (cluster && env.DARKROOM_REDIS_MIN_REPLICAS > 0) {
+    throw new ConfigError('DARKROOM_REDIS_MIN_REPLICAS: not supported with DARKROOM_REDIS_CLUSTER_NODES; leave it at 0');
+  }
   return {
     production,
     port: env.PORT,
@@ -132,12 +142,18 @@ function buildConfig(env: z.output<typeof EnvSchema>) {
       sentinels: env.DARKROOM_REDIS_SENTINELS,
       sentinelName: env.DARKROOM_REDIS_SENTINEL_NAME,
       sentinelPassword: env.DARKROOM_REDIS_SENTINEL_PASSWORD,
+      /** Seed nodes of a Redis Cluster (any few of its masters); it finds the rest. */
+      clusterNodes: cluster,
       /** A submit is answered 202 only once its job reached this many replicas (Redis WAIT). */
       minReplicas: env.DARKROOM_REDIS_MIN_REPLICAS,
       /** How long a submit waits for them before it is answered 503. */
       replicaTimeoutMs: env.DARKROOM_REDIS_REPLICA_TIMEOUT_MS,
     },
-    prefix: env.DARKROOM_REDIS_PREFIX,
+    /**
+     * Every key starts with it. On a cluster it is a hash tag (`{darkroom}`), so every key, and
+     * so every multi-key script and transaction of BullMQ's and Darkroom's, is in one slot.
+     */
+    prefix: cluster ? `{${env.DARKROOM_REDIS_PREFIX}}` : env.DARKROOM_REDIS_PREFIX,
     apiKeys: env.DARKROOM_API_KEYS,
     stationsFile: env.DARKROOM_STATIONS_FILE,
     adminToken: env.DARKROOM_ADMIN_TOKEN || undefined,

@@ -1,9 +1,10 @@
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { Config } from './config.ts';
 import type { Logger } from './logger.ts';
 
 /** Where Redis is: a URL, or the master Sentinels name (the URL then gives only credentials, database and TLS). */
-export type RedisTarget = Pick<Config['redis'], 'url'> & Partial<Pick<Config['redis'], 'sentinels' | 'sentinelName' | 'sentinelPassword'>>;
+export type RedisTarget = Pick<Config['redis'], 'url'> &
+  Partial<Pick<Config['redis'], 'sentinels' | 'sentinelName' | 'sentinelPassword' | 'clusterNodes'>>;
 
 export type RedisKind = 'producer' | 'blocking';
 
@@ -49,8 +50,15 @@ export function redisOptions(target: RedisTarget | string, kind: RedisKind): Red
   return { ...common, ...where, ...kindOpts };
 }
 
+/**
+ * A connection of the given kind. On a Redis Cluster it is an ioredis Cluster, typed as the
+ * Redis it stands in for: it answers the same commands, routed by key (every Darkroom key is in
+ * one slot, see the prefix in config.ts). Nothing that needs one node's connection (WAIT, the
+ * socket) runs on a cluster.
+ */
 export function createRedis(target: RedisTarget | string, kind: RedisKind, logger?: Logger): Redis {
-  const redis = new Redis(redisOptions(target, kind));
+  const t = typeof target === 'string' ? { url: target } : target;
+  const redis = t.clusterNodes?.length ? createCluster(t, kind) : new Redis(redisOptions(t, kind));
   let down = false;
   redis.on('error', (err) => {
     if (!down) logger?.warn({ err: err.message }, 'redis unavailable; retrying');
@@ -61,6 +69,24 @@ export function createRedis(target: RedisTarget | string, kind: RedisKind, logge
     down = false;
   });
   return redis;
+}
+
+function createCluster(t: RedisTarget, kind: RedisKind): Redis {
+  const { host: _h, port: _p, db: _d, retryStrategy: _r, enableOfflineQueue, ...node } = redisOptions(t.url, kind);
+  const cluster = new Cluster(
+    t.clusterNodes!.map((n) => ({ host: n.host, port: n.port })),
+    {
+      redisOptions: node,
+      enableOfflineQueue: enableOfflineQueue ?? true,
+      enableReadyCheck: true,
+      clusterRetryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 6), 2000),
+      // Moved slots and failed-over masters: follow them.
+      retryDelayOnFailover: 200,
+      retryDelayOnClusterDown: 200,
+      slotsRefreshTimeout: 2000,
+    },
+  );
+  return cluster as unknown as Redis;
 }
 
 /**

@@ -27,6 +27,7 @@ describe('loadConfig defaults', () => {
       sentinels: undefined,
       sentinelName: 'mymaster',
       sentinelPassword: undefined,
+      clusterNodes: undefined,
       minReplicas: 0,
       replicaTimeoutMs: 1000,
     });
@@ -190,9 +191,26 @@ describe('loadConfig parsing', () => {
       ],
       sentinelName: 'darkroom',
       sentinelPassword: 'sentinel-secret',
+      clusterNodes: undefined,
       minReplicas: 1,
       replicaTimeoutMs: 500,
     });
+    expect(c.prefix).toBe('darkroom');
+  });
+
+  it('reads cluster seed nodes, and makes the prefix a hash tag so every key is in one slot', () => {
+    const c = loadConfig({ DARKROOM_REDIS_CLUSTER_NODES: '10.0.0.1:7000,10.0.0.2:7000', DARKROOM_REDIS_PREFIX: 'dr' });
+    expect(c.redis.clusterNodes).toEqual([
+      { host: '10.0.0.1', port: 7000 },
+      { host: '10.0.0.2', port: 7000 },
+    ]);
+    expect(c.prefix).toBe('{dr}');
+    expect(configError({ DARKROOM_REDIS_CLUSTER_NODES: '10.0.0.1:7000', DARKROOM_REDIS_SENTINELS: '10.0.0.1:26379' }).message).toMatch(
+      /DARKROOM_REDIS_CLUSTER_NODES/,
+    );
+    expect(configError({ DARKROOM_REDIS_CLUSTER_NODES: '10.0.0.1:7000', DARKROOM_REDIS_MIN_REPLICAS: '1' }).message).toMatch(
+      /DARKROOM_REDIS_MIN_REPLICAS/,
+    );
   });
 
   it('takes a subset of pipelines for a worker, trimming blanks', () => {

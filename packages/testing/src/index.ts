@@ -1,3 +1,4 @@
+export * from './cluster.ts';
 export * from './comfyui-standin.ts';
 export * from './fixtures.ts';
 export * from './onnx-model.ts';
