@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import http from 'node:http';
 import { createJobSystem, FsBlobStore, InvalidSubmit, Maintenance } from '@darkroom/jobs';
-import { ConfigError, checkEvictionPolicy, createLogger, createRedis, loadConfig, Shutdown } from '@darkroom/runtime';
+import { ConfigError, createLogger, createRedis, loadConfig, Shutdown, watchEvictionPolicy } from '@darkroom/runtime';
 import { checkWebhookTarget, createWebhookProcessor, WEBHOOK_QUEUE, type WebhookJobData, type WebhookResult } from '@darkroom/webhooks';
 import { Worker } from 'bullmq';
 import { createApp } from './app.ts';
@@ -25,8 +25,8 @@ async function main() {
 
   const blobs = new FsBlobStore(config.dataDir);
   await blobs.ensureReady();
-  const redis = createRedis(config.redisUrl, 'producer', logger);
-  redis.once('ready', () => void checkEvictionPolicy(redis, logger));
+  const redis = createRedis(config.redis, 'producer', logger);
+  watchEvictionPolicy(redis, logger);
   const deps = createJobSystem({
     config,
     logger,
@@ -38,6 +38,8 @@ async function main() {
     },
   });
   // Deliveries run here, from their own queue; a worker of its own with its own blocking connection.
+  const deliveryRedis = createRedis(config.redis, 'blocking');
+  deliveryRedis.on('error', () => {});
   const secrets = new Map(stations.stations.map((s) => [s.name, s.webhookSecret]));
   const delivery = new Worker<WebhookJobData, WebhookResult>(
     WEBHOOK_QUEUE,
@@ -47,7 +49,7 @@ async function main() {
       timeoutMs: config.webhooks.timeoutMs,
       logger,
     }),
-    { connection: { url: config.redisUrl, maxRetriesPerRequest: null }, prefix: config.prefix, concurrency: 16 },
+    { connection: deliveryRedis, prefix: config.prefix, concurrency: 16 },
   );
   delivery.on('error', (err) => logger.debug({ err: err.message }, 'webhook worker error'));
   const maintenance = new Maintenance(deps);
@@ -87,7 +89,10 @@ async function main() {
     await redis.quit().catch(() => redis.disconnect());
   });
   shutdown.add('jobs', () => deps.close());
-  shutdown.add('webhooks', () => delivery.close());
+  shutdown.add('webhooks', async () => {
+    await delivery.close();
+    await deliveryRedis.quit().catch(() => deliveryRedis.disconnect());
+  });
   shutdown.add('maintenance', () => maintenance.stop());
   shutdown.add(
     'http',

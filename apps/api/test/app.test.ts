@@ -16,6 +16,7 @@ import {
   NoResult,
   PriorityNotAllowed,
   QueueFull,
+  ReplicasUnavailable,
   ResultNotReady,
   StationBusy,
   StoreUnavailable,
@@ -144,6 +145,7 @@ describe('the error table', () => {
     [new QueueFull('the edit queue is full', { retryAfterSeconds: 7 }), 429, 'queue_full', '7'],
     [new StationBusy('over its limit', { retryAfterSeconds: 3 }), 429, 'rate_limited', '3'],
     [new StoreUnavailable(), 503, 'unavailable', '5'],
+    [new ReplicasUnavailable(), 503, 'unavailable', '2'],
   ];
 
   it('has a row for every named error, and each answers its status, code, detail and Retry-After', () => {

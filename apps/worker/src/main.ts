@@ -12,7 +12,7 @@ import {
   writeHeartbeat,
 } from '@darkroom/jobs';
 import { createPipelines, detectDevice, pipelineSettings, startPipelines } from '@darkroom/pipelines';
-import { ConfigError, checkEvictionPolicy, createLogger, createRedis, loadConfig, Shutdown } from '@darkroom/runtime';
+import { ConfigError, createLogger, createRedis, loadConfig, Shutdown, watchEvictionPolicy } from '@darkroom/runtime';
 import { CancelWatch } from './cancel-watch.ts';
 import { WorkerMetrics } from './metrics.ts';
 import { AbortReason, createProcessor } from './processor.ts';
@@ -28,8 +28,8 @@ async function main() {
   });
   const blobs = new FsBlobStore(config.dataDir);
   await blobs.ensureReady();
-  const redis = createRedis(config.redisUrl, 'blocking', logger);
-  redis.once('ready', () => void checkEvictionPolicy(redis, logger));
+  const redis = createRedis(config.redis, 'blocking', logger);
+  watchEvictionPolicy(redis, logger);
   const shutdownController = new AbortController();
   const drainController = new AbortController();
   // `concurrency` device slots per pipeline, and up to `overlap` more jobs finishing (encode,
@@ -68,6 +68,7 @@ async function main() {
   // Cancel requests for active jobs: whichever worker holds the job aborts its signal. Subscribed
   // before any job is taken, so the processor can trust it (see cancel-watch.ts).
   const workers: DeviceWorker[] = [];
+  // Same options, so it finds the master through Sentinel and follows a failover like the rest.
   const subscriber = redis.duplicate();
   subscriber.on('error', () => {});
   const cancels = new CancelWatch(subscriber, keys.cancelChannel, (id) => {

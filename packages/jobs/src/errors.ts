@@ -85,3 +85,13 @@ export class StoreUnavailable extends JobsError {
     super(message, { retryAfterSeconds: 5 });
   }
 }
+
+/**
+ * The job's write did not reach the replicas asked for (DARKROOM_REDIS_MIN_REPLICAS) in time: it
+ * was withdrawn, and nothing of the request was kept.
+ */
+export class ReplicasUnavailable extends JobsError {
+  constructor(message = 'the job could not be stored durably right now; it was not queued; try again shortly') {
+    super(message, { retryAfterSeconds: 2 });
+  }
+}

@@ -1,4 +1,4 @@
-import type { Config, Logger } from '@darkroom/runtime';
+import { type Config, createRedis, type Logger } from '@darkroom/runtime';
 import { QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { pipelineOfJobId } from './ids.ts';
@@ -26,6 +26,8 @@ interface Source {
   watchers: number;
   idle: NodeJS.Timeout | undefined;
   events: QueueEvents | undefined;
+  /** The blocking connection the events are read on: its own, closed with it. */
+  conn: Redis | undefined;
   started: Promise<void>;
   closed: boolean;
 }
@@ -112,18 +114,17 @@ export class EventHub {
    * before that point shows in their reload, every later one comes as an event.
    */
   #start(pipeline: string): Source {
-    const source: Source = { watchers: 0, idle: undefined, events: undefined, started: Promise.resolve(), closed: false };
+    const source: Source = { watchers: 0, idle: undefined, events: undefined, conn: undefined, started: Promise.resolve(), closed: false };
     const connect = async () => {
       const key = `${this.#config.prefix}:${pipeline}:events`;
       const last = await this.#redis.xrevrange(key, '+', '-', 'COUNT', 1);
       if (source.closed) return;
+      // Its own connection: QueueEvents blocks on XREAD, which the API's fail-fast connection must not.
+      const conn = createRedis(this.#config.redis, 'blocking');
+      conn.on('error', () => {});
+      source.conn = conn;
       const qe = new QueueEvents(pipeline, {
-        // Its own connection: QueueEvents blocks on XREAD, which the API's fail-fast connection must not.
-        connection: {
-          url: this.#config.redisUrl,
-          maxRetriesPerRequest: null,
-          retryStrategy: (n: number) => Math.min(100 * 2 ** Math.min(n, 6), 2000),
-        },
+        connection: conn,
         prefix: this.#config.prefix,
         blockingTimeout: 5000,
         // An empty stream: from its start, which loses nothing either.
@@ -155,6 +156,7 @@ export class EventHub {
     clearTimeout(source.idle);
     await source.started;
     await source.events?.close().catch(() => {});
+    await source.conn?.quit().catch(() => source.conn?.disconnect());
   }
 
   #emit(jobId: string, change: JobChange): void {

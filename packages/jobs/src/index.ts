@@ -18,6 +18,7 @@ export {
   NoResult,
   PriorityNotAllowed,
   QueueFull,
+  ReplicasUnavailable,
   ResultNotReady,
   StationBusy,
   StoreUnavailable,

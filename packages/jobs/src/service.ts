@@ -15,6 +15,7 @@ import {
   JobStateConflict,
   NoResult,
   QueueFull,
+  ReplicasUnavailable,
   ResultNotReady,
   StoreUnavailable,
   UnsupportedImage,
@@ -151,6 +152,11 @@ export class JobService {
       socket?.uncork();
       const [claimed, added, ranked] = await Promise.allSettled(sent);
       if (added.status === 'rejected') throw added.reason;
+      if (config.redis.minReplicas > 0) {
+        // Answered 202 only once the job is on enough replicas to outlive its master's loss.
+        undo.push(() => this.#withdraw(queue, id));
+        await this.#awaitReplicas(client, id);
+      }
       // The job stands; a pending entry that did not land only leaves the station's count low.
       if (claimed.status === 'rejected') logger.warn({ err: claimed.reason, jobId: id }, 'pending entry not recorded');
       logger.info({ jobId: id, pipeline: v.spec.name, station: station.name, priority: v.priority }, 'job queued');
@@ -167,6 +173,26 @@ export class JobService {
       for (const u of undo.reverse()) await u().catch(() => {});
       throw err;
     }
+  }
+
+  /**
+   * Waits (Redis WAIT, on the connection that wrote the job) until the job reached
+   * DARKROOM_REDIS_MIN_REPLICAS replicas; ReplicasUnavailable when it did not in time.
+   */
+  async #awaitReplicas(client: Redis, id: string): Promise<void> {
+    const { minReplicas, replicaTimeoutMs } = this.#d.config.redis;
+    const acked = Number(await client.call('WAIT', minReplicas, replicaTimeoutMs));
+    if (acked >= minReplicas) return;
+    this.#d.logger.warn({ jobId: id, replicas: acked, wanted: minReplicas }, 'job not replicated in time; withdrawn');
+    throw new ReplicasUnavailable();
+  }
+
+  /** Takes back a job that was written but not accepted: removed, or cancelled if a worker took it meanwhile. */
+  async #withdraw(queue: DarkroomQueue, id: string): Promise<void> {
+    if (await queue.remove(id)) return;
+    const { redis, config } = this.#d;
+    await redis.set(this.#keys.cancelRequested(id), '1', 'EX', Math.ceil(config.limits.jobTimeoutMs / 1000) + 3600);
+    await redis.publish(this.#keys.cancelChannel, id);
   }
 
   /** The job an Idempotency-Key names. Its creator may still be adding it: wait a moment. */

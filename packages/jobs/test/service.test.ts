@@ -20,6 +20,7 @@ import {
   JobStateConflict,
   Maintenance,
   QueueFull,
+  ReplicasUnavailable,
   type Station,
   StationBusy,
   sysKeys,
@@ -159,6 +160,25 @@ describe('JobService in process', () => {
     expect(late).toMatchObject({ deduplicated: true, body: { id: retry.body.id } });
     expect(await t.deps.queues.get('synthetic')!.count()).toBe(2);
   }, 30_000);
+
+  it('withdraws a job its replicas did not confirm in time: ReplicasUnavailable, and no job, file, pending entry or idempotency key', async () => {
+    // This Redis has no replica: a submit that must reach one cannot.
+    for (const env of [{}, { DARKROOM_MAX_QUEUE_SIZE: 'off' }] as Record<string, string>[]) {
+      const t = await setup({ DARKROOM_REDIS_MIN_REPLICAS: '1', DARKROOM_REDIS_REPLICA_TIMEOUT_MS: '50', ...env });
+      const s = station(env.DARKROOM_MAX_QUEUE_SIZE ? { maxPending: null } : {});
+      const image = fixture('with-alpha.png');
+      const err = (await refusal(
+        t.submit({ pipeline: 'edit', params: { operations: [] }, image }, s, { idempotencyKey: 'k-repl' }),
+      )) as ReplicasUnavailable;
+      expect(err).toBeInstanceOf(ReplicasUnavailable);
+      expect(err.retryAfterSeconds).toBeGreaterThan(0);
+      expect(t.files('inputs')).toEqual([]);
+      expect(await t.pending()).toEqual([]);
+      const keys = await conn.keys(`${t.config.prefix}:*`);
+      expect(keys.filter((k) => k.includes(':idem:') || /:edit:edit_/.test(k))).toEqual([]);
+      expect(await t.deps.queues.get('edit')!.getJobCounts()).toMatchObject({ prioritized: 0, waiting: 0, active: 0 });
+    }
+  });
 
   it('refuses past the station’s pending limit and the queue’s, with a retry time, adding nothing', async () => {
     const t = await setup({ DARKROOM_MAX_QUEUE_SIZE: '3' });

@@ -22,6 +22,28 @@ const csv = z.string().transform((v) =>
     .filter(Boolean),
 );
 
+/** `host:port,host:port`: the Redis Sentinels to ask for the master. */
+const hostPorts = z.string().transform((v, ctx) => {
+  const out: { host: string; port: number }[] = [];
+  for (const item of v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
+    const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(item);
+    const port = Number(m?.[3]);
+    if (!m || port < 1 || port > 65535) {
+      ctx.addIssue({ code: 'custom', message: `"${item.slice(0, 64)}" is not host:port` });
+      return z.NEVER;
+    }
+    out.push({ host: (m[1] ?? m[2])!, port });
+  }
+  if (out.length === 0) {
+    ctx.addIssue({ code: 'custom', message: 'names no host:port' });
+    return z.NEVER;
+  }
+  return out;
+});
+
 const EnvSchema = z.object({
   NODE_ENV: z.string().default('development'),
   PORT: int(0).max(65535).default(8080),
@@ -31,6 +53,13 @@ const EnvSchema = z.object({
     .string()
     .regex(/^[A-Za-z0-9_.-]+$/)
     .default('darkroom'),
+  DARKROOM_REDIS_SENTINELS: hostPorts.optional(),
+  DARKROOM_REDIS_CLUSTER_NODES: hostPorts.optional(),
+  DARKROOM_REDIS_SENTINEL_NAME: z.string().default('mymaster'),
+  DARKROOM_REDIS_SENTINEL_PASSWORD: z.string().optional(),
+  DARKROOM_REDIS_MIN_REPLICAS: int(0).max(16).default(0),
+  // Below the api's 2 s command timeout, so the wait ends as a 503 of its own and not a timeout.
+  DARKROOM_REDIS_REPLICA_TIMEOUT_MS: int(1).max(1500).default(1000),
   DARKROOM_API_KEYS: z.string().default(''),
   DARKROOM_STATIONS_FILE: z.string().optional(),
   DARKROOM_ADMIN_TOKEN: z.string().optional(),
@@ -91,12 +120,40 @@ function buildConfig(env: z.output<typeof EnvSchema>) {
   if (unknown.length > 0) {
     throw new ConfigError(`DARKROOM_WORKER_PIPELINES: unknown pipeline(s) ${unknown.join(', ')}; known: ${PIPELINE_NAMES.join(', ')}`);
   }
+  const cluster = env.DARKROOM_REDIS_CLUSTER_NODES;
+  if (cluster && env.DARKROOM_REDIS_SENTINELS) {
+    throw new ConfigError(
+      'DARKROOM_REDIS_CLUSTER_NODES and DARKROOM_REDIS_SENTINELS: set one or the other (a cluster fails over by itself)',
+    );
+  }
+  if (cluster && env.DARKROOM_REDIS_MIN_REPLICAS > 0) {
+    throw new ConfigError('DARKROOM_REDIS_MIN_REPLICAS: not supported with DARKROOM_REDIS_CLUSTER_NODES; leave it at 0');
+  }
   return {
     production,
     port: env.PORT,
     host: env.DARKROOM_HOST ?? (production ? '0.0.0.0' : '127.0.0.1'),
     redisUrl: env.REDIS_URL,
-    prefix: env.DARKROOM_REDIS_PREFIX,
+    /** Where Redis is and how to reach it; connections are built from this alone (see redis.ts). */
+    redis: {
+      /** The master's credentials, database and TLS; its host and port too when no sentinels are set. */
+      url: env.REDIS_URL,
+      /** Ask these Sentinels for the master named `sentinelName`, and follow its failovers. */
+      sentinels: env.DARKROOM_REDIS_SENTINELS,
+      sentinelName: env.DARKROOM_REDIS_SENTINEL_NAME,
+      sentinelPassword: env.DARKROOM_REDIS_SENTINEL_PASSWORD,
+      /** Seed nodes of a Redis Cluster (any few of its masters); it finds the rest. */
+      clusterNodes: cluster,
+      /** A submit is answered 202 only once its job reached this many replicas (Redis WAIT). */
+      minReplicas: env.DARKROOM_REDIS_MIN_REPLICAS,
+      /** How long a submit waits for them before it is answered 503. */
+      replicaTimeoutMs: env.DARKROOM_REDIS_REPLICA_TIMEOUT_MS,
+    },
+    /**
+     * Every key starts with it. On a cluster it is a hash tag (`{darkroom}`), so every key, and
+     * so every multi-key script and transaction of BullMQ's and Darkroom's, is in one slot.
+     */
+    prefix: cluster ? `{${env.DARKROOM_REDIS_PREFIX}}` : env.DARKROOM_REDIS_PREFIX,
     apiKeys: env.DARKROOM_API_KEYS,
     stationsFile: env.DARKROOM_STATIONS_FILE,
     adminToken: env.DARKROOM_ADMIN_TOKEN || undefined,

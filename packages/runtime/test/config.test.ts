@@ -22,6 +22,15 @@ describe('loadConfig defaults', () => {
     expect(c.port).toBe(8080);
     expect(c.host).toBe('127.0.0.1');
     expect(c.redisUrl).toBe('redis://127.0.0.1:6379');
+    expect(c.redis).toEqual({
+      url: 'redis://127.0.0.1:6379',
+      sentinels: undefined,
+      sentinelName: 'mymaster',
+      sentinelPassword: undefined,
+      clusterNodes: undefined,
+      minReplicas: 0,
+      replicaTimeoutMs: 1000,
+    });
     expect(c.prefix).toBe('darkroom');
     expect(c.apiKeys).toBe('');
     expect(c.stationsFile).toBeUndefined();
@@ -164,6 +173,46 @@ describe('loadConfig parsing', () => {
     expect(loadConfig({ DARKROOM_STATION_MAX_PENDING: '7' }).limits.stationMaxPending).toBe(7);
   });
 
+  it('reads Sentinels and the replicas a submit waits for', () => {
+    const c = loadConfig({
+      REDIS_URL: 'redis://:master-secret@ignored:6379/3',
+      DARKROOM_REDIS_SENTINELS: ' 10.0.0.1:26379, sentinel-b:26380 ,[::1]:26381',
+      DARKROOM_REDIS_SENTINEL_NAME: 'darkroom',
+      DARKROOM_REDIS_SENTINEL_PASSWORD: 'sentinel-secret',
+      DARKROOM_REDIS_MIN_REPLICAS: '1',
+      DARKROOM_REDIS_REPLICA_TIMEOUT_MS: '500',
+    });
+    expect(c.redis).toEqual({
+      url: 'redis://:master-secret@ignored:6379/3',
+      sentinels: [
+        { host: '10.0.0.1', port: 26379 },
+        { host: 'sentinel-b', port: 26380 },
+        { host: '::1', port: 26381 },
+      ],
+      sentinelName: 'darkroom',
+      sentinelPassword: 'sentinel-secret',
+      clusterNodes: undefined,
+      minReplicas: 1,
+      replicaTimeoutMs: 500,
+    });
+    expect(c.prefix).toBe('darkroom');
+  });
+
+  it('reads cluster seed nodes, and makes the prefix a hash tag so every key is in one slot', () => {
+    const c = loadConfig({ DARKROOM_REDIS_CLUSTER_NODES: '10.0.0.1:7000,10.0.0.2:7000', DARKROOM_REDIS_PREFIX: 'dr' });
+    expect(c.redis.clusterNodes).toEqual([
+      { host: '10.0.0.1', port: 7000 },
+      { host: '10.0.0.2', port: 7000 },
+    ]);
+    expect(c.prefix).toBe('{dr}');
+    expect(configError({ DARKROOM_REDIS_CLUSTER_NODES: '10.0.0.1:7000', DARKROOM_REDIS_SENTINELS: '10.0.0.1:26379' }).message).toMatch(
+      /DARKROOM_REDIS_CLUSTER_NODES/,
+    );
+    expect(configError({ DARKROOM_REDIS_CLUSTER_NODES: '10.0.0.1:7000', DARKROOM_REDIS_MIN_REPLICAS: '1' }).message).toMatch(
+      /DARKROOM_REDIS_MIN_REPLICAS/,
+    );
+  });
+
   it('takes a subset of pipelines for a worker, trimming blanks', () => {
     expect(loadConfig({ DARKROOM_WORKER_PIPELINES: ' synthetic , ' }).worker.pipelines).toEqual(['synthetic']);
     expect(loadConfig({ DARKROOM_WORKER_PIPELINES: 'edit,synthetic' }).worker.pipelines).toEqual(['edit', 'synthetic']);
@@ -180,6 +229,11 @@ describe('loadConfig errors', () => {
     ['REDIS_URL', 'not a url'],
     ['DARKROOM_REDIS_PREFIX', 'has space'],
     ['DARKROOM_REDIS_PREFIX', 'a:b'],
+    ['DARKROOM_REDIS_SENTINELS', 'sentinel-a'],
+    ['DARKROOM_REDIS_SENTINELS', 'sentinel-a:99999'],
+    ['DARKROOM_REDIS_SENTINELS', ' , '],
+    ['DARKROOM_REDIS_MIN_REPLICAS', '-1'],
+    ['DARKROOM_REDIS_REPLICA_TIMEOUT_MS', '5000'],
     ['DARKROOM_LOG_LEVEL', 'verbose'],
     ['DARKROOM_LOG_PRETTY', 'maybe'],
     ['DARKROOM_MAX_UPLOAD_BYTES', '0'],

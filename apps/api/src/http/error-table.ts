@@ -11,6 +11,7 @@ import {
   NoResult,
   PriorityNotAllowed,
   QueueFull,
+  ReplicasUnavailable,
   ResultNotReady,
   StationBusy,
   StoreUnavailable,
@@ -67,6 +68,7 @@ export const DOMAIN_ERRORS: readonly (readonly [ErrorClass, ProblemKind])[] = [
   [QueueFull, 'queue_full'],
   [StationBusy, 'rate_limited'],
   [StoreUnavailable, 'unavailable'],
+  [ReplicasUnavailable, 'unavailable'],
 ];
 
 const KIND_OF = new Map<ErrorClass, ProblemKind>(DOMAIN_ERRORS);

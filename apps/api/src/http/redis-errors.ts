@@ -11,6 +11,12 @@ const PATTERNS = [
   /MaxRetriesPerRequest/i,
   /LOADING Redis is loading/i,
   /operation timed out/i,
+  // A master demoted by a failover, before the connection found the new one.
+  /^READONLY /,
+  // A cluster with a slot uncovered or being moved, or no node reachable.
+  /^CLUSTERDOWN|^TRYAGAIN|Failed to refresh slots cache|None of startup nodes is available/,
+  // Sentinels that name no master yet.
+  /All sentinels are unreachable/i,
 ];
 
 export function isRedisUnavailable(err: unknown): boolean {
