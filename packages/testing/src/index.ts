@@ -1,5 +1,6 @@
 export * from './comfyui-standin.ts';
 export * from './fixtures.ts';
+export * from './object-store.ts';
 export * from './onnx-model.ts';
 export * from './processes.ts';
 export * from './redis.ts';
