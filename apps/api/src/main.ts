@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import http from 'node:http';
-import { createJobSystem, FsBlobStore, InvalidSubmit, Maintenance } from '@darkroom/jobs';
+import { createJobSystem, InvalidSubmit, Maintenance, openBlobStore } from '@darkroom/jobs';
 import { ConfigError, createLogger, createRedis, loadConfig, Shutdown, watchEvictionPolicy } from '@darkroom/runtime';
 import { checkWebhookTarget, createWebhookProcessor, WEBHOOK_QUEUE, type WebhookJobData, type WebhookResult } from '@darkroom/webhooks';
 import { Worker } from 'bullmq';
@@ -23,7 +23,7 @@ async function main() {
   }
   if (!stations.hasAdmin) logger.warn('DARKROOM_ADMIN_TOKEN is not set: the dashboard and admin routes refuse every request');
 
-  const blobs = new FsBlobStore(config.dataDir);
+  const blobs = openBlobStore(config);
   await blobs.ensureReady();
   const redis = createRedis(config.redis, 'producer', logger);
   watchEvictionPolicy(redis, logger);

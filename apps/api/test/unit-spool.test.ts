@@ -28,7 +28,13 @@ beforeEach(() => {
 });
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
-const spool = (memoryBytes: number, where = () => dir): Spool => ({ memoryBytes, tempPath: () => path.join(where(), `u${n}.part`) });
+const spool = (memoryBytes: number, where = () => dir): Spool => ({
+  memoryBytes,
+  open: () => {
+    const p = path.join(where(), `u${n}.part`);
+    return { path: p, out: fs.createWriteStream(p, { flags: 'wx' }) };
+  },
+});
 
 function body(image: Buffer, fields: Record<string, string> = { pipeline: 'edit' }): Buffer {
   const parts: Buffer[] = [];

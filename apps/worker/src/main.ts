@@ -3,9 +3,9 @@ import {
   createWebhookQueue,
   DeviceSlots,
   DeviceWorker,
-  FsBlobStore,
   JobLifecycle,
   jobsInProgress,
+  openBlobStore,
   queueOptions,
   removeHeartbeat,
   sysKeys,
@@ -26,7 +26,7 @@ async function main() {
     level: config.logLevel,
     ...(config.logPretty !== undefined ? { pretty: config.logPretty } : {}),
   });
-  const blobs = new FsBlobStore(config.dataDir);
+  const blobs = openBlobStore(config);
   await blobs.ensureReady();
   const redis = createRedis(config.redis, 'blocking', logger);
   watchEvictionPolicy(redis, logger);

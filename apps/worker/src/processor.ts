@@ -10,7 +10,17 @@ import {
   type JobResultData,
   JobTimeoutError,
 } from '@darkroom/contracts';
-import { type BlobStore, blobKeys, CANCELLED_REASON, type DeviceSlots, recordCompletion, sysKeys } from '@darkroom/jobs';
+import {
+  BlobNotFound,
+  type BlobStore,
+  BlobStoreUnavailable,
+  blobKeys,
+  CANCELLED_REASON,
+  type DeviceSlots,
+  type LocalBlob,
+  recordCompletion,
+  sysKeys,
+} from '@darkroom/jobs';
 import { finishOutput, type Pipeline, type PipelineResult } from '@darkroom/pipelines';
 import type { Config, Logger } from '@darkroom/runtime';
 import { type Job, UnrecoverableError, WaitingError } from 'bullmq';
@@ -114,6 +124,7 @@ export function createProcessor(pipeline: Pipeline, deps: ProcessorDeps) {
       deps.metrics.busy.dec({ pipeline: name });
     };
     let finishing = false;
+    let localInput: LocalBlob | undefined;
     try {
       // Never start a job that waited past its time-to-live (maintenance may not have expired it yet).
       const ttlMs = config.limits.jobTtlMs;
@@ -131,8 +142,13 @@ export function createProcessor(pipeline: Pipeline, deps: ProcessorDeps) {
       let input = null;
       if (pipeline.spec.acceptsImage && (job.data.input || !pipeline.spec.imageOptional)) {
         if (!job.data.input) throw new InvalidInputError('the job has no input image');
-        if (!(await blobs.exists(job.data.input.key))) throw new InvalidInputError('the input image is no longer stored');
-        input = { path: blobs.localPath(job.data.input.key), ref: job.data.input };
+        try {
+          localInput = await blobs.fetch(job.data.input.key);
+        } catch (err) {
+          if (err instanceof BlobNotFound) throw new InvalidInputError('the input image is no longer stored');
+          throw storeTrouble('the input image could not be read', err);
+        }
+        input = { path: localInput.path, ref: job.data.input };
       }
 
       if (!lease) {
@@ -176,10 +192,7 @@ export function createProcessor(pipeline: Pipeline, deps: ProcessorDeps) {
       try {
         stored = await blobs.put(key, out.data);
       } catch (err) {
-        // Any system call failing here (full, read-only, missing or replaced directory) is the data volume's trouble.
-        const e = err as NodeJS.ErrnoException;
-        if (e.syscall && e.code) throw new BackendUnavailableError(`the result could not be stored (${e.code})`, { cause: err });
-        throw err;
+        throw storeTrouble('the result could not be stored', err);
       }
       // A worker killed between writing and renaming an earlier attempt's result left its temporary file.
       if ((job.attemptsStarted ?? 1) > 1) {
@@ -210,6 +223,7 @@ export function createProcessor(pipeline: Pipeline, deps: ProcessorDeps) {
       }
       throw err;
     } finally {
+      void localInput?.release().catch(() => {});
       releaseSlot();
       if (finishing) deps.metrics.finishing.dec({ pipeline: name });
       clearTimeout(timer);
@@ -219,6 +233,17 @@ export function createProcessor(pipeline: Pipeline, deps: ProcessorDeps) {
       deps.drainSignal.removeEventListener('abort', onShutdown);
     }
   };
+}
+
+/**
+ * The blob store's trouble as a retryable failure: any system call failing (full, read-only,
+ * missing or replaced directory) or the object store not answering. Anything else as it is.
+ */
+function storeTrouble(what: string, err: unknown): unknown {
+  if (err instanceof BlobStoreUnavailable) return new BackendUnavailableError(`${what} (object store unavailable)`, { cause: err });
+  const e = err as NodeJS.ErrnoException;
+  if (e.syscall && e.code) return new BackendUnavailableError(`${what} (${e.code})`, { cause: err });
+  return err;
 }
 
 /** Maps what a pipeline threw to what BullMQ should do with the job. */

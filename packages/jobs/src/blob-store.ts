@@ -1,8 +1,10 @@
 import crypto, { createHash, randomUUID } from 'node:crypto';
-import { close, createReadStream, fdatasync, open, type ReadStream, write } from 'node:fs';
+import { close, createReadStream, createWriteStream, type Dir, fdatasync, fstat, open, write } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import type { Readable, Writable } from 'node:stream';
 import { promisify } from 'node:util';
+import { BlobNotFound } from './errors.ts';
 
 const fsOpen = promisify(open);
 const fsWrite = (fd: number, b: Buffer, offset: number, length: number, position: null) =>
@@ -11,34 +13,73 @@ const fsFdatasync = promisify(fdatasync);
 const fsClose = promisify(close);
 
 /*
- * Blobs are files under the data directory, written to a temporary name and renamed into place,
- * so a reader never sees half a file and a re-run replaces rather than duplicates. Keys are
- * relative paths built by Darkroom (never from client input). Kept behind this small interface so
- * an object-store backend can follow.
+ * Where images live: the data directory (FsBlobStore) or an S3-compatible bucket (S3BlobStore, in
+ * s3-blob-store.ts). Either way a reader never sees half a blob and a re-run replaces rather than
+ * duplicates. Keys are relative paths built by Darkroom (never from client input): `inputs/<id>`,
+ * `outputs/<id>.<ext>`; temporary writes live under `tmp/`.
  */
-export interface BlobStore {
-  /** Writes bytes under `key` atomically; returns size and sha256. */
-  put(key: string, data: Buffer): Promise<{ bytes: number; sha256: string }>;
-  /**
-   * Writes a new blob under a key no one else writes (a fresh job id): straight to its name, no
-   * temporary file, failing if it exists. The caller publishes the key only after this resolves,
-   * so no reader sees a partial file; a crash midway leaves an orphan for the sweeper.
-   */
-  create(key: string, data: Buffer, opts?: { sync?: boolean }): Promise<void>;
-  /** Moves a finished temporary file (from `tempPath()`) into place under `key`; `sync` flushes it to disk first. */
-  adopt(tempFile: string, key: string, opts?: { sync?: boolean }): Promise<void>;
-  /** A path on the data volume for a temporary file that will be adopted or removed; named after `forKey` if given. */
-  tempPath(forKey?: string): string;
-  /** Removes temporary files an earlier, interrupted write of `key` left behind; returns how many. */
-  removeTemps(key: string): Promise<number>;
-  localPath(key: string): string;
-  openRead(key: string, opts?: { start?: number }): ReadStream;
-  exists(key: string): Promise<boolean>;
-  delete(key: string): Promise<void>;
-  ensureReady(): Promise<void>;
+
+/** A write whose key is chosen later (an upload still arriving): adopted under a key, or discarded. */
+export interface StagedWrite {
+  /** A local file holding the bytes as written, to read them back here; gone after adopt or discard. */
+  readonly path: string;
+  /** Where the bytes go as they arrive: 'finish' once all are stored, 'error' if they cannot be. */
+  readonly out: Writable;
 }
 
+/** A stored blob as a local file (the blob's own file, or a copy): `release` once done with it. */
+export interface LocalBlob {
+  path: string;
+  release(): Promise<void>;
+}
+
+/** One listed blob: its name under the listed directory and, where the listing gives it, when it was written. */
+export interface BlobEntry {
+  name: string;
+  modifiedMs?: number;
+}
+
+export interface BlobStore {
+  readonly kind: 'fs' | 's3';
+  /** Writes bytes under `key` atomically (replacing any blob there); returns size and sha256. */
+  put(key: string, data: Buffer): Promise<{ bytes: number; sha256: string }>;
+  /**
+   * Writes a new blob under a key no one else writes (a fresh job id). The caller publishes the
+   * key only after this resolves, so no reader sees a partial blob; a crash midway leaves an
+   * orphan for the sweeper. The file store refuses an existing key.
+   */
+  create(key: string, data: Buffer, opts?: { sync?: boolean }): Promise<void>;
+  /** Starts a write whose key is given later (see StagedWrite); named after `forKey` if given. */
+  stage(forKey?: string): StagedWrite;
+  /** Moves a finished staged write (by its `path`) into place under `key`; `sync` flushes it to disk first. */
+  adopt(stagedPath: string, key: string, opts?: { sync?: boolean }): Promise<void>;
+  /** Drops a staged write (by its `path`) that will not be adopted: nothing of it stays behind. */
+  discard(stagedPath: string): Promise<void>;
+  /** Removes temporary files an earlier, interrupted write of `key` left behind; returns how many. */
+  removeTemps(key: string): Promise<number>;
+  /** The blob as a local file, for a reader that needs a path (a pipeline); `dir` is where a copy goes. Rejects with BlobNotFound. */
+  fetch(key: string, opts?: { dir?: string }): Promise<LocalBlob>;
+  /** The blob's bytes as a stream and its size; rejects with BlobNotFound or BlobStoreUnavailable. */
+  openRead(key: string): Promise<{ body: Readable; bytes: number }>;
+  exists(key: string): Promise<boolean>;
+  delete(key: string): Promise<void>;
+  /** The blobs under `dir` ('inputs' or 'outputs'), a page at a time: never the whole listing at once. */
+  list(dir: string): AsyncIterable<BlobEntry[]>;
+  /** When the blob was last written (ms since the epoch); undefined when it is gone. */
+  modifiedMs(key: string): Promise<number | undefined>;
+  /** Removes temporary blobs older than `ageMs` (left by writers that died); returns how many. */
+  sweepTemps(ageMs: number): Promise<number>;
+  /** A short-lived URL a client can GET the blob from directly; only where the store can sign one. */
+  presignGet?(key: string, opts: { expiresInSeconds: number; contentType?: string }): Promise<string>;
+  ensureReady(): Promise<void>;
+  close?(): void;
+}
+
+/** How many names one page of a file-store listing holds. */
+const LIST_PAGE = 500;
+
 export class FsBlobStore implements BlobStore {
+  readonly kind = 'fs' as const;
   readonly root: string;
   readonly #tmp: string;
 
@@ -122,8 +163,69 @@ export class FsBlobStore implements BlobStore {
     await fs.rename(tempFile, dest);
   }
 
-  openRead(key: string, opts: { start?: number } = {}): ReadStream {
-    return createReadStream(this.localPath(key), opts);
+  stage(forKey?: string): StagedWrite {
+    const p = this.tempPath(forKey);
+    return { path: p, out: createWriteStream(p, { flags: 'wx' }) };
+  }
+
+  async discard(stagedPath: string): Promise<void> {
+    await fs.rm(stagedPath, { force: true });
+  }
+
+  async fetch(key: string): Promise<LocalBlob> {
+    const p = this.localPath(key);
+    if (!(await this.exists(key))) throw new BlobNotFound(key);
+    return { path: p, release: async () => {} };
+  }
+
+  openRead(key: string): Promise<{ body: Readable; bytes: number }> {
+    const stream = createReadStream(this.localPath(key));
+    return new Promise((resolve, reject) => {
+      stream.once('error', (err: NodeJS.ErrnoException) => reject(err.code === 'ENOENT' ? new BlobNotFound(key) : err));
+      stream.once('open', (fd: number) => {
+        fstat(fd, (err, st) => {
+          if (!err) return resolve({ body: stream, bytes: st.size });
+          stream.destroy();
+          reject(err);
+        });
+      });
+    });
+  }
+
+  async *list(dir: string): AsyncIterable<BlobEntry[]> {
+    let handle: Dir;
+    try {
+      handle = await fs.opendir(this.localPath(dir), { bufferSize: 256 });
+    } catch {
+      return;
+    }
+    let page: BlobEntry[] = [];
+    for await (const entry of handle) {
+      if (!entry.isFile()) continue;
+      page.push({ name: entry.name });
+      if (page.length < LIST_PAGE) continue;
+      yield page;
+      page = [];
+    }
+    if (page.length > 0) yield page;
+  }
+
+  async modifiedMs(key: string): Promise<number | undefined> {
+    const stat = await fs.stat(this.localPath(key)).catch(() => undefined);
+    return stat?.isFile() ? stat.mtimeMs : undefined;
+  }
+
+  async sweepTemps(ageMs: number): Promise<number> {
+    let removed = 0;
+    for (const name of await fs.readdir(this.#tmp).catch(() => [] as string[])) {
+      const file = path.join(this.#tmp, name);
+      const stat = await fs.stat(file).catch(() => undefined);
+      if (stat?.isFile() && Date.now() - stat.mtimeMs > ageMs) {
+        await fs.rm(file, { force: true });
+        removed++;
+      }
+    }
+    return removed;
   }
 
   async exists(key: string): Promise<boolean> {

@@ -95,3 +95,24 @@ export class ReplicasUnavailable extends JobsError {
     super(message, { retryAfterSeconds: 2 });
   }
 }
+
+/*
+ * The blob store's own answers. Never shown to a station as they are: the caller turns them into
+ * one of the errors above (StoreUnavailable, JobExpired) or, in a worker, a retryable failure.
+ */
+
+/** No blob under the key. */
+export class BlobNotFound extends Error {
+  constructor(key: string) {
+    super(`no blob under ${key}`);
+    this.name = 'BlobNotFound';
+  }
+}
+
+/** The store did not answer, refused, or is full: the same request may succeed later. */
+export class BlobStoreUnavailable extends Error {
+  constructor(message: string, opts?: { cause?: unknown }) {
+    super(message, opts);
+    this.name = 'BlobStoreUnavailable';
+  }
+}

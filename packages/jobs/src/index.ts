@@ -1,12 +1,22 @@
 // The job system: the one writer of a job's Redis state, and the only code that knows BullMQ's internals.
 export { admit, backlogRetryAfter, jittered, tooManyPending } from './admission.ts';
-export { type BlobStore, blobKeys, FsBlobStore, sha256Hex } from './blob-store.ts';
+export {
+  type BlobEntry,
+  type BlobStore,
+  blobKeys,
+  FsBlobStore,
+  type LocalBlob,
+  type StagedWrite,
+  sha256Hex,
+} from './blob-store.ts';
 export { jobsInProgress, PRIORITY_SCORE_SPAN, priorityScoreRange } from './bullmq.ts';
 export { queueEntry, waitingByPriority } from './counts.ts';
 export { DeviceSlots, type Lease } from './device-slots.ts';
 export { DeviceWorker } from './device-worker.ts';
 export { endWaitingJob } from './end-waiting.ts';
 export {
+  BlobNotFound,
+  BlobStoreUnavailable,
   IdempotencyConflict,
   ImageTooLarge,
   InvalidImage,
@@ -39,7 +49,9 @@ export { type BullState, CANCELLED_REASON, finishedState, jobLinks, statusOf, to
 export { sysKeys } from './keys.ts';
 export { type FinalHow, JobLifecycle, type JobReader, type LifecycleDeps } from './lifecycle.ts';
 export { Maintenance } from './maintenance.ts';
+export { openBlobStore } from './open-blob-store.ts';
 export { type DarkroomQueue, EVENTS_MAX_LEN, QueueRegistry, queueOptions } from './queues.ts';
+export { S3BlobStore, type S3BlobStoreOptions } from './s3-blob-store.ts';
 export { type Deps, FINAL_STATUSES, JobService, type LoadedJob } from './service.ts';
 export type { Station, Viewer } from './station.ts';
 export {

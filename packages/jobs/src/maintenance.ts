@@ -1,9 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import type { Dir } from 'node:fs';
-import fs from 'node:fs/promises';
-import path from 'node:path';
 import { AGED_PRIORITY, formatFailure, type JobData, type JobResultData, priorityRank } from '@darkroom/contracts';
 import { Job } from 'bullmq';
+import type { BlobEntry } from './blob-store.ts';
 import { priorityScoreRange } from './bullmq.ts';
 import { endWaitingJob } from './end-waiting.ts';
 import { pipelineOfJobId } from './ids.ts';
@@ -160,50 +158,32 @@ export class Maintenance {
   }
 
   /**
-   * Files that no job refers to: inputs and outputs whose job no longer exists once they are
-   * older than any job could be, and temporary files older than an hour. The data directory can
-   * hold millions of files, so it is read as a stream, and a batch of names costs one Redis round
-   * trip: only files whose job is gone are stat'ed (orphans are rare), never the live ones.
+   * Blobs that no job refers to: inputs and outputs whose job no longer exists once they are
+   * older than any job could be, and temporary blobs older than an hour. The store can hold
+   * millions of blobs, so it is listed a page at a time, and a page of names costs one Redis round
+   * trip: only blobs whose job is gone have their age looked up (orphans are rare), where the
+   * listing does not give it.
    */
   async sweepOrphans(): Promise<number> {
-    const { config } = this.#d;
-    const root = path.resolve(config.dataDir);
+    const { config, blobs } = this.#d;
     const jobLifetimeMs =
       config.limits.jobTtlMs + config.limits.jobTimeoutMs * config.jobs.attempts + config.limits.retentionSeconds * 1000;
     const minAgeMs = Math.min(jobLifetimeMs, 3600_000 + config.limits.retentionSeconds * 1000);
     let removed = 0;
     for (const dir of ['inputs', 'outputs']) {
-      let handle: Dir;
-      try {
-        handle = await fs.opendir(path.join(root, dir), { bufferSize: 256 });
-      } catch {
-        continue;
-      }
-      let batch: string[] = [];
-      for await (const entry of handle) {
-        if (!entry.isFile()) continue;
-        batch.push(entry.name);
-        if (batch.length < SWEEP_BATCH) continue;
-        removed += await this.#sweepBatch(root, dir, batch, minAgeMs);
-        batch = [];
-      }
-      if (batch.length > 0) removed += await this.#sweepBatch(root, dir, batch, minAgeMs);
-    }
-    // In-flight writes only: a file here older than an hour was left by a writer that died.
-    const tmp = path.join(root, 'tmp');
-    for (const name of await fs.readdir(tmp).catch(() => [] as string[])) {
-      if ((await ageMs(path.join(tmp, name))) > 3600_000) {
-        await fs.rm(path.join(tmp, name), { force: true });
-        removed++;
+      for await (const page of blobs.list(dir)) {
+        for (let i = 0; i < page.length; i += SWEEP_BATCH) removed += await this.#sweepBatch(dir, page.slice(i, i + SWEEP_BATCH), minAgeMs);
       }
     }
+    // In-flight writes only: a temporary blob older than an hour was left by a writer that died.
+    removed += await blobs.sweepTemps(3600_000);
     if (removed > 0) this.#d.logger.info({ removed }, 'removed files no job refers to');
     return removed;
   }
 
-  async #sweepBatch(root: string, dir: string, names: string[], minAgeMs: number): Promise<number> {
+  async #sweepBatch(dir: string, entries: BlobEntry[], minAgeMs: number): Promise<number> {
     const { queues, redis, blobs } = this.#d;
-    const keys = names.map((name) => {
+    const keys = entries.map(({ name }) => {
       const id = name.replace(/\.[a-z]+$/, '');
       return queues.get(pipelineOfJobId(id))?.toKey(id);
     });
@@ -212,18 +192,14 @@ export class Maintenance {
     const replies = (await multi.exec()) ?? [];
     let r = 0;
     let removed = 0;
-    for (const [i, name] of names.entries()) {
+    for (const [i, entry] of entries.entries()) {
       if (keys[i] && replies[r++]?.[1] === 1) continue; // its job exists
-      if ((await ageMs(path.join(root, dir, name))) < minAgeMs) continue;
-      await blobs.delete(`${dir}/${name}`);
+      const key = `${dir}/${entry.name}`;
+      const modified = entry.modifiedMs ?? (await blobs.modifiedMs(key));
+      if (modified === undefined || Date.now() - modified < minAgeMs) continue;
+      await blobs.delete(key);
       removed++;
     }
     return removed;
   }
-}
-
-/** How long ago the file was last written; 0 when it is gone or unreadable. */
-async function ageMs(file: string): Promise<number> {
-  const stat = await fs.stat(file).catch(() => undefined);
-  return stat?.isFile() ? Date.now() - stat.mtimeMs : 0;
 }

@@ -65,6 +65,16 @@ const EnvSchema = z.object({
   DARKROOM_ADMIN_TOKEN: z.string().optional(),
   DARKROOM_DATA_DIR: z.string().default('.darkroom/data'),
   DARKROOM_FSYNC_INPUTS: bool.default(false),
+  DARKROOM_BLOB_STORE: z.enum(['fs', 's3']).default('fs'),
+  DARKROOM_S3_BUCKET: z.string().optional(),
+  DARKROOM_S3_PREFIX: z
+    .string()
+    .regex(/^([A-Za-z0-9_.-]+\/)*$/, 'must be empty, or path segments each ending in "/"')
+    .default(''),
+  DARKROOM_S3_ENDPOINT: z.url({ protocol: /^https?$/ }).optional(),
+  DARKROOM_S3_FORCE_PATH_STYLE: bool.default(false),
+  DARKROOM_RESULT_REDIRECT: z.enum(['off', 'presigned']).default('off'),
+  DARKROOM_RESULT_URL_SECONDS: int(1).max(604800).default(300),
   DARKROOM_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   DARKROOM_LOG_PRETTY: bool.optional(),
 
@@ -129,6 +139,12 @@ function buildConfig(env: z.output<typeof EnvSchema>) {
   if (cluster && env.DARKROOM_REDIS_MIN_REPLICAS > 0) {
     throw new ConfigError('DARKROOM_REDIS_MIN_REPLICAS: not supported with DARKROOM_REDIS_CLUSTER_NODES; leave it at 0');
   }
+  if (env.DARKROOM_BLOB_STORE === 's3' && !env.DARKROOM_S3_BUCKET) {
+    throw new ConfigError('DARKROOM_S3_BUCKET: required when DARKROOM_BLOB_STORE=s3');
+  }
+  if (env.DARKROOM_RESULT_REDIRECT === 'presigned' && env.DARKROOM_BLOB_STORE !== 's3') {
+    throw new ConfigError('DARKROOM_RESULT_REDIRECT: "presigned" needs DARKROOM_BLOB_STORE=s3');
+  }
   return {
     production,
     port: env.PORT,
@@ -164,6 +180,17 @@ function buildConfig(env: z.output<typeof EnvSchema>) {
      * lose one, when Redis (appendfsync everysec) can lose the last second of jobs too.
      */
     fsyncInputs: env.DARKROOM_FSYNC_INPUTS,
+    blobStore: {
+      kind: env.DARKROOM_BLOB_STORE,
+      s3: {
+        bucket: env.DARKROOM_S3_BUCKET ?? '',
+        prefix: env.DARKROOM_S3_PREFIX,
+        endpoint: env.DARKROOM_S3_ENDPOINT,
+        forcePathStyle: env.DARKROOM_S3_FORCE_PATH_STYLE,
+      },
+      resultRedirect: env.DARKROOM_RESULT_REDIRECT,
+      resultUrlSeconds: env.DARKROOM_RESULT_URL_SECONDS,
+    },
     logLevel: env.DARKROOM_LOG_LEVEL,
     logPretty: env.DARKROOM_LOG_PRETTY,
     limits: {

@@ -1,18 +1,23 @@
 import type { IncomingMessage } from 'node:http';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import {
+  BlobNotFound,
+  BlobStoreUnavailable,
   blobKeys,
   FINAL_STATUSES,
   idempotencyKeyOf,
   JobExpired,
   type JobService,
   type LoadedJob,
+  StoreUnavailable,
   type ValidSubmit,
   validateSubmit,
 } from '@darkroom/jobs';
 import { createSession } from 'better-sse';
 import express from 'express';
 import { badRequest, HttpError, notFound } from '../http/problem.ts';
-import { discardImage, fromJson, parseMultipart, type RawSubmit, type Spool, tooLarge } from '../submit/parse.ts';
+import { fromJson, parseMultipart, type RawSubmit, type Spool, tooLarge } from '../submit/parse.ts';
 import type { Call, Handler, RawHandler, RouteContext } from './route.ts';
 
 const MAX_IDS = 100;
@@ -28,7 +33,12 @@ export function submitJob({ deps, jobs, metrics }: RouteContext): Handler {
   // For bodies the plain reader leaves to it (compressed, another charset): the route has matched
   // the JSON media types already, so the parser need not look again.
   const json = express.json({ limit: jsonLimit, type: () => true });
-  const spool: Spool = { memoryBytes: config.limits.uploadMemoryBytes, tempPath: () => deps.blobs.tempPath('upload') };
+  // A large upload goes to the blob store's staged write as it arrives (to the object store too, where that is the store).
+  const spool: Spool = {
+    memoryBytes: config.limits.uploadMemoryBytes,
+    open: () => deps.blobs.stage('upload'),
+    discard: (p) => deps.blobs.discard(p),
+  };
   const readJson = (req: IncomingMessage): Promise<unknown> =>
     plainJsonBody(req, jsonLimit) ??
     new Promise((resolve, reject) =>
@@ -65,8 +75,8 @@ export function submitJob({ deps, jobs, metrics }: RouteContext): Handler {
         ...(idempotencyKey ? { idempotencyKey } : {}),
       });
     } finally {
-      // A queued job's spooled image was moved into place; any other answer leaves no file behind.
-      if (raw.image && !Buffer.isBuffer(raw.image)) await discardImage(raw.image).catch(() => {});
+      // A queued job's spooled image was moved into place; any other answer leaves no file or object behind.
+      if (raw.image && !Buffer.isBuffer(raw.image)) await deps.blobs.discard(raw.image.path).catch(() => {});
     }
     if (!submitted.deduplicated) metrics.submitted.inc({ pipeline: valid.spec.name, priority: valid.priority });
     let body = submitted.body;
@@ -122,6 +132,7 @@ export function cancelJob({ jobs }: RouteContext): Handler {
 
 /** GET /v1/jobs/{id}/result: the image, streamed from the blob store. */
 export function jobResult({ deps, jobs }: RouteContext): RawHandler {
+  const { config } = deps;
   return async (call, res) => {
     const result = await jobs.result(await loadOr404(jobs, call));
     const etag = `"${result.sha256}"`;
@@ -132,19 +143,33 @@ export function jobResult({ deps, jobs }: RouteContext): RawHandler {
       res.end();
       return;
     }
-    const stream = deps.blobs.openRead(result.key);
-    await new Promise<void>((resolve, reject) => {
-      stream.once('open', () => {
-        res.statusCode = 200;
-        res.setHeader('Content-Type', result.contentType);
-        res.setHeader('Content-Length', String(result.bytes));
-        stream.pipe(res);
-        stream.once('end', resolve);
-      });
-      stream.once('error', (err: NodeJS.ErrnoException) =>
-        reject(err.code === 'ENOENT' && !res.headersSent ? new JobExpired('the result has been removed after its retention time') : err),
-      );
-    });
+    const redirect = config.blobStore.resultRedirect === 'presigned' ? deps.blobs.presignGet : undefined;
+    if (redirect) {
+      // The URL outlives no more than its signature: the redirect itself is never cached.
+      const url = await redirect
+        .call(deps.blobs, result.key, { expiresInSeconds: config.blobStore.resultUrlSeconds, contentType: result.contentType })
+        .catch(() => {
+          throw new StoreUnavailable('the result cannot be read right now; try again later');
+        });
+      res.setHeader('Cache-Control', 'private, no-store');
+      res.statusCode = 302;
+      res.setHeader('Location', url);
+      res.end();
+      return;
+    }
+    let read: { body: Readable; bytes: number };
+    try {
+      read = await deps.blobs.openRead(result.key);
+    } catch (err) {
+      if (err instanceof BlobNotFound) throw new JobExpired('the result has been removed after its retention time');
+      if (err instanceof BlobStoreUnavailable) throw new StoreUnavailable('the result cannot be read right now; try again later');
+      throw err;
+    }
+    res.statusCode = 200;
+    res.setHeader('Content-Type', result.contentType);
+    res.setHeader('Content-Length', String(result.bytes));
+    // Cut short (the client gone, the store failing midway), the body ends short of its Content-Length.
+    await pipeline(read.body, res).catch(() => {});
   };
 }
 

@@ -1,8 +1,7 @@
 import { createHash, type Hash } from 'node:crypto';
-import { createWriteStream, type WriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { InputFormat } from '@darkroom/contracts';
 import {
   type CompletenessTracker,
@@ -33,8 +32,10 @@ export const storeUnavailable = () => new StoreUnavailable();
 export interface Spool {
   /** An image up to this many bytes stays in memory; a larger one is written to a temporary file as it arrives. */
   memoryBytes: number;
-  /** A fresh temporary path on the data volume (so the file can be renamed into place). */
-  tempPath(): string;
+  /** A fresh temporary write: a local file to read back, and where the bytes go (the blob store's staged write). */
+  open(): { path: string; out: Writable };
+  /** Drops a temporary write that will not be adopted; by default, its file is removed. */
+  discard?(path: string): Promise<void>;
 }
 
 /** Removes a spooled image's temporary file; nothing to do for one held in memory. */
@@ -50,16 +51,19 @@ class SpoolFile {
   readonly path: string;
   readonly head: Buffer;
   readonly #tracker: CompletenessTracker | undefined;
-  readonly #out: WriteStream;
+  readonly #out: Writable;
+  readonly #discard: (path: string) => Promise<void>;
   #failed = false;
 
-  constructor(path: string, first: Buffer, source: Readable, onError: () => void) {
+  constructor(spool: Spool, first: Buffer, source: Readable, onError: () => void) {
+    const { path, out } = spool.open();
     this.path = path;
+    this.#discard = spool.discard ?? ((p) => fs.rm(p, { force: true }));
     // A copy: the head outlives the chunks, which are released once written.
     this.head = Buffer.from(first.subarray(0, SPOOL_HEAD_BYTES));
     const format = InputFormat.safeParse(sniffFormat(this.head));
     this.#tracker = format.success ? completenessTracker(format.data) : undefined;
-    this.#out = createWriteStream(path, { flags: 'wx' });
+    this.#out = out;
     this.#out.on('error', () => {
       if (this.#failed) return;
       this.#failed = true;
@@ -92,7 +96,7 @@ class SpoolFile {
   async discard(): Promise<void> {
     this.#failed = true;
     this.#out.destroy();
-    await fs.rm(this.path, { force: true });
+    await this.#discard(this.path);
   }
 }
 
@@ -184,7 +188,7 @@ export function parseMultipart(req: IncomingMessage, maxUploadBytes: number, spo
           const first = chunks.length === 1 ? c : Buffer.concat(chunks, size);
           chunks = [];
           hash = createHash('sha256').update(first);
-          spooled = new SpoolFile(spool.tempPath(), first, stream, () => fail(storeUnavailable()));
+          spooled = new SpoolFile(spool, first, stream, () => fail(storeUnavailable()));
         }
       });
       stream.on('limit', () => {
