@@ -6,7 +6,8 @@
  *
  *   pnpm bench                 full run (about 3 minutes)
  *   pnpm bench --quick         small sizes, seconds: proves the harness works (CI)
- *   pnpm bench --only=submit,latency   a subset: dispatch, duty, edit, submit, latency, lookup, uploads
+ *   pnpm bench --only=submit,latency   a subset: dispatch, duty, edit, submit, latency, lookup, uploads,
+ *                              objectstore
  *   pnpm bench --profile       also CPU-profile the api and worker and print their hot spots
  *   pnpm bench --chart=docs/benchmarks.svg   also write the chart there
  *   pnpm bench --data-dir=/dev/shm/bench   make the data directory (Darkroom's and the HTTP
@@ -34,10 +35,11 @@ import { duty } from './scenarios/duty.ts';
 import { type EditResults, editOverhead } from './scenarios/edit.ts';
 import { submitLatency } from './scenarios/latency.ts';
 import { type LookupResults, lookups } from './scenarios/lookup.ts';
+import { type ObjectStoreResults, objectStore, type StoreRun } from './scenarios/objectstore.ts';
 import { bareAdd, floorSubmit, imageSubmit, jsonSubmit, type Throughput } from './scenarios/submit.ts';
 import { type UploadResults, type UploadRun, uploadMemory } from './scenarios/uploads.ts';
 
-const ALL = ['dispatch', 'duty', 'edit', 'submit', 'latency', 'lookup', 'uploads'] as const;
+const ALL = ['dispatch', 'duty', 'edit', 'submit', 'latency', 'lookup', 'uploads', 'objectstore'] as const;
 type Bench = (typeof ALL)[number];
 
 interface Args {
@@ -99,6 +101,7 @@ interface Results {
   latency?: OpenLoopResult & { maxRate: number };
   lookup?: LookupResults;
   uploads?: UploadResults;
+  objectstore?: ObjectStoreResults;
   rows: Row[];
   targets: Target[];
   windows: Window[];
@@ -243,6 +246,13 @@ async function main() {
     if (args.only.has('uploads')) {
       results.uploads = await step('7. api memory under concurrent large uploads (spooled vs held in memory)', () => uploadMemory(ctx));
     }
+    if (args.only.has('objectstore')) {
+      results.objectstore = await step('8. blob store: S3 (one-node Swift) against fs, image submit and result download', async () => {
+        const r = await objectStore(ctx);
+        if ('skipped' in r) log(`   skipped: ${r.skipped}`);
+        return r;
+      });
+    }
   } catch (err) {
     results.errors.push(`harness: ${(err as Error).stack ?? err}`);
     log(`harness failed: ${(err as Error).stack ?? err}`);
@@ -269,9 +279,16 @@ async function main() {
     const files = fs.existsSync(profDir) ? fs.readdirSync(profDir).filter((f) => f.endsWith('.cpuprofile')) : [];
     for (const f of files) {
       const pid = Number(/^CPU\.(\d+)\.cpuprofile$/.exec(f)?.[1]);
-      const kind = pid === apiPid ? 'api' : pid === workerPid ? 'worker' : undefined;
+      const os8 = results.objectstore;
+      const storePids = os8 && !('skipped' in os8) ? os8.apiPids : [];
+      const storeApi = storePids.includes(pid);
+      const kind = pid === apiPid || storeApi ? 'api' : pid === workerPid ? 'worker' : undefined;
       if (!kind) continue;
-      const wanted = kind === 'api' ? /^(1b|1c|2 |6 status)/ : /^(3 dispatch darkroom|4 duty darkroom|5 edit)/;
+      const wanted = storeApi
+        ? new RegExp(`^8 objectstore .* ${storePids.indexOf(pid) === 0 ? 'fs' : 's3'}$`)
+        : kind === 'api'
+          ? /^(1b|1c|2 |6 status)/
+          : /^(3 dispatch darkroom|4 duty darkroom|5 edit)/;
       for (const w of results.windows.filter((x) => wanted.test(x.name))) {
         const s = summarizeProfile(path.join(profDir, f), w);
         results.profiles.push(s);
@@ -484,6 +501,53 @@ function buildReport(r: Results): void {
       ratio: u.inMemory.growthMiB > 0 ? fmt.x(u.spooled.growthMiB / u.inMemory.growthMiB) : '—',
     });
   }
+  if (r.objectstore) objectStoreRows(r.objectstore, rows);
+}
+
+/** 8: Darkroom with the S3 store ÷ Darkroom with the fs store, same run; a reference, no target. */
+function objectStoreRows(o: ObjectStoreResults, rows: Row[]): void {
+  if ('skipped' in o) {
+    rows.push({
+      id: '8',
+      metric: 'blob store S3 ÷ fs (reference, no target)',
+      darkroom: `skipped: ${o.skipped}`,
+      baseline: '—',
+      ratio: '—',
+    });
+    return;
+  }
+  const err = (n: number, first?: string) => (n ? ` [${n} errors: ${first?.slice(0, 80)}]` : '');
+  const us = (x: Record<string, number>, k: string) => (Number.isFinite(x[k]) ? fmt.n(x[k]!) : 'n/a');
+  const sub = (x: StoreRun) =>
+    `${fmt.n(x.submit.jobsPerSec)}/s; api ${us(x.submit.cpuUsPerJob, 'api')} µs, store ${us(x.submit.cpuUsPerJob, 'store')} µs${err(x.submit.errors, x.submit.firstError)}`;
+  const dl = (x: StoreRun) =>
+    `${fmt.n(x.download.perSec)}/s; api ${us(x.download.cpuUsPerDownload, 'api')} µs, store ${us(x.download.cpuUsPerDownload, 'store')} µs${err(x.download.errors, x.download.firstError)}`;
+  const lat = (x: StoreRun) => `${fmt.ms(x.download.latency.p50)} / ${fmt.ms(x.download.latency.p99)}`;
+  // Two significant digits: an S3 figure can be a small fraction of the fs one.
+  const x = (v: number) => (Number.isFinite(v) ? `${v < 1 ? v.toPrecision(2) : v.toFixed(2)}×` : 'n/a');
+  const both = (a: number, b: number, c: number, d: number) => `${x(a / b)} per s; ${x(c / d)} api CPU`;
+  const { fs: f, s3 } = o;
+  rows.push({
+    id: '8',
+    metric: `image submit (multipart 32 KB PNG), S3 (one-node Swift) vs fs store, ${f.submit.connections} clients; CPU µs per submit (reference)`,
+    darkroom: `S3: ${sub(s3)}`,
+    baseline: `fs: ${sub(f)}`,
+    ratio: both(s3.submit.jobsPerSec, f.submit.jobsPerSec, s3.submit.cpuUsPerJob.api!, f.submit.cpuUsPerJob.api!),
+  });
+  rows.push({
+    id: '8',
+    metric: `GET /v1/jobs/{id}/result (${fmt.n(f.download.resultBytes)} B WebP), ${f.download.connections} clients; CPU µs per download (reference)`,
+    darkroom: `S3: ${dl(s3)}`,
+    baseline: `fs: ${dl(f)}`,
+    ratio: both(s3.download.perSec, f.download.perSec, s3.download.cpuUsPerDownload.api!, f.download.cpuUsPerDownload.api!),
+  });
+  rows.push({
+    id: '8',
+    metric: `result download latency p50 / p99, one at a time (${fmt.n(f.download.latency.n)} requests) (reference)`,
+    darkroom: `S3: ${lat(s3)}`,
+    baseline: `fs: ${lat(f)}`,
+    ratio: `${x(s3.download.latency.p50 / f.download.latency.p50)} p50, ${x(s3.download.latency.p99 / f.download.latency.p99)} p99`,
+  });
 }
 
 main().then(
