@@ -248,7 +248,7 @@ async function main() {
     }
     if (args.only.has('objectstore')) {
       results.objectstore = await step('8. blob store: S3 (one-node Swift) against fs, image submit and result download', async () => {
-        const r = await objectStore(ctx);
+        const r = await objectStore(ctx, profEnv);
         if ('skipped' in r) log(`   skipped: ${r.skipped}`);
         return r;
       });

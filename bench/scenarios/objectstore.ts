@@ -67,7 +67,8 @@ function withStore(pids: Record<string, number | undefined>, store: number[]) {
   return snap;
 }
 
-export async function objectStore(ctx: Ctx): Promise<ObjectStoreResults> {
+/** `procEnv`: extra environment for the api and worker (the CPU profiler under --profile). */
+export async function objectStore(ctx: Ctx, procEnv: Record<string, string> = {}): Promise<ObjectStoreResults> {
   if (process.platform !== 'linux') return { skipped: 'the object store runs on Linux only' };
   if (!hasObjectStoreServer()) {
     return { skipped: 'OpenStack Swift is not installed (swift-proxy swift-object swift-container swift-account memcached)' };
@@ -95,7 +96,7 @@ export async function objectStore(ctx: Ctx): Promise<ObjectStoreResults> {
     const store = storePids();
     const apiPids: number[] = [];
     const run = async (kind: 'fs' | 's3'): Promise<StoreRun> => {
-      const env = { ...(kind === 's3' ? swift.env(bucket!, 'bench/') : {}), DARKROOM_REDIS_PREFIX: `benchstore${kind}` };
+      const env = { ...(kind === 's3' ? swift.env(bucket!, 'bench/') : {}), DARKROOM_REDIS_PREFIX: `benchstore${kind}`, ...procEnv };
       await ctx.sys.stopApi();
       await ctx.sys.stopWorker();
       const api = await ctx.sys.startApi(env);
