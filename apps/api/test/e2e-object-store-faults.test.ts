@@ -1,0 +1,125 @@
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { JobStatusBody } from '@darkroom/contracts';
+import { sysKeys } from '@darkroom/jobs';
+import { fixture, listFiles, type ObjectStoreHandle, type System, startObjectStore, startSystem, waitFor } from '@darkroom/testing';
+import { Redis } from 'ioredis';
+import sharp from 'sharp';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { multipart, submit, totalJobs, waitForFinal } from './helpers.ts';
+
+/*
+ * The object-store path where it can fail, with real processes on a real one-node Swift: the
+ * result route's presigned redirect (what the URL gives, for how long, to whom), and the store
+ * going away under the api (a submit answers 503 and keeps nothing) and under a worker (the job
+ * is retried with backoff, then fails `backend_unavailable`, or completes once the store is back).
+ */
+
+const URL_SECONDS = 2;
+const BACKOFF_MS = 1500;
+
+let store: ObjectStoreHandle;
+let sys: System;
+let bucket: string;
+let redis: Redis;
+let apiDir: string;
+const dirs: string[] = [];
+const ownDir = () => {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'darkroom-host-'));
+  dirs.push(d);
+  return d;
+};
+
+beforeAll(async () => {
+  store = await startObjectStore();
+  bucket = await store.createBucket();
+  const env = {
+    ...store.env(bucket, 'darkroom/'),
+    DARKROOM_UPLOAD_MEMORY_BYTES: String(64 * 1024),
+    DARKROOM_RETRY_BACKOFF_MS: String(BACKOFF_MS),
+    DARKROOM_JOB_ATTEMPTS: '3',
+  };
+  apiDir = ownDir();
+  sys = await startSystem({
+    env,
+    apiEnv: { DARKROOM_DATA_DIR: apiDir, DARKROOM_RESULT_REDIRECT: 'presigned', DARKROOM_RESULT_URL_SECONDS: String(URL_SECONDS) },
+    workerEnv: { DARKROOM_DATA_DIR: ownDir() },
+  });
+  redis = new Redis(sys.redis.url, { maxRetriesPerRequest: 1 });
+}, 90_000);
+
+afterAll(async () => {
+  redis?.disconnect();
+  await sys?.stop();
+  await store?.stop();
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+});
+
+const keys = () => store.listKeys(bucket, 'darkroom/');
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+it('redirects a result to a short-lived presigned URL that only that URL opens', async () => {
+  const image = fixture('with-alpha.png');
+  const source = await sharp(image).metadata();
+  const res = await submit(
+    sys,
+    multipart({ pipeline: 'edit', params: '{"operations":[{"op":"flip"},{"op":"format","type":"png"}]}' }, { data: image }),
+  );
+  expect(res.status, await res.clone().text()).toBe(202);
+  const { id } = (await res.json()) as JobStatusBody;
+  expect((await waitForFinal(sys, id)).status).toBe('completed');
+
+  const redirect = await sys.fetch(`/v1/jobs/${id}/result`, { redirect: 'manual' });
+  expect(redirect.status).toBe(302);
+  expect(redirect.headers.get('cache-control')).toBe('private, no-store');
+  const etag = redirect.headers.get('etag')!;
+  expect(etag).toMatch(/^"[0-9a-f]{64}"$/);
+  const location = new URL(redirect.headers.get('location')!);
+  expect(location.origin).toBe(store.endpoint);
+  expect(location.pathname).toBe(`/${bucket}/darkroom/outputs/${id}.png`);
+  expect(location.searchParams.get('X-Amz-Expires')).toBe(String(URL_SECONDS));
+  expect(location.searchParams.get('X-Amz-Signature')).toMatch(/^[0-9a-f]{64}$/);
+  const signedAt = Date.now();
+
+  // The URL alone, without the station's key, yields the exact result.
+  const direct = await fetch(location, { signal: AbortSignal.timeout(10_000) });
+  expect(direct.status).toBe(200);
+  expect(direct.headers.get('content-type')).toBe('image/png');
+  const bytes = Buffer.from(await direct.arrayBuffer());
+  expect(`"${sha256(bytes)}"`).toBe(etag);
+  const meta = await sharp(bytes).metadata();
+  expect([meta.format, meta.width, meta.height]).toEqual(['png', source.width, source.height]);
+
+  // A client that follows redirects with its key set (fetch drops it across origins) gets the same bytes.
+  const followed = await sys.fetch(`/v1/jobs/${id}/result`);
+  expect(followed.status).toBe(200);
+  expect(Buffer.from(await followed.arrayBuffer()).equals(bytes)).toBe(true);
+
+  // A tampered signature, or another object under the same signature, is refused by the store.
+  const tampered = new URL(location);
+  const sig = tampered.searchParams.get('X-Amz-Signature')!;
+  tampered.searchParams.set('X-Amz-Signature', (sig[0] === '0' ? '1' : '0') + sig.slice(1));
+  expect((await fetch(tampered)).status).toBe(403);
+  const otherKey = new URL(location);
+  otherKey.pathname = `/${bucket}/darkroom/inputs/${id}`;
+  expect((await fetch(otherKey)).status).toBe(403);
+
+  // Another station learns nothing of the job; a matching ETag is answered by the api, without a redirect.
+  const other = await sys.fetch(`/v1/jobs/${id}/result`, { station: 'beta', redirect: 'manual' });
+  expect(other.status).toBe(404);
+  expect(other.headers.get('location')).toBeNull();
+  const cached = await sys.fetch(`/v1/jobs/${id}/result`, { redirect: 'manual', headers: { 'if-none-match': etag } });
+  expect(cached.status).toBe(304);
+  expect(cached.headers.get('location')).toBeNull();
+  expect(cached.headers.get('etag')).toBe(etag);
+
+  // Past its lifetime the URL no longer opens (the store counts whole seconds: allow one more).
+  await new Promise((r) => setTimeout(r, Math.max(0, signedAt + (URL_SECONDS + 1.5) * 1000 - Date.now())));
+  expect((await fetch(location)).status).toBe(403);
+  // Asking the api again gives a fresh URL that does.
+  const fresh = await sys.fetch(`/v1/jobs/${id}/result`, { redirect: 'manual' });
+  expect(fresh.status).toBe(302);
+  expect((await fetch(fresh.headers.get('location')!)).status).toBe(200);
+}, 60_000);
