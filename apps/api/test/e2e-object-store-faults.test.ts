@@ -123,3 +123,79 @@ it('redirects a result to a short-lived presigned URL that only that URL opens',
   expect(fresh.status).toBe(302);
   expect((await fetch(fresh.headers.get('location')!)).status).toBe(200);
 }, 60_000);
+
+it('answers a submit 503 while the store is down, keeps nothing of it, and takes the same request once it is back', async () => {
+  const k = sysKeys(sys.prefix);
+  const jobsBefore = await totalJobs(sys);
+  const keysBefore = await keys();
+  const small = fixture('with-alpha.png'); // held in memory, stored with one PUT
+  const large = fixture('Landscape_1.jpg'); // past the memory threshold: streamed to the bucket as it arrives
+  const requests = [
+    {
+      name: 'json',
+      idem: 'down-json-1',
+      send: (idem: string) =>
+        submit(
+          sys,
+          { pipeline: 'edit', params: { operations: [{ op: 'flip' }] }, image: small.toString('base64') },
+          { headers: { 'idempotency-key': idem } },
+        ),
+    },
+    {
+      name: 'streamed',
+      idem: 'down-stream-1',
+      send: (idem: string) =>
+        submit(sys, multipart({ pipeline: 'edit', params: '{"operations":[{"op":"resize","width":32}]}' }, { data: large }), {
+          headers: { 'idempotency-key': idem },
+        }),
+    },
+  ];
+
+  await store.down();
+  try {
+    for (const r of requests) {
+      const started = Date.now();
+      const res = await r.send(r.idem);
+      const text = await res.text();
+      expect([r.name, res.status], text).toEqual([r.name, 503]);
+      expect(Date.now() - started).toBeLessThan(10_000);
+      expect(res.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+      expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
+      const problem = JSON.parse(text) as { code: string; detail?: string };
+      expect(problem.code).toBe('unavailable');
+      // Nothing of the store's side shows: no host, port, bucket, key, path or SDK wording.
+      for (const secret of [
+        '127.0.0.1',
+        new URL(store.endpoint).port,
+        bucket,
+        'darkroom/',
+        'inputs',
+        'tmp',
+        apiDir,
+        'ECONNREFUSED',
+        'S3',
+        'SDK',
+        'object store could not',
+      ]) {
+        expect(text, `${r.name} answer names ${secret}`).not.toContain(secret);
+      }
+    }
+    // No job, no pending entry, no claimed Idempotency-Key, no file left on the api's own disk.
+    expect(await totalJobs(sys)).toBe(jobsBefore);
+    expect(await redis.scard(k.pending('alpha'))).toBe(0);
+    expect(await redis.keys(`${sys.prefix}:sys:idem:*`)).toEqual([]);
+    expect(listFiles(apiDir)).toEqual([]);
+  } finally {
+    await store.up();
+  }
+  expect(await keys()).toEqual(keysBefore);
+
+  // Back up, the same requests (same keys) are taken and done.
+  for (const r of requests) {
+    const res = await r.send(r.idem);
+    expect([r.name, res.status], await res.clone().text()).toEqual([r.name, 202]);
+    const { id } = (await res.json()) as JobStatusBody;
+    expect((await waitForFinal(sys, id)).status).toBe('completed');
+  }
+  expect(listFiles(apiDir)).toEqual([]);
+}, 90_000);
