@@ -199,3 +199,76 @@ it('answers a submit 503 while the store is down, keeps nothing of it, and takes
   }
   expect(listFiles(apiDir)).toEqual([]);
 }, 90_000);
+
+/** The times (ms) at which the worker started each attempt of a job, from its log. */
+const attemptStarts = (id: string): number[] =>
+  sys.workers
+    .flatMap((w) => w.output().split('\n'))
+    .flatMap((line) => {
+      try {
+        const e = JSON.parse(line) as { jobId?: string; msg?: string; time?: number };
+        return e.jobId === id && e.msg === 'job started' && typeof e.time === 'number' ? [e.time] : [];
+      } catch {
+        return [];
+      }
+    })
+    .sort((a, b) => a - b);
+
+const view = async (id: string) => (await (await sys.fetch(`/v1/jobs/${id}`)).json()) as JobStatusBody;
+
+it('retries a job whose result cannot be stored with backoff, then fails it backend_unavailable, leaving no object', async () => {
+  const keysBefore = await keys();
+  await store.down();
+  let id: string;
+  try {
+    // No input image: the job is queued without the store, and its result is what cannot be written.
+    const res = await submit(sys, { pipeline: 'synthetic', params: { steps: 1, stepMs: 0, width: 64, height: 64 } });
+    expect(res.status, await res.clone().text()).toBe(202);
+    id = ((await res.json()) as JobStatusBody).id;
+    const final = await waitForFinal(sys, id, 'alpha', 60_000);
+    expect(final.status).toBe('failed');
+    expect(final.error?.code).toBe('backend_unavailable');
+    expect(final.error?.message).not.toMatch(/127\.0\.0\.1|ECONNREFUSED|darkroom\//);
+    expect(final.attempts).toBe(3);
+    // Three attempts, each after the exponential backoff (1.5 s, then 3 s).
+    const starts = attemptStarts(id);
+    expect(starts).toHaveLength(3);
+    expect(starts[1]! - starts[0]!).toBeGreaterThanOrEqual(BACKOFF_MS);
+    expect(starts[2]! - starts[1]!).toBeGreaterThanOrEqual(2 * BACKOFF_MS);
+  } finally {
+    await store.up();
+  }
+  // Nothing was stored, in part or whole; the result route says the job failed.
+  expect(await keys()).toEqual(keysBefore);
+  expect((await sys.fetch(`/v1/jobs/${id}/result`, { redirect: 'manual' })).status).toBe(409);
+}, 90_000);
+
+it('completes a job exactly once, with one result object, when the store comes back before its attempts run out', async () => {
+  const keysBefore = await keys();
+  const res = await submit(sys, { pipeline: 'synthetic', params: { steps: 4, stepMs: 250, width: 64, height: 64 } });
+  expect(res.status, await res.clone().text()).toBe(202);
+  const { id } = (await res.json()) as JobStatusBody;
+  // The store goes away while the job computes: its first result cannot be written.
+  await waitFor(async () => (await view(id)).status === 'active', { what: 'the job to start', timeoutMs: 20_000 });
+  await store.down();
+  try {
+    await waitFor(async () => (await view(id)).attempts >= 1 && attemptStarts(id).length >= 1 && (await view(id)).status !== 'active', {
+      what: 'the first attempt to fail',
+      timeoutMs: 20_000,
+    });
+    expect((await view(id)).status).not.toBe('failed');
+  } finally {
+    await store.up();
+  }
+  const final = await waitForFinal(sys, id, 'alpha', 60_000);
+  expect(final.status).toBe('completed');
+  expect(final.attempts).toBeGreaterThanOrEqual(2);
+  const completions = sys.workers
+    .flatMap((w) => w.output().split('\n'))
+    .filter((line) => line.includes(`"jobId":"${id}"`) && line.includes('"msg":"job completed"'));
+  expect(completions).toHaveLength(1);
+  expect(await keys()).toEqual([...keysBefore, `darkroom/outputs/${id}.png`].sort());
+  const bytes = Buffer.from(await (await sys.fetch(`/v1/jobs/${id}/result`)).arrayBuffer());
+  const meta = await sharp(bytes).metadata();
+  expect([meta.format, meta.width, meta.height]).toEqual(['png', 64, 64]);
+}, 90_000);
