@@ -4,7 +4,19 @@ import os from 'node:os';
 import path from 'node:path';
 import type { JobStatusBody } from '@darkroom/contracts';
 import { sysKeys } from '@darkroom/jobs';
-import { fixture, listFiles, type ObjectStoreHandle, type System, startObjectStore, startSystem, waitFor } from '@darkroom/testing';
+import {
+  fixture,
+  freePort,
+  listFiles,
+  type ObjectStoreHandle,
+  STATIONS,
+  type System,
+  startApi,
+  startObjectStore,
+  startSystem,
+  startWorker,
+  waitFor,
+} from '@darkroom/testing';
 import { Redis } from 'ioredis';
 import sharp from 'sharp';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -272,3 +284,36 @@ it('completes a job exactly once, with one result object, when the store comes b
   const meta = await sharp(bytes).metadata();
   expect([meta.format, meta.width, meta.height]).toEqual(['png', 64, 64]);
 }, 90_000);
+
+it('closes the store’s client last when an api or a worker shuts down', async () => {
+  // A job done, then its result streamed by an api of its own: that api's client holds a connection to the store.
+  const res = await submit(sys, { pipeline: 'synthetic', params: { steps: 1, stepMs: 0, width: 16, height: 16 } });
+  const { id } = (await res.json()) as JobStatusBody;
+  expect((await waitForFinal(sys, id)).status).toBe('completed');
+  const port = await freePort();
+  const debug = { DARKROOM_LOG_LEVEL: 'debug', DARKROOM_DATA_DIR: ownDir() };
+  const api = await startApi({ ...sys.env, ...debug, PORT: String(port) });
+  const worker = await startWorker({ ...sys.env, ...debug, DARKROOM_WORKER_NAME: 'w-shutdown' });
+  const got = await fetch(`http://127.0.0.1:${port}/v1/jobs/${id}/result`, {
+    headers: { authorization: `Bearer ${STATIONS.alpha.key}` },
+  });
+  expect(got.status).toBe(200);
+  await got.arrayBuffer();
+
+  for (const p of [api, worker]) {
+    expect(await p.stop('SIGTERM')).toEqual({ code: 0, signal: null });
+    const closed = p
+      .output()
+      .split('\n')
+      .flatMap((line) => {
+        try {
+          const e = JSON.parse(line) as { msg?: string; step?: string };
+          return e.msg === 'closed' && e.step ? [e.step] : [];
+        } catch {
+          return [];
+        }
+      });
+    expect(closed.at(-1), p.output().slice(-2000)).toBe('blobs');
+    expect(p.output()).not.toContain('close failed');
+  }
+}, 60_000);
