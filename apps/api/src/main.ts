@@ -85,6 +85,8 @@ async function main() {
   logger.info({ url: `http://${config.host}:${port}`, dashboard: `http://${config.host}:${port}/admin/queues` }, 'api listening');
 
   const shutdown = new Shutdown(logger);
+  // Closed last (steps run in reverse): requests, maintenance and deliveries may still use the store until then.
+  shutdown.add('blobs', async () => blobs.close?.());
   shutdown.add('redis', async () => {
     await redis.quit().catch(() => redis.disconnect());
   });

@@ -168,6 +168,8 @@ async function main() {
   );
 
   const shutdown = new Shutdown(logger);
+  // Closed last (steps run in reverse): a job finishing within the grace period still writes its result.
+  shutdown.add('blobs', async () => blobs.close?.());
   shutdown.add('redis', async () => {
     await subscriber.quit().catch(() => subscriber.disconnect());
     await removeHeartbeat(redis, config.prefix, name).catch(() => {});

@@ -32,6 +32,10 @@ export interface ObjectStoreHandle {
   createBucket(name?: string): Promise<string>;
   /** Every key in the bucket (one page of up to 1000: tests hold few objects). */
   listKeys(bucket: string, prefix?: string): Promise<string[]>;
+  /** Stops the front server (the proxy) at once, as an outage would: requests are refused until `up()`. The objects stay. */
+  down(): Promise<void>;
+  /** Starts the front server again on the same port and waits until it answers. */
+  up(): Promise<void>;
   stop(): Promise<void>;
   /** The servers' logs, for a failing test to show. */
   logs(): string;
@@ -134,19 +138,22 @@ use = egg:swift#symlink
     const p = spawn(cmd, args, { cwd: dir, env, stdio: ['ignore', out, out] });
     fs.closeSync(out);
     procs.push(p);
+    return p;
   };
+  const kill = (p: ChildProcess) =>
+    new Promise<void>((resolve) => {
+      if (p.exitCode !== null || p.signalCode !== null) return resolve();
+      p.once('exit', () => resolve());
+      p.kill('SIGKILL');
+    });
   const stop = async () => {
-    await Promise.all(
-      procs.map(
-        (p) =>
-          new Promise<void>((resolve) => {
-            if (p.exitCode !== null || p.signalCode !== null) return resolve();
-            p.once('exit', () => resolve());
-            p.kill('SIGKILL');
-          }),
-      ),
-    );
+    await Promise.all(procs.map(kill));
     fs.rmSync(dir, { recursive: true, force: true });
+  };
+  let proxyProc: ChildProcess | undefined;
+  const startProxy = async () => {
+    proxyProc = start('proxy', 'swift-proxy-server', [path.join(dir, 'proxy-server.conf')]);
+    await waitForHealth(`http://127.0.0.1:${proxy}/healthcheck`, procs, 30_000);
   };
   const logs = () =>
     fs.existsSync(logDir)
@@ -161,8 +168,7 @@ use = egg:swift#symlink
     for (const kind of ['account', 'container', 'object'] as const) {
       start(kind, `swift-${kind}-server`, [path.join(dir, `${kind}-server.conf`)]);
     }
-    start('proxy', 'swift-proxy-server', [path.join(dir, 'proxy-server.conf')]);
-    await waitForHealth(`http://127.0.0.1:${proxy}/healthcheck`, procs, 30_000);
+    await startProxy();
   } catch (err) {
     const text = logs();
     await stop();
@@ -220,6 +226,16 @@ use = egg:swift#symlink
     listKeys: async (bucket, prefix) => {
       const r = await client.send(new ListObjectsV2Command({ Bucket: bucket, ...(prefix ? { Prefix: prefix } : {}) }));
       return (r.Contents ?? []).map((o) => o.Key!).sort();
+    },
+    down: async () => {
+      const p = proxyProc;
+      if (!p) return;
+      proxyProc = undefined;
+      await kill(p);
+      procs.splice(procs.indexOf(p), 1);
+    },
+    up: async () => {
+      if (!proxyProc) await startProxy();
     },
     stop: async () => {
       client.destroy();
