@@ -334,10 +334,13 @@ it('completes a job exactly once, with one result object, when the store comes b
   const log = () => sys.workers.map((w) => w.output().slice(-3000)).join('\n');
   expect(final.status, log()).toBe('completed');
   expect(final.attempts).toBeGreaterThanOrEqual(2);
-  const completions = sys.workers
-    .flatMap((w) => w.output().split('\n'))
-    .filter((line) => line.includes(`"jobId":"${id}"`) && line.includes('"msg":"job completed"'));
-  expect(completions, log()).toHaveLength(1);
+  // The job reads completed before its worker's log line is read back: wait for the line.
+  const completions = () =>
+    sys.workers
+      .flatMap((w) => w.output().split('\n'))
+      .filter((line) => line.includes(`"jobId":"${id}"`) && line.includes('"msg":"job completed"'));
+  await waitFor(() => completions().length >= 1, { what: "the worker's 'job completed' line", timeoutMs: 10_000 });
+  expect(completions(), log()).toHaveLength(1);
   expect(await keys(), log()).toEqual([...keysBefore, `darkroom/outputs/${id}.png`].sort());
   const bytes = Buffer.from(await (await sys.fetch(`/v1/jobs/${id}/result`)).arrayBuffer());
   const meta = await sharp(bytes).metadata();
