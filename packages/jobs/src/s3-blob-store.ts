@@ -40,6 +40,8 @@ export interface S3BlobStoreOptions {
   localDir: string;
   /** Extra client settings (tests: credentials and region). */
   client?: S3ClientConfig;
+  /** Most keys (or multipart uploads) one listing request asks for; default 1000, the most S3 gives. */
+  listPageSize?: number;
 }
 
 const PART_BYTES = 5 * 1024 * 1024;
@@ -59,9 +61,11 @@ export class S3BlobStore implements BlobStore {
   readonly client: S3Client;
   readonly #tmp: string;
   readonly #staged = new Map<string, Staged>();
+  readonly #pageSize: number;
 
   constructor(opts: S3BlobStoreOptions) {
     this.bucket = opts.bucket;
+    this.#pageSize = opts.listPageSize ?? 1000;
     this.prefix = opts.prefix ?? '';
     this.#tmp = path.join(path.resolve(opts.localDir), 'tmp');
     this.client = new S3Client({
@@ -269,7 +273,9 @@ export class S3BlobStore implements BlobStore {
     let token: string | undefined;
     do {
       const r = await this.#call('list objects', () =>
-        this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: base, MaxKeys: 1000, ContinuationToken: token })),
+        this.client.send(
+          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: base, MaxKeys: this.#pageSize, ContinuationToken: token }),
+        ),
       );
       const page: BlobEntry[] = [];
       for (const o of r.Contents ?? []) {
@@ -293,16 +299,37 @@ export class S3BlobStore implements BlobStore {
         }
       }
     }
-    // Multipart uploads a dying api never completed hold parts, not objects.
-    const uploads = await this.client
-      .send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: this.#key('tmp') + '/' }))
-      .catch(() => undefined);
-    for (const u of uploads?.Uploads ?? []) {
-      if (u.Initiated && u.Initiated.getTime() < cutoff && u.Key && u.UploadId) {
-        await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: u.Key, UploadId: u.UploadId })).catch(() => {});
-        removed++;
+    // Multipart uploads a dying api never completed hold parts, not objects; listed a page at a time too.
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    do {
+      const uploads = await this.client
+        .send(
+          new ListMultipartUploadsCommand({
+            Bucket: this.bucket,
+            Prefix: this.#key('tmp') + '/',
+            MaxUploads: this.#pageSize,
+            KeyMarker: keyMarker,
+            UploadIdMarker: uploadIdMarker,
+          }),
+        )
+        .catch(() => undefined);
+      for (const u of uploads?.Uploads ?? []) {
+        if (u.Initiated && u.Initiated.getTime() < cutoff && u.Key && u.UploadId) {
+          await this.client
+            .send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: u.Key, UploadId: u.UploadId }))
+            .catch(() => {});
+          removed++;
+        }
       }
-    }
+      // A store that does not move its markers on would list the same page forever.
+      const more =
+        uploads?.IsTruncated &&
+        (uploads.NextKeyMarker !== keyMarker || uploads.NextUploadIdMarker !== uploadIdMarker) &&
+        (uploads.NextKeyMarker || uploads.NextUploadIdMarker);
+      keyMarker = more ? uploads.NextKeyMarker : undefined;
+      uploadIdMarker = more ? uploads.NextUploadIdMarker : undefined;
+    } while (keyMarker || uploadIdMarker);
     for (const name of await fs.readdir(this.#tmp).catch(() => [] as string[])) {
       const file = path.join(this.#tmp, name);
       const stat = await fs.stat(file).catch(() => undefined);

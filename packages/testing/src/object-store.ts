@@ -9,7 +9,9 @@ import { freePort, uniquePrefix } from './redis.ts';
  * Swift with its s3api middleware (Debian: swift-proxy swift-object swift-container swift-account
  * memcached), on a temporary directory and ephemeral loopback ports, one per test file. Its
  * servers are stopped by PID. Swift's S3 layer wants what older MinIO and Ceph want of the AWS
- * SDK: path-style addressing and checksums only when required (see `s3ClientOptions`).
+ * SDK: path-style addressing and checksums only when required (see `s3ClientOptions`). Its
+ * gatekeeper lets a request carry its own X-Timestamp, so a test can write an object (or start a
+ * multipart upload) that looks written long ago: S3 has no way to set a LastModified.
  */
 
 export interface ObjectStoreHandle {
@@ -30,6 +32,12 @@ export interface ObjectStoreHandle {
   env(bucket: string, prefix?: string): Record<string, string>;
   /** A fresh, empty bucket (created on the server). */
   createBucket(name?: string): Promise<string>;
+  /** Writes an object whose LastModified (in listings) is `at`, in the past or the future. */
+  putAt(bucket: string, key: string, body: string | Buffer, at: Date): Promise<void>;
+  /** Starts a multipart upload, never completed, whose Initiated time is `at`; returns its UploadId. */
+  startUploadAt(bucket: string, key: string, at: Date): Promise<string>;
+  /** The multipart uploads in progress under `prefix`, as `key` strings. */
+  listUploads(bucket: string, prefix?: string): Promise<string[]>;
   /** Every key in the bucket (one page of up to 1000: tests hold few objects). */
   listKeys(bucket: string, prefix?: string): Promise<string[]>;
   /** Stops the front server (the proxy) at once, as an outage would: requests are refused until `up()`. The objects stay. */
@@ -112,6 +120,8 @@ memcache_servers = 127.0.0.1:${memcache}
 use = egg:swift#catch_errors
 [filter:gatekeeper]
 use = egg:swift#gatekeeper
+# A test may back-date what it writes (putAt, startUploadAt).
+shunt_inbound_x_timestamp = false
 [filter:healthcheck]
 use = egg:swift#healthcheck
 [filter:proxy-logging]
@@ -188,8 +198,19 @@ use = egg:swift#symlink
     requestChecksumCalculation: 'WHEN_REQUIRED' as const,
     responseChecksumValidation: 'WHEN_REQUIRED' as const,
   });
-  const { S3Client, CreateBucketCommand, ListObjectsV2Command } = await import('@aws-sdk/client-s3');
+  const { S3Client, CreateBucketCommand, CreateMultipartUploadCommand, ListMultipartUploadsCommand, ListObjectsV2Command } = await import(
+    '@aws-sdk/client-s3'
+  );
   const client = new S3Client(s3ClientOptions());
+  const swiftTimestamp = (at: Date) => (at.getTime() / 1000).toFixed(5);
+  // Swift's own API (tempauth), for what S3 cannot say: when an object was written.
+  const swiftAuth = async () => {
+    const res = await fetch(`${endpoint}/auth/v1.0`, { headers: { 'x-auth-user': accessKeyId, 'x-auth-key': secretAccessKey } });
+    const storageUrl = res.headers.get('x-storage-url');
+    const token = res.headers.get('x-auth-token');
+    if (!res.ok || !storageUrl || !token) throw new Error(`Swift refused its test user (${res.status})`);
+    return { storageUrl, token };
+  };
   // The first request may meet a backend that is still binding its port.
   const retry = async <T>(fn: () => Promise<T>): Promise<T> => {
     for (let i = 0; ; i++) {
@@ -222,6 +243,32 @@ use = egg:swift#symlink
     createBucket: async (name = uniquePrefix('bucket')) => {
       await retry(() => client.send(new CreateBucketCommand({ Bucket: name })));
       return name;
+    },
+    putAt: async (bucket, key, body, at) => {
+      const { storageUrl, token } = await swiftAuth();
+      const path = key.split('/').map(encodeURIComponent).join('/');
+      const res = await fetch(`${storageUrl}/${bucket}/${path}`, {
+        method: 'PUT',
+        headers: { 'x-auth-token': token, 'x-timestamp': swiftTimestamp(at) },
+        body: typeof body === 'string' ? body : new Uint8Array(body),
+      });
+      if (res.status !== 201) throw new Error(`Swift refused to write ${key} (${res.status})`);
+    },
+    startUploadAt: async (bucket, key, at) => {
+      const command = new CreateMultipartUploadCommand({ Bucket: bucket, Key: key });
+      command.middlewareStack.add(
+        (next) => async (args) => {
+          (args.request as { headers: Record<string, string> }).headers['x-timestamp'] = swiftTimestamp(at);
+          return next(args);
+        },
+        { step: 'build' },
+      );
+      const r = await client.send(command);
+      return r.UploadId!;
+    },
+    listUploads: async (bucket, prefix) => {
+      const r = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket, ...(prefix ? { Prefix: prefix } : {}) }));
+      return (r.Uploads ?? []).map((u) => u.Key!).sort();
     },
     listKeys: async (bucket, prefix) => {
       const r = await client.send(new ListObjectsV2Command({ Bucket: bucket, ...(prefix ? { Prefix: prefix } : {}) }));
