@@ -1,8 +1,5 @@
 import { createHash } from 'node:crypto';
-import fs from 'node:fs';
 import http from 'node:http';
-import os from 'node:os';
-import path from 'node:path';
 import type { JobStatusBody } from '@darkroom/contracts';
 import { sysKeys } from '@darkroom/jobs';
 import {
@@ -21,7 +18,7 @@ import {
 import { Redis } from 'ioredis';
 import sharp from 'sharp';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { multipart, submit, totalJobs, waitForFinal } from './helpers.ts';
+import { hostDirs, multipart, submit, totalJobs, waitForFinal } from './helpers.ts';
 
 /*
  * The object-store path where it can fail, with real processes on a real one-node Swift: the
@@ -38,12 +35,8 @@ let sys: System;
 let bucket: string;
 let redis: Redis;
 let apiDir: string;
-const dirs: string[] = [];
-const ownDir = () => {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'darkroom-host-'));
-  dirs.push(d);
-  return d;
-};
+const hosts = hostDirs();
+const ownDir = hosts.own;
 
 beforeAll(async () => {
   store = await startObjectStore();
@@ -67,7 +60,7 @@ afterAll(async () => {
   redis?.disconnect();
   await sys?.stop();
   await store?.stop();
-  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+  hosts.removeAll();
 });
 
 const keys = () => store.listKeys(bucket, 'darkroom/');

@@ -1,10 +1,7 @@
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import type { JobStatusBody } from '@darkroom/contracts';
 import { fixture, type ObjectStoreHandle, type System, startObjectStore, startSystem, waitFor } from '@darkroom/testing';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { submit, waitForFinal } from './helpers.ts';
+import { hostDirs, submit, waitForFinal } from './helpers.ts';
 
 /*
  * Retention and the orphan sweep on a bucket (a real one-node Swift), the api and the worker each
@@ -24,12 +21,8 @@ const ORPHAN_AGE_MS = (TTL_S + TIMEOUT_S + RETENTION_S) * 1000;
 let store: ObjectStoreHandle;
 let sys: System;
 let bucket: string;
-const dirs: string[] = [];
-const ownDir = () => {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'darkroom-host-'));
-  dirs.push(d);
-  return d;
-};
+const hosts = hostDirs();
+const ownDir = hosts.own;
 
 beforeAll(async () => {
   store = await startObjectStore();
@@ -48,7 +41,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await sys?.stop();
   await store?.stop();
-  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+  hosts.removeAll();
 });
 
 const keys = async () => (await store.listKeys(bucket, PREFIX)).map((k) => k.slice(PREFIX.length));

@@ -1,11 +1,10 @@
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import type { JobStatusBody } from '@darkroom/contracts';
 import { fixture, type ObjectStoreHandle, type System, startObjectStore, startSystem, waitFor } from '@darkroom/testing';
 import sharp from 'sharp';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { multipart, submit, waitForFinal } from './helpers.ts';
+import { hostDirs, multipart, submit, waitForFinal } from './helpers.ts';
 
 /*
  * Many hosts, no shared disk: the api and two workers each have their own data directory and
@@ -17,12 +16,8 @@ import { multipart, submit, waitForFinal } from './helpers.ts';
 let store: ObjectStoreHandle;
 let sys: System;
 let bucket: string;
-const dirs: string[] = [];
-const ownDir = () => {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'darkroom-host-'));
-  dirs.push(d);
-  return d;
-};
+const hosts = hostDirs();
+const ownDir = hosts.own;
 
 beforeAll(async () => {
   store = await startObjectStore();
@@ -36,7 +31,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await sys?.stop();
   await store?.stop();
-  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+  hosts.removeAll();
 });
 
 const listIn = (dir: string) => (fs.existsSync(dir) ? fs.readdirSync(dir) : []);
@@ -81,7 +76,7 @@ it('takes a station’s images in and gives their results out through the bucket
   expect(await keys()).toEqual(
     [`darkroom/inputs/${ids[0]}`, `darkroom/inputs/${ids[1]}`, `darkroom/outputs/${ids[0]}.webp`, `darkroom/outputs/${ids[1]}.png`].sort(),
   );
-  const held = () => dirs.flatMap((d) => ['inputs', 'outputs', 'tmp'].flatMap((sub) => listIn(path.join(d, sub))));
+  const held = () => hosts.dirs.flatMap((d) => ['inputs', 'outputs', 'tmp'].flatMap((sub) => listIn(path.join(d, sub))));
   await waitFor(() => held().length === 0, { what: 'the hosts’ own directories to hold no image' });
 }, 90_000);
 

@@ -1,3 +1,6 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { DarkroomClient } from '@darkroom/client';
 import type { JobStatusBody } from '@darkroom/contracts';
 import { STATIONS, type System } from '@darkroom/testing';
@@ -89,4 +92,20 @@ export async function readSse(res: Response, opts: { limit?: number; onEvent?: (
     }
   }
   return events;
+}
+
+/** A data directory of its own for each process (hosts that share no disk); `removeAll` deletes them. */
+export function hostDirs() {
+  const dirs: string[] = [];
+  return {
+    dirs,
+    own(): string {
+      const d = fs.mkdtempSync(path.join(os.tmpdir(), 'darkroom-host-'));
+      dirs.push(d);
+      return d;
+    },
+    removeAll(): void {
+      for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+    },
+  };
 }
