@@ -1,6 +1,12 @@
 export type { JobStatus, JobStatusBody, Priority, Problem, ProblemCode, QueueBody } from '@darkroom/contracts';
-// For a station's webhook receiver: check `Darkroom-Signature` against the raw body.
+// For a station's webhook receiver: check `Darkroom-Signature` (or the Standard Webhooks
+// headers) against the raw body.
 export {
+  STANDARD_WEBHOOK_ID_HEADER,
+  STANDARD_WEBHOOK_SIGNATURE_HEADER,
+  STANDARD_WEBHOOK_TIMESTAMP_HEADER,
+  standardWebhookSecret,
+  verifyStandardWebhook,
   verifyWebhookSignature,
   WEBHOOK_DELIVERY_HEADER,
   WEBHOOK_EVENT_HEADER,

@@ -6,6 +6,9 @@ import {
   parseRetryAfter,
   readEventStream,
   type SseEvent,
+  STANDARD_WEBHOOK_SIGNATURE_HEADER,
+  standardWebhookSecret,
+  verifyStandardWebhook,
   verifyWebhookSignature,
   WEBHOOK_SIGNATURE_HEADER,
 } from '../src/index.ts';
@@ -142,5 +145,28 @@ describe('verifyWebhookSignature (for a station’s webhook receiver)', () => {
     expect(verifyWebhookSignature(secret, sign(now, body, 'other-secret'), body, { now })).toBe(false);
     expect(verifyWebhookSignature(secret, sign(now - 301), body, { now })).toBe(false);
     expect(verifyWebhookSignature(secret, undefined, body, { now })).toBe(false);
+  });
+});
+
+describe('verifyStandardWebhook (for a station’s Standard Webhooks receiver)', () => {
+  const secret = 'station-secret-0123456789';
+  const body = '{"event":"job.completed","job":{"id":"edit_x"}}';
+  const id = 'wh_edit_x';
+  const headers = (t: number, b = body, s = secret, i = id) => ({
+    'webhook-id': i,
+    'webhook-timestamp': String(t),
+    'webhook-signature': `v1,${createHmac('sha256', Buffer.from(s, 'utf8')).update(`${i}.${t}.${b}`).digest('base64')}`,
+  });
+
+  it('accepts a fresh signature keyed by the secret’s UTF-8 bytes, and refuses a changed body, id, another secret or an old time', () => {
+    const now = 1_800_000_000;
+    expect(STANDARD_WEBHOOK_SIGNATURE_HEADER).toBe('webhook-signature');
+    expect(standardWebhookSecret(secret)).toBe(`whsec_${Buffer.from(secret).toString('base64')}`);
+    expect(verifyStandardWebhook(secret, headers(now), body, { now })).toBe(true);
+    expect(verifyStandardWebhook(secret, headers(now), `${body} `, { now })).toBe(false);
+    expect(verifyStandardWebhook(secret, { ...headers(now), 'webhook-id': 'wh_edit_y' }, body, { now })).toBe(false);
+    expect(verifyStandardWebhook(secret, headers(now, body, 'other-secret-0123456789'), body, { now })).toBe(false);
+    expect(verifyStandardWebhook(secret, headers(now - 301), body, { now })).toBe(false);
+    expect(verifyStandardWebhook(secret, {}, body, { now })).toBe(false);
   });
 });

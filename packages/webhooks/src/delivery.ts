@@ -1,8 +1,13 @@
+import { randomUUID } from 'node:crypto';
 import type { LookupAddress, LookupOptions } from 'node:dns';
 import http from 'node:http';
 import https from 'node:https';
 import { isIP } from 'node:net';
 import {
+  STANDARD_WEBHOOK_ID_HEADER,
+  STANDARD_WEBHOOK_SIGNATURE_HEADER,
+  STANDARD_WEBHOOK_TIMESTAMP_HEADER,
+  signStandardWebhook,
   signWebhook,
   WEBHOOK_DELIVERY_HEADER,
   WEBHOOK_EVENT_HEADER,
@@ -14,7 +19,8 @@ import { type Job, type JobsOptions, UnrecoverableError } from 'bullmq';
 import { type LookupFn, vetTarget } from './vetting.ts';
 
 /*
- * Webhook delivery: a signed POST to the vetted, pinned address, and the BullMQ glue for the
+ * Webhook delivery: a signed POST to the vetted, pinned address (Darkroom-Signature and the
+ * Standard Webhooks headers), and the BullMQ glue for the
  * dedicated `webhooks` queue. No Express here: the API checks targets at submit, and whoever
  * consumes WEBHOOK_QUEUE delivers.
  */
@@ -58,6 +64,10 @@ export interface DeliverWebhookOptions {
   /** Whole delivery (DNS check, connect, answer): default 10 s. */
   timeoutMs?: number;
   lookup?: LookupFn;
+  /**
+   * Sent as `Darkroom-Delivery` and `webhook-id`; pass the same one on every retry. Without it,
+   * `webhook-id` is a fresh random id and `Darkroom-Delivery` is not sent.
+   */
   deliveryId?: string;
   /** Aborting it (e.g. a worker shutting down) fails the delivery as retryable. */
   signal?: AbortSignal;
@@ -100,12 +110,18 @@ export async function deliverWebhook(opts: DeliverWebhookOptions): Promise<{ sta
       const message = `webhook target refused: ${vetted.reason}`;
       throw vetted.transient ? new WebhookRetryableError(message) : new WebhookPermanentError(message);
     }
+    // One timestamp for both signatures: `t` of Darkroom-Signature is webhook-timestamp.
+    const t = Math.floor(Date.now() / 1000);
+    const id = opts.deliveryId ?? `msg_${randomUUID()}`;
     const headers: Record<string, string> = {
       'Content-Type': 'application/json',
       'Content-Length': String(Buffer.byteLength(opts.body)),
       'User-Agent': WEBHOOK_USER_AGENT,
-      [WEBHOOK_SIGNATURE_HEADER]: signWebhook(opts.secret, opts.body),
+      [WEBHOOK_SIGNATURE_HEADER]: signWebhook(opts.secret, opts.body, t),
       [WEBHOOK_EVENT_HEADER]: opts.event,
+      [STANDARD_WEBHOOK_ID_HEADER]: id,
+      [STANDARD_WEBHOOK_TIMESTAMP_HEADER]: String(t),
+      [STANDARD_WEBHOOK_SIGNATURE_HEADER]: signStandardWebhook(opts.secret, id, opts.body, t),
       Host: vetted.url.host,
     };
     if (opts.deliveryId !== undefined) headers[WEBHOOK_DELIVERY_HEADER] = opts.deliveryId;

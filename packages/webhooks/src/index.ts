@@ -1,5 +1,12 @@
 export {
+  STANDARD_WEBHOOK_ID_HEADER,
+  STANDARD_WEBHOOK_SIGNATURE_HEADER,
+  STANDARD_WEBHOOK_TIMESTAMP_HEADER,
+  signStandardWebhook,
   signWebhook,
+  standardWebhookKey,
+  standardWebhookSecret,
+  verifyStandardWebhook,
   verifyWebhookSignature,
   WEBHOOK_DELIVERY_HEADER,
   WEBHOOK_EVENT_HEADER,

@@ -25,7 +25,7 @@ let redis: RedisHandle;
 let connection: Redis;
 let server: http.Server;
 let base: string;
-const hits = new Map<string, Array<{ delivery: string | undefined }>>();
+const hits = new Map<string, Array<{ delivery: string | undefined; id: string | undefined }>>();
 const script = new Map<string, number[]>(); // path -> statuses to answer in turn (the last repeats)
 
 beforeAll(async () => {
@@ -36,7 +36,7 @@ beforeAll(async () => {
     req.on('end', () => {
       const path = req.url ?? '/';
       const list = hits.get(path) ?? [];
-      list.push({ delivery: req.headers['darkroom-delivery'] as string | undefined });
+      list.push({ delivery: req.headers['darkroom-delivery'] as string | undefined, id: req.headers['webhook-id'] as string | undefined });
       hits.set(path, list);
       const statuses = script.get(path) ?? [200];
       res.statusCode = statuses[Math.min(list.length - 1, statuses.length - 1)] ?? 200;
@@ -87,7 +87,10 @@ describe('webhook processor on BullMQ', () => {
       const job = (await queue.getJob(webhookJobId(jobId)))!; // read once it is final
       expect(job.returnvalue).toEqual({ status: 200 });
       expect(job.attemptsMade).toBe(2);
-      expect(hits.get('/retry')).toEqual([{ delivery: 'wh_edit_retry' }, { delivery: 'wh_edit_retry' }]);
+      expect(hits.get('/retry')).toEqual([
+        { delivery: 'wh_edit_retry', id: 'wh_edit_retry' },
+        { delivery: 'wh_edit_retry', id: 'wh_edit_retry' },
+      ]);
     });
   });
 
