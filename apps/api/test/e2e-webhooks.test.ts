@@ -6,6 +6,7 @@ import path from 'node:path';
 import { verifyWebhookSignature, WEBHOOK_SIGNATURE_HEADER } from '@darkroom/client';
 import type { JobStatusBody } from '@darkroom/contracts';
 import { ADMIN_TOKEN, type System, startSystem, waitFor } from '@darkroom/testing';
+import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { submit, waitForFinal } from './helpers.ts';
 
@@ -91,11 +92,16 @@ describe('webhooks', () => {
     const tries = forPath('/fail-once/a');
     expect(tries.map((d) => d.status)).toEqual([500, 204]);
     expect(tries[0]!.headers['darkroom-delivery']).toBe(tries[1]!.headers['darkroom-delivery']);
+    expect(tries[0]!.headers['webhook-id']).toBe(tries[0]!.headers['darkroom-delivery']);
+    expect(tries[1]!.headers['webhook-id']).toBe(tries[0]!.headers['darkroom-delivery']);
     const d = tries[1]!;
     expect(d.headers['content-type']).toMatch(/^application\/json/);
     expect(d.headers['darkroom-event']).toBe('job.completed');
     expect(verifyWebhookSignature(SECRET, String(d.headers[WEBHOOK_SIGNATURE_HEADER.toLowerCase()]), d.body)).toBe(true);
     expect(verifyWebhookSignature('another-secret-0123456789', String(d.headers['darkroom-signature']), d.body)).toBe(false);
+    // Standard Webhooks: the receiver's secret is whsec_ + base64 of the station secret's bytes.
+    const sw = new Webhook(`whsec_${Buffer.from(SECRET).toString('base64')}`);
+    expect(sw.verify(d.body, d.headers as Record<string, string>)).toMatchObject({ id, status: 'completed' });
     const sent = JSON.parse(d.body) as JobStatusBody;
     expect(sent).toMatchObject({ id, status: 'completed', result: { sha256: final.result!.sha256 } });
   });
@@ -132,6 +138,8 @@ describe('webhooks', () => {
     const c = forPath('/cancelled')[0]!;
     expect(c.headers['darkroom-event']).toBe('job.cancelled');
     expect(verifyWebhookSignature(OWN.webhookSecret, String(c.headers['darkroom-signature']), c.body)).toBe(true);
+    const own64 = `whsec_${Buffer.from(OWN.webhookSecret).toString('base64')}`;
+    expect(new Webhook(own64).verify(c.body, c.headers as Record<string, string>)).toMatchObject({ id: queued.id });
     expect(JSON.parse(c.body)).toMatchObject({ id: queued.id, status: 'cancelled' });
 
     expect((await waitForFinal(sys, failing.id)).error?.code).toBe('timeout');
