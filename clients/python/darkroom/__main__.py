@@ -5,6 +5,8 @@
     python -m darkroom cancel edit_8ntv3369rr6e6hh0y4efv87d
 
 The api's address and the station's key come from --url/--key or DARKROOM_URL/DARKROOM_API_KEY.
+Exit codes as the Node CLI's: 0 ok, 1 the job failed or was cancelled, 2 usage, 3 an API, network
+or file error, 124 --timeout passed, 130 Ctrl-C (the job goes on).
 """
 
 import argparse
@@ -81,9 +83,14 @@ def main(argv=None):
             print("%s %s (%d bytes)" % ("unchanged" if result.not_modified else "wrote", result.path, result.bytes),
                   file=sys.stderr)
         return 0
-    except (DarkroomError, DarkroomNetworkError, DarkroomTimeoutError) as err:
+    except DarkroomTimeoutError as err:
         print("darkroom: %s" % err, file=sys.stderr)
-        return 2
+        return 124
+    except (DarkroomError, DarkroomNetworkError, OSError) as err:
+        print("darkroom: %s" % err, file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

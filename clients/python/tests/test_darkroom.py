@@ -204,7 +204,7 @@ class EndToEndTest(unittest.TestCase):
         self.assertEqual(json.loads(done.stdout)["status"], "completed")
         done = subprocess.run([sys.executable, "-m", "darkroom", "cancel", job["id"]], env=env,
                               capture_output=True, text=True, timeout=60)
-        self.assertEqual(done.returncode, 2)
+        self.assertEqual(done.returncode, 3)
         self.assertIn("409", done.stderr)
 
     @unittest.skipUnless(LIMITED_KEY, "needs DARKROOM_TEST_LIMITED_KEY (a station with maxPending 1)")
