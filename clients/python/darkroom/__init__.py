@@ -328,8 +328,11 @@ class Client:
                     with self._opener.open(req, timeout=timeout) as res:
                         answer = _Answer(res.status, {k.lower(): v for k, v in res.headers.items()}, res.read())
                 except urllib.error.HTTPError as err:
-                    with err:
-                        answer = _Answer(err.code, {k.lower(): v for k, v in err.headers.items()}, err.read())
+                    try:
+                        content = err.read() if err.fp is not None else b""
+                    finally:
+                        err.close()
+                    answer = _Answer(err.code, {k.lower(): v for k, v in (err.headers or {}).items()}, content)
             except (OSError, http.client.HTTPException) as err:
                 failure = DarkroomNetworkError(request, err, attempt)
                 if attempt >= attempts:
