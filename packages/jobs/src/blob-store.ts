@@ -1,5 +1,5 @@
 import crypto, { createHash, randomUUID } from 'node:crypto';
-import { close, createReadStream, createWriteStream, type Dir, fdatasync, fstat, open, write } from 'node:fs';
+import { close, createReadStream, createWriteStream, type Dir, fdatasync, fstat, open, type WriteStream, write } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -82,6 +82,8 @@ export class FsBlobStore implements BlobStore {
   readonly kind = 'fs' as const;
   readonly root: string;
   readonly #tmp: string;
+  /** Staged writes still open, by path, so a discard can wait for theirs to close. */
+  readonly #staged = new Map<string, WriteStream>();
 
   constructor(root: string) {
     this.root = path.resolve(root);
@@ -165,10 +167,21 @@ export class FsBlobStore implements BlobStore {
 
   stage(forKey?: string): StagedWrite {
     const p = this.tempPath(forKey);
-    return { path: p, out: createWriteStream(p, { flags: 'wx' }) };
+    const out = createWriteStream(p, { flags: 'wx' });
+    this.#staged.set(p, out);
+    out.once('close', () => this.#staged.delete(p));
+    return { path: p, out };
   }
 
   async discard(stagedPath: string): Promise<void> {
+    // The stream opens its file asynchronously: a discard right after stage() must wait for it
+    // to close, or the file would appear after the removal.
+    const out = this.#staged.get(stagedPath);
+    if (out && !out.closed) {
+      const closed = new Promise<void>((resolve) => out.once('close', () => resolve()));
+      out.destroy();
+      await closed;
+    }
     await fs.rm(stagedPath, { force: true });
   }
 

@@ -52,6 +52,8 @@ interface Staged {
   upload: Upload;
   /** Settles once every byte is stored (or the upload failed). */
   done: Promise<unknown>;
+  /** Settles once the local copy's file is closed. */
+  fileClosed: Promise<void>;
 }
 
 export class S3BlobStore implements BlobStore {
@@ -172,7 +174,7 @@ export class S3BlobStore implements BlobStore {
         cb(err);
       },
     });
-    this.#staged.set(local, { key, out, upload, done });
+    this.#staged.set(local, { key, out, upload, done, fileClosed });
     // An upload that fails midway fails the write at once, so the sender is answered without waiting for the end.
     done.catch((err: unknown) => out.destroy(this.#translate(err, 'store the upload')));
     fileClosed.catch((err: Error) => out.destroy(err));
@@ -211,10 +213,15 @@ export class S3BlobStore implements BlobStore {
   async discard(stagedPath: string): Promise<void> {
     const staged = this.#staged.get(stagedPath);
     this.#staged.delete(stagedPath);
-    await fs.rm(stagedPath, { force: true });
-    if (!staged) return;
+    if (!staged) {
+      await fs.rm(stagedPath, { force: true });
+      return;
+    }
     staged.out.on('error', () => {}); // the abort below fails the write: no one listens any more
     staged.out.destroy();
+    // The local copy opens asynchronously: removed before it has closed, it would appear afterwards.
+    await staged.fileClosed.catch(() => {});
+    await fs.rm(stagedPath, { force: true });
     await staged.upload.abort().catch(() => {});
     await staged.done.catch(() => {});
     await this.#call('remove the object', () => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: staged.key })));
