@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
@@ -27,15 +28,25 @@ export async function startRedisCluster(masters = 3): Promise<RedisClusterHandle
   process.once('exit', cleanupOnExit);
   const ports: number[] = [];
   for (let i = 0; i < masters; i++) {
-    const port = await freePort();
-    const dir = path.join(root, String(port));
-    fs.mkdirSync(dir);
-    const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir];
-    args.push('--cluster-enabled', 'yes', '--cluster-config-file', path.join(dir, 'nodes.conf'), '--cluster-node-timeout', '2000');
-    args.push('--logfile', path.join(dir, 'redis.log'));
-    procs.push(spawn('redis-server', args, { stdio: 'ignore' }));
-    await waitForPing(`redis://127.0.0.1:${port}`, 10_000);
-    ports.push(port);
+    // A node also listens on port + 10000 (its cluster bus), which another process may hold:
+    // pick ports whose bus port is free too, and start again on another if it was taken meanwhile.
+    for (let attempt = 1; ; attempt++) {
+      const port = await freeClusterPort();
+      const dir = path.join(root, String(port));
+      fs.mkdirSync(dir);
+      const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir];
+      args.push('--cluster-enabled', 'yes', '--cluster-config-file', path.join(dir, 'nodes.conf'), '--cluster-node-timeout', '2000');
+      args.push('--logfile', path.join(dir, 'redis.log'));
+      const proc = spawn('redis-server', args, { stdio: 'ignore' });
+      const exited = new Promise<'exited'>((resolve) => proc.once('exit', () => resolve('exited')));
+      const up = await Promise.race([waitForPing(`redis://127.0.0.1:${port}`, 10_000).then(() => 'up' as const), exited]);
+      if (up === 'up') {
+        procs.push(proc);
+        ports.push(port);
+        break;
+      }
+      if (attempt >= 5) throw new Error(`redis-server (cluster node) would not start: see ${path.join(dir, 'redis.log')}`);
+    }
   }
   const created = spawnSync(
     'redis-cli',
@@ -71,4 +82,21 @@ export async function startRedisCluster(masters = 3): Promise<RedisClusterHandle
       fs.rmSync(root, { recursive: true, force: true });
     },
   };
+}
+
+/** A free port whose cluster bus port (port + 10000) is free too. */
+async function freeClusterPort(): Promise<number> {
+  for (;;) {
+    const port = await freePort();
+    if (port + 10000 <= 65535 && (await isFree(port + 10000))) return port;
+  }
+}
+
+function isFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
 }
