@@ -60,6 +60,22 @@ describe('the OpenAI SDK', () => {
     expect([meta.width, meta.height]).toEqual([48, 32]);
   }, 120_000);
 
+  it('makes variations with upscale, n jobs for n images', async () => {
+    const input = await sharp({ create: { width: 10, height: 12, channels: 3, background: { r: 10, g: 140, b: 90 } } })
+      .png()
+      .toBuffer();
+    const res = await client.images.createVariation({
+      model: 'upscale',
+      n: 2,
+      image: await toFile(input, 'in.png', { type: 'image/png' }),
+    });
+    expect(res.data).toHaveLength(2);
+    for (const image of res.data ?? []) {
+      const meta = await sharp(Buffer.from(image.b64_json!, 'base64')).metadata();
+      expect([meta.width, meta.height]).toEqual([20, 24]);
+    }
+  }, 120_000);
+
   it('raises AuthenticationError for a wrong key', async () => {
     const wrong = new OpenAI({ apiKey: 'not-a-station-key', baseURL: `${sys.url}/v1`, maxRetries: 0 });
     const err = await wrong.images.generate({ model: 'synthetic', prompt: 'x' }).catch((e: unknown) => e);

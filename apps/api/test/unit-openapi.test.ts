@@ -34,6 +34,7 @@ const EXPECTED: Record<string, Record<string, string[]>> = {
   '/v1/admin/pipelines/{name}/resume': { post: ['200', '401', '403', '404', '503'] },
   '/v1/images/generations': { post: ['200', '400', '401', '404', '409', '429', '500', '503'] },
   '/v1/images/edits': { post: ['200', '400', '401', '404', '409', '413', '415', '422', '429', '500', '503'] },
+  '/v1/images/variations': { post: ['200', '400', '401', '404', '409', '413', '415', '422', '429', '500', '503'] },
   '/admin/queues': { get: ['200', '401', '403'] },
   '/healthz': { get: ['200'] },
   '/readyz': { get: ['200', '503'] },
@@ -146,7 +147,7 @@ describe('the OpenAPI document', () => {
 
   it('answers every 4xx/5xx of the OpenAI-compatible routes with the OpenAI error body', () => {
     const images = operations().filter((o) => o.path.startsWith('/v1/images/'));
-    expect(images.map((o) => o.path).sort()).toEqual(['/v1/images/edits', '/v1/images/generations']);
+    expect(images.map((o) => o.path).sort()).toEqual(['/v1/images/edits', '/v1/images/generations', '/v1/images/variations']);
     for (const { path, method, op } of images) {
       for (const [status, response] of Object.entries(op.responses as Record<string, Json>)) {
         if (!/^[45]/.test(status)) continue;

@@ -358,6 +358,7 @@ export const ROUTES: readonly Route[] = [
     [
       ['generations', imageGenerations, OpenAIImageGenerationBody, 'application/json', 'a pipeline that takes no image (`synthetic`)'],
       ['edits', imageEdits, OpenAIImageEditBody, 'multipart/form-data', 'a pipeline that takes an image (`upscale`)'],
+      ['variations', imageEdits, OpenAIImageEditBody, 'multipart/form-data', 'a pipeline that takes an image (`upscale`); as an edit'],
     ] as const
   ).map(
     ([name, handler, body, media, which]): Route => ({
@@ -370,9 +371,9 @@ export const ROUTES: readonly Route[] = [
       kind: 'json',
       handler,
       doc: {
-        operationId: name === 'generations' ? 'openaiImageGenerations' : 'openaiImageEdits',
+        operationId: `openaiImage${name[0]!.toUpperCase()}${name.slice(1)}`,
         tags: ['openai'],
-        summary: name === 'generations' ? 'OpenAI Images API: generate' : 'OpenAI Images API: edit',
+        summary: `OpenAI Images API: ${name}`,
         description: `For the OpenAI SDKs (\`baseURL: <api>/v1\`, the station key as API key). \`model\` names ${which}; each of the \`n\` images is one job, submitted as \`POST /v1/jobs\` would be (the station's limits and default priority, \`Idempotency-Key\`), held until final and listed by \`GET /v1/jobs/{id}\`. Errors are OpenAI's \`{error: {message, type, param, code}}\` with \`x-should-retry: false\` where a retry cannot help.`,
         parameters: [parameter('header', 'Idempotency-Key', IdempotencyKeyHeader)],
         requestBody: { required: true, content: { [media]: { schema: schemaRef(body) } } },
