@@ -1,3 +1,6 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { STATIONS, type System, startSystem } from '@darkroom/testing';
 import OpenAI, { APIError, AuthenticationError, toFile } from 'openai';
 import sharp from 'sharp';
@@ -10,8 +13,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 let sys: System;
 let client: OpenAI;
+const modelsFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'darkroom-openai-')), 'models.json');
 beforeAll(async () => {
-  sys = await startSystem({ workers: 1 });
+  fs.writeFileSync(modelsFile, JSON.stringify({ 'gpt-image-1': { pipeline: 'synthetic', params: { steps: 2, stepMs: 0, seed: 7 } } }));
+  sys = await startSystem({ workers: 1, apiEnv: { DARKROOM_OPENAI_MODELS: modelsFile } });
   client = new OpenAI({ apiKey: STATIONS.alpha.key, baseURL: `${sys.url}/v1`, maxRetries: 0 });
 }, 120_000);
 afterAll(async () => {
@@ -27,6 +32,16 @@ describe('the OpenAI SDK', () => {
       expect([meta.format, meta.width, meta.height]).toEqual(['png', 96, 64]);
     }
     expect(res.created).toBeGreaterThan(0);
+  });
+
+  it('serves an operator’s model name (DARKROOM_OPENAI_MODELS) as its pipeline', async () => {
+    const res = await client.images.generate({ model: 'gpt-image-1', prompt: 'x', size: '40x30', response_format: 'url' });
+    const id = /\/v1\/jobs\/([^/]+)\/result$/.exec(res.data![0]!.url!)![1]!;
+    const job = (await (await sys.fetch(`/v1/jobs/${id}`)).json()) as { pipeline: string; params?: unknown };
+    expect(job.pipeline).toBe('synthetic');
+    const image = await sys.fetch(`/v1/jobs/${id}/result`);
+    const meta = await sharp(Buffer.from(await image.arrayBuffer())).metadata();
+    expect([meta.width, meta.height]).toEqual([40, 30]);
   });
 
   it('answers a url to the job’s result route, which the job status lists', async () => {

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
@@ -13,6 +14,7 @@ import {
   validateSubmit,
 } from '@darkroom/jobs';
 import express from 'express';
+import { z } from 'zod';
 import { HttpError } from '../http/problem.ts';
 import { parseMultipart, type Spool, tooLarge } from '../submit/parse.ts';
 import { plainJsonBody } from './jobs.ts';
@@ -40,21 +42,53 @@ interface ImagesRequest {
 
 const invalid = (message: string, path: string) => new InvalidSubmit(message, [{ path, message }]);
 
-/** The pipeline a model names, checked against what the route serves. */
-function pipelineOf(model: unknown, wantsImage: boolean): string {
+const ModelAliases = z.record(
+  z.string().min(1),
+  z.strictObject({
+    pipeline: z.string().refine((p) => pipelineSpec(p) !== undefined, 'not a pipeline'),
+    params: z.record(z.string(), z.unknown()).optional(),
+  }),
+);
+type ModelAliases = z.infer<typeof ModelAliases>;
+
+const aliasesByFile = new Map<string, ModelAliases>();
+
+/** The operator's model names (DARKROOM_OPENAI_MODELS), read once when the app starts; throws on any mistake. */
+function modelAliases(file: string | undefined): ModelAliases {
+  if (!file) return {};
+  let aliases = aliasesByFile.get(file);
+  if (aliases) return aliases;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new Error(`DARKROOM_OPENAI_MODELS: cannot read ${file}: ${(err as Error).message}`);
+  }
+  const parsed = ModelAliases.safeParse(raw);
+  if (!parsed.success)
+    throw new Error(`DARKROOM_OPENAI_MODELS: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  aliases = parsed.data;
+  aliasesByFile.set(file, aliases);
+  return aliases;
+}
+
+/** The pipeline a model names (an operator's alias first, then a pipeline name), checked against what the route serves. */
+function pipelineOf(model: unknown, wantsImage: boolean, aliases: ModelAliases): { pipeline: string; base: Record<string, unknown> } {
   if (typeof model !== 'string' || model === '') throw invalid('model is required: the name of a pipeline', 'model');
-  const spec = pipelineSpec(model);
+  const alias = Object.hasOwn(aliases, model) ? aliases[model] : undefined;
+  const pipeline = alias?.pipeline ?? model;
+  const spec = pipelineSpec(pipeline);
   if (!spec) throw new UnknownPipeline(model);
   const imageOptional = 'imageOptional' in spec && spec.imageOptional === true;
   if (wantsImage && !spec.acceptsImage) throw invalid(`model ${model} takes no image; use /v1/images/generations`, 'model');
   if (!wantsImage && spec.acceptsImage && !imageOptional) throw invalid(`model ${model} needs an image; use /v1/images/edits`, 'model');
-  return model;
+  return { pipeline, base: { ...alias?.params } };
 }
 
 /** The pipeline's params from the OpenAI fields, for the keys its params have. */
-function paramsOf(pipeline: string, body: ImagesRequest): Record<string, unknown> {
+function paramsOf({ pipeline, base }: { pipeline: string; base: Record<string, unknown> }, body: ImagesRequest): Record<string, unknown> {
   const shape = (pipelineSpec(pipeline)!.params as unknown as { shape?: Record<string, unknown> }).shape ?? {};
-  const params: Record<string, unknown> = {};
+  const params: Record<string, unknown> = { ...base };
   if (typeof body.prompt === 'string' && body.prompt !== '' && 'prompt' in shape) params.prompt = body.prompt;
   if (body.size !== undefined && body.size !== null && body.size !== 'auto') {
     const m = typeof body.size === 'string' ? /^(\d{1,5})x(\d{1,5})$/.exec(body.size) : null;
@@ -137,6 +171,7 @@ async function run(ctx: RouteContext, call: Call, raw: RawSubmit, body: ImagesRe
 
 /** POST /v1/images/generations. */
 export function imageGenerations(ctx: RouteContext): Handler {
+  const aliases = modelAliases(ctx.deps.config.openaiModelsFile);
   const limit = 1024 * 1024;
   const json = express.json({ limit, type: () => true });
   const readJson = (req: IncomingMessage): Promise<unknown> =>
@@ -153,8 +188,8 @@ export function imageGenerations(ctx: RouteContext): Handler {
     const parsed = await readJson(call.req);
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw invalid('the body must be a JSON object', 'body');
     const body = parsed as ImagesRequest;
-    const pipeline = pipelineOf(body.model, false);
-    const raw: RawSubmit = { pipeline, params: paramsOf(pipeline, body), errors: [] };
+    const target = pipelineOf(body.model, false, aliases);
+    const raw: RawSubmit = { pipeline: target.pipeline, params: paramsOf(target, body), errors: [] };
     return { status: 200, json: await run(ctx, call, raw, body) };
   };
 }
@@ -162,6 +197,7 @@ export function imageGenerations(ctx: RouteContext): Handler {
 /** POST /v1/images/edits. */
 export function imageEdits(ctx: RouteContext): Handler {
   const { deps } = ctx;
+  const aliases = modelAliases(deps.config.openaiModelsFile);
   const maxUpload = deps.config.limits.maxUploadBytes;
   const spool: Spool = {
     memoryBytes: deps.config.limits.uploadMemoryBytes,
@@ -180,11 +216,14 @@ export function imageEdits(ctx: RouteContext): Handler {
     try {
       const body: ImagesRequest = { ...fields, model: fields.model };
       if (!raw.image) throw new InvalidSubmit('the request is invalid', [{ path: 'image', message: 'required: the image as a file part' }]);
-      const pipeline = pipelineOf(body.model, true);
+      const target = pipelineOf(body.model, true, aliases);
       // Each job takes its own copy of a spooled upload; several jobs share one held in memory.
       if (countOf(body.n) > 1 && !Buffer.isBuffer(raw.image)) raw = { ...raw, image: await fs.readFile(raw.image.path) };
       const errors: FieldError[] = [...raw.errors];
-      return { status: 200, json: await run(ctx, call, { ...raw, pipeline, params: paramsOf(pipeline, body), errors }, body) };
+      return {
+        status: 200,
+        json: await run(ctx, call, { ...raw, pipeline: target.pipeline, params: paramsOf(target, body), errors }, body),
+      };
     } finally {
       // A queued job's spooled image was moved into place; any other answer leaves no file or object behind.
       if (upload && !Buffer.isBuffer(upload)) await deps.blobs.discard(upload.path).catch(() => {});
