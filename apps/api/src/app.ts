@@ -9,6 +9,7 @@ import type { StationRegistry } from './auth/stations.ts';
 import { constantTimeEqual } from './auth/stations.ts';
 import { RouteMatcher, runSteps, type Step } from './http/dispatch.ts';
 import { answerError, errorHandler, notFoundHandler, sendJson } from './http/error-handler.ts';
+import { useOpenAiErrors } from './http/openai-error.ts';
 import { HttpError, unavailable } from './http/problem.ts';
 import { requestLog } from './http/request-log.ts';
 import { recordHeaders, setHeaders } from './http/static-headers.ts';
@@ -104,6 +105,10 @@ export function createApp(deps: Deps, stations: StationRegistry): App {
   const stationOrAdmin = requireStation(stations, { allowAdmin: true }) as unknown as Step;
   const admin = requireAdmin(stations) as unknown as Step;
   const limit = rateLimit.middleware() as unknown as Step;
+  const openAiErrors: Step = (_req, res, next) => {
+    useOpenAiErrors(res);
+    next();
+  };
   const checks = (r: { redis: boolean; auth: Route['auth']; realm?: string; rateLimited?: boolean }): Step[] => {
     const out: Step[] = [];
     if (r.redis) out.push(needsRedis);
@@ -138,7 +143,8 @@ export function createApp(deps: Deps, stations: StationRegistry): App {
       continue;
     }
     const path = expressPath(route.path);
-    const steps = [...checks(route), route.kind === 'json' ? answer(route.handler(ctx)) : answerRaw(route.handler(ctx))];
+    const shape: Step[] = route.errorShape === 'openai' ? [openAiErrors] : [];
+    const steps = [...shape, ...checks(route), route.kind === 'json' ? answer(route.handler(ctx)) : answerRaw(route.handler(ctx))];
     router[route.method.toLowerCase() as 'get' | 'post' | 'delete'](path, ...(steps as unknown as RequestHandler[]));
     dispatcher.add(route.method, route.path, { steps: [...everyRequest, ...steps], route: { path } });
   }

@@ -32,8 +32,18 @@ function assetUrls(html: string): string[] {
   return urls;
 }
 
+/** The OpenAI-compatible routes answer errors in OpenAI's shape, with the SDKs' retry hint. */
+function expectOpenAiError(res: Response, text: string) {
+  expect(res.headers.get('content-type')).toMatch(/^application\/json\b/);
+  const { error } = JSON.parse(text) as { error: Json };
+  expect(Object.keys(error).sort()).toEqual(['code', 'message', 'param', 'type']);
+  expect(typeof error.message).toBe('string');
+  expect(res.headers.get('x-should-retry')).toMatch(/^(true|false)$/);
+}
+
 /** A live problem answer has the media type, `type`, `title` and headers the document shows for it. */
 function expectDocumentedProblem(documented: Json, res: Response, text: string) {
+  if ((documented.content as Record<string, Json>)['application/json']) return expectOpenAiError(res, text);
   expect(res.headers.get('content-type')).toMatch(/^application\/problem\+json\b/);
   const body = JSON.parse(text) as Json;
   const media = (documented.content as Record<string, Json>)['application/problem+json']!;

@@ -32,6 +32,9 @@ const EXPECTED: Record<string, Record<string, string[]>> = {
   '/v1/queue': { get: ['200', '401', '503'] },
   '/v1/admin/pipelines/{name}/pause': { post: ['200', '401', '403', '404', '503'] },
   '/v1/admin/pipelines/{name}/resume': { post: ['200', '401', '403', '404', '503'] },
+  '/v1/images/generations': { post: ['200', '400', '401', '404', '409', '429', '500', '503'] },
+  '/v1/images/edits': { post: ['200', '400', '401', '404', '409', '413', '415', '422', '429', '500', '503'] },
+  '/v1/images/variations': { post: ['200', '400', '401', '404', '409', '413', '415', '422', '429', '500', '503'] },
   '/admin/queues': { get: ['200', '401', '403'] },
   '/healthz': { get: ['200'] },
   '/readyz': { get: ['200', '503'] },
@@ -119,6 +122,7 @@ describe('the OpenAPI document', () => {
   it('answers every 4xx/5xx with application/problem+json and the Problem schema', () => {
     let count = 0;
     for (const { path, method, op } of operations()) {
+      if (path.startsWith('/v1/images/')) continue; // OpenAI's shape: the next test
       for (const [status, response] of Object.entries(op.responses as Record<string, Json>)) {
         if (!/^[45]/.test(status) && status !== 'default') continue;
         count++;
@@ -139,6 +143,19 @@ describe('the OpenAPI document', () => {
     const problem = doc.components.schemas.Problem as { properties: Json; required: string[] };
     expect(Object.keys(problem.properties).sort()).toEqual(['code', 'detail', 'errors', 'status', 'title', 'type']);
     expect(problem.required.sort()).toEqual(['code', 'detail', 'status', 'title', 'type']);
+  });
+
+  it('answers every 4xx/5xx of the OpenAI-compatible routes with the OpenAI error body', () => {
+    const images = operations().filter((o) => o.path.startsWith('/v1/images/'));
+    expect(images.map((o) => o.path).sort()).toEqual(['/v1/images/edits', '/v1/images/generations', '/v1/images/variations']);
+    for (const { path, method, op } of images) {
+      for (const [status, response] of Object.entries(op.responses as Record<string, Json>)) {
+        if (!/^[45]/.test(status)) continue;
+        expect(response.content, `${method} ${path} ${status}`).toEqual({
+          'application/json': { schema: { $ref: '#/components/schemas/OpenAIError' } },
+        });
+      }
+    }
   });
 
   it('resolves every $ref inside the document', () => {

@@ -77,6 +77,57 @@ export const SubmitJsonBody = z.object({
     .optional(),
 });
 
+/** The error body of the OpenAI-compatible routes (`/v1/images/*`), in OpenAI's own shape. */
+export const OpenAIErrorBody = z.object({
+  error: z.object({
+    message: z.string(),
+    type: z.string().meta({ examples: ['invalid_request_error', 'authentication_error', 'rate_limit_error', 'server_error'] }),
+    param: z.string().nullable(),
+    code: z.string().nullable().meta({ description: 'The Darkroom problem code (see `ProblemCode`), or `invalid_api_key`.' }),
+  }),
+});
+
+/** What `POST /v1/images/generations` and `/v1/images/edits` answer: one entry per image. */
+export const OpenAIImagesBody = z.object({
+  created: z.int().meta({ description: 'Unix seconds.' }),
+  data: z.array(
+    z.object({
+      b64_json: z.string().optional().meta({ description: 'The image, base64 (with `response_format: "b64_json"`, the default).' }),
+      url: z.string().optional().meta({ description: 'The job’s result route (with `response_format: "url"`); it takes the station key.' }),
+    }),
+  ),
+});
+
+const OpenAIModelField = z
+  .string()
+  .min(1)
+  .meta({
+    description:
+      'A Darkroom pipeline name (or a model name the operator mapped to one). Generations take a pipeline without an image, edits one with.',
+    examples: ['synthetic', 'upscale'],
+  });
+const OpenAICommon = {
+  model: OpenAIModelField,
+  prompt: z.string().max(32000).optional().meta({ description: 'Passed to the pipeline as `prompt` where its params have one.' }),
+  n: z.int().min(1).max(10).optional().meta({ description: 'How many images: one job each. Default 1.' }),
+  size: z
+    .string()
+    .optional()
+    .meta({ description: '`WxH`, mapped onto the pipeline’s `width`/`height` where it has them; `auto` leaves them.' }),
+  response_format: z.enum(['b64_json', 'url']).optional(),
+  output_format: z.enum(['png', 'jpeg', 'webp']).optional().meta({ description: 'Mapped onto the pipeline’s `format` where it has one.' }),
+  user: z.string().optional(),
+};
+
+/** `POST /v1/images/generations`. */
+export const OpenAIImageGenerationBody = z.object(OpenAICommon);
+
+/** `POST /v1/images/edits` as `multipart/form-data`. */
+export const OpenAIImageEditBody = z.object({
+  ...OpenAICommon,
+  image: z.string().meta({ format: 'binary', description: 'The input image, as a file part `image` (or `image[]`, one file).' }),
+});
+
 /** One entry of `GET /v1/pipelines`. */
 export const PipelineInfoBody = z.object({
   name: z.string(),
@@ -156,6 +207,8 @@ function outputComponents(): [z.ZodType, Meta][] {
       },
     ],
     [ProblemCodeSchema, { id: 'ProblemCode', description: 'Stable machine-readable problem codes.' }],
+    [OpenAIErrorBody, { id: 'OpenAIError', description: 'The error body of the OpenAI-compatible routes (`/v1/images/*`).' }],
+    [OpenAIImagesBody, { id: 'OpenAIImages', description: 'The images of an OpenAI-compatible request, one per job.' }],
     [
       JobStatusBody,
       {
@@ -203,6 +256,8 @@ function outputComponents(): [z.ZodType, Meta][] {
 function inputComponents(): [z.ZodType, Meta][] {
   const specs = Object.values(PIPELINE_SPECS) as PipelineSpec[];
   const out: [z.ZodType, Meta][] = [
+    [OpenAIImageGenerationBody, { id: 'OpenAIImageGeneration', description: '`POST /v1/images/generations`, as the OpenAI SDK sends it.' }],
+    [OpenAIImageEditBody, { id: 'OpenAIImageEdit', description: '`POST /v1/images/edits`, as the OpenAI SDK sends it.' }],
     [
       SubmitMultipartBody,
       {
@@ -477,6 +532,8 @@ export interface DocumentedRoute {
   redis: boolean;
   /** Counts against the station's requests per minute. */
   rateLimited?: boolean;
+  /** `openai`: errors are answered in OpenAI's shape (`{error: {message, type, param, code}}`), not as problems. */
+  errorShape?: 'problem' | 'openai';
   doc: OperationDoc;
 }
 
@@ -497,7 +554,20 @@ function impliedResponses(route: DocumentedRoute): Record<string, Json> {
   if (route.auth === 'metrics-token') out['401'] = metricsUnauthorized;
   if (route.rateLimited) out['429'] = rateLimited;
   if (route.redis) out['503'] = unavailable;
+  if (route.errorShape === 'openai') {
+    for (const [status, response] of Object.entries(out))
+      out[status] = openAiError(String(response.description), response.headers as Record<string, Json> | undefined);
+  }
   return out;
+}
+
+/** An error response of the OpenAI-compatible routes: `application/json` with the OpenAI error body. */
+export function openAiError(description: string, headers?: Record<string, Json>): Json {
+  return {
+    description,
+    ...(headers ? { headers } : {}),
+    content: { 'application/json': { schema: ref('OpenAIError') } },
+  };
 }
 
 function operation(route: DocumentedRoute): Json {
@@ -560,6 +630,7 @@ export function buildOpenApiDocument(opts: { routes: readonly DocumentedRoute[];
       { name: 'pipelines', description: 'What can be run.' },
       { name: 'queue', description: 'What is waiting and running.' },
       { name: 'operators', description: 'Admin actions, health, metrics and these docs.' },
+      { name: 'openai', description: 'The OpenAI Images API, served by the queue (errors in OpenAI’s shape).' },
     ],
     security: STATION,
     paths: buildPaths(opts.routes),

@@ -62,6 +62,7 @@ const EnvSchema = z.object({
   DARKROOM_REDIS_REPLICA_TIMEOUT_MS: int(1).max(1500).default(1000),
   DARKROOM_API_KEYS: z.string().default(''),
   DARKROOM_STATIONS_FILE: z.string().optional(),
+  DARKROOM_OPENAI_MODELS: z.string().optional(),
   DARKROOM_ADMIN_TOKEN: z.string().optional(),
   DARKROOM_DATA_DIR: z.string().default('.darkroom/data'),
   DARKROOM_FSYNC_INPUTS: bool.default(false),
@@ -172,6 +173,8 @@ function buildConfig(env: z.output<typeof EnvSchema>) {
     prefix: cluster ? `{${env.DARKROOM_REDIS_PREFIX}}` : env.DARKROOM_REDIS_PREFIX,
     apiKeys: env.DARKROOM_API_KEYS,
     stationsFile: env.DARKROOM_STATIONS_FILE,
+    /** A JSON file naming OpenAI `model`s: model → {pipeline, params}. */
+    openaiModelsFile: env.DARKROOM_OPENAI_MODELS,
     adminToken: env.DARKROOM_ADMIN_TOKEN || undefined,
     dataDir: path.resolve(env.DARKROOM_DATA_DIR),
     /**

@@ -4,6 +4,7 @@ import type { JobsError } from '@darkroom/jobs';
 import type { Logger } from '@darkroom/runtime';
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { domainProblemKind, libraryProblemKind } from './error-table.ts';
+import { openAiErrorOf, wantsOpenAiErrors } from './openai-error.ts';
 import { HttpError, notFound, unavailable } from './problem.ts';
 import { isRedisUnavailable } from './redis-errors.ts';
 
@@ -39,6 +40,12 @@ export function answerError(
   withLocals.locals ??= {};
   withLocals.locals.problemCode = problem.code; // for the rejection metric
   for (const [k, v] of Object.entries(problem.headers)) res.setHeader(k, v);
+  if (wantsOpenAiErrors(res)) {
+    const { body, headers } = openAiErrorOf(problem);
+    for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
+    sendBody(res, problem.status, 'application/json; charset=utf-8', JSON.stringify(body));
+    return problem;
+  }
   sendBody(res, problem.status, 'application/problem+json; charset=utf-8', JSON.stringify(problem.body()));
   return problem;
 }

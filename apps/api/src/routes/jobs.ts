@@ -4,7 +4,6 @@ import { pipeline } from 'node:stream/promises';
 import {
   BlobNotFound,
   BlobStoreUnavailable,
-  blobKeys,
   FINAL_STATUSES,
   idempotencyKeyOf,
   JobExpired,
@@ -236,7 +235,7 @@ const JSON_CHARSET = /;\s*charset\s*=\s*"?utf-?8"?\s*(;|$)/i;
  * The body of a plain JSON request (no Content-Encoding, UTF-8), read with the size limit; or
  * undefined for anything else, which body-parser reads with the same limit and answers.
  */
-function plainJsonBody(req: IncomingMessage, limit: number): Promise<unknown> | undefined {
+export function plainJsonBody(req: IncomingMessage, limit: number): Promise<unknown> | undefined {
   if (req.headers['content-encoding'] !== undefined) return undefined;
   const type = req.headers['content-type'] ?? '';
   const params = type.indexOf(';');

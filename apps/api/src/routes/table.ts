@@ -10,6 +10,10 @@ import {
   JobStatusBody,
   jobExample,
   jsonContent,
+  OpenAIImageEditBody,
+  OpenAIImageGenerationBody,
+  OpenAIImagesBody,
+  openAiError,
   PipelineListBody,
   PipelineNamePath,
   PipelineQueueInfo,
@@ -29,6 +33,7 @@ import { DASHBOARD_PATH, dashboardRouter } from './dashboard.ts';
 import { DOCS_PATH, docsRouter, OPENAPI_PATH, serveOpenApi } from './docs.ts';
 import { cancelJob, getJob, getJobs, jobEvents, jobResult, submitJob } from './jobs.ts';
 import { getQueue, healthz, listPipelines, readyz, scrapeMetrics } from './meta.ts';
+import { imageEdits, imageGenerations } from './openai.ts';
 import type { Route, Scope } from './route.ts';
 
 /*
@@ -349,6 +354,50 @@ export const ROUTES: readonly Route[] = [
       },
     },
   },
+  ...(
+    [
+      ['generations', imageGenerations, OpenAIImageGenerationBody, 'application/json', 'a pipeline that takes no image (`synthetic`)'],
+      ['edits', imageEdits, OpenAIImageEditBody, 'multipart/form-data', 'a pipeline that takes an image (`upscale`)'],
+      ['variations', imageEdits, OpenAIImageEditBody, 'multipart/form-data', 'a pipeline that takes an image (`upscale`); as an edit'],
+    ] as const
+  ).map(
+    ([name, handler, body, media, which]): Route => ({
+      method: 'POST',
+      path: `/v1/images/${name}`,
+      auth: 'station',
+      redis: true,
+      rateLimited: true,
+      errorShape: 'openai',
+      kind: 'json',
+      handler,
+      doc: {
+        operationId: `openaiImage${name[0]!.toUpperCase()}${name.slice(1)}`,
+        tags: ['openai'],
+        summary: `OpenAI Images API: ${name}`,
+        description: `For the OpenAI SDKs (\`baseURL: <api>/v1\`, the station key as API key). \`model\` names ${which}; each of the \`n\` images is one job, submitted as \`POST /v1/jobs\` would be (the station's limits and default priority, \`Idempotency-Key\`), held until final and listed by \`GET /v1/jobs/{id}\`. Errors are OpenAI's \`{error: {message, type, param, code}}\` with \`x-should-retry: false\` where a retry cannot help.`,
+        parameters: [parameter('header', 'Idempotency-Key', IdempotencyKeyHeader)],
+        requestBody: { required: true, content: { [media]: { schema: schemaRef(body) } } },
+        responses: {
+          '200': {
+            description: 'The images, one per job: `b64_json`, or `url` (the job’s result route).',
+            content: jsonContent(OpenAIImagesBody),
+          },
+          '400': openAiError('A bad field (`model` of the wrong kind, `size`, `n`, `response_format`), or the pipeline’s params refused.'),
+          '404': openAiError('The model names no pipeline.'),
+          '409': openAiError(
+            'A job failed or was cancelled, or is not final within the hold; or the `Idempotency-Key` was used for another request.',
+          ),
+          '413': openAiError('The body or image is over the size limit.'),
+          '415': openAiError('The wrong body type, or an image format not accepted.'),
+          '422': openAiError('The image cannot be read.'),
+          '429': openAiError('The pipeline’s queue is full, or the station is over its limits; `Retry-After` says when to try again.', {
+            'Retry-After': header('Retry-After'),
+          }),
+          '500': openAiError('An internal error.'),
+        },
+      },
+    }),
+  ),
   ...(['pause', 'resume'] as const).map(
     (action): Route => ({
       method: 'POST',

@@ -100,7 +100,16 @@ class SpoolFile {
   }
 }
 
-export function parseMultipart(req: IncomingMessage, maxUploadBytes: number, spool?: Spool): Promise<RawSubmit> {
+/**
+ * Another form than the submit's: which file part names carry the image, and where every text
+ * field goes (by name, as sent; the caller judges them).
+ */
+export interface OtherForm {
+  imageParts: readonly string[];
+  fields: Record<string, string>;
+}
+
+export function parseMultipart(req: IncomingMessage, maxUploadBytes: number, spool?: Spool, form?: OtherForm): Promise<RawSubmit> {
   return new Promise((resolve, reject) => {
     let bb: busboy.Busboy;
     try {
@@ -150,7 +159,7 @@ export function parseMultipart(req: IncomingMessage, maxUploadBytes: number, spo
     const malformed = () => badRequest('malformed multipart/form-data body');
 
     bb.on('file', (name, stream) => {
-      if (name !== 'image') {
+      if (!(form ? form.imageParts.includes(name) : name === 'image')) {
         // A name busboy cannot decode (a bad charset, an empty name) comes as undefined.
         const part = typeof name === 'string' && name !== '' ? name : undefined;
         fail(
@@ -214,6 +223,10 @@ export function parseMultipart(req: IncomingMessage, maxUploadBytes: number, spo
       }
       if (name === 'image' || name === 'imageBase64') {
         fail(badRequest('the image must be sent as a file part named "image"', [{ path: 'image', message: 'must be a file part' }]));
+        return;
+      }
+      if (form) {
+        if (typeof name === 'string' && !Object.hasOwn(form.fields, name)) form.fields[name] = value;
         return;
       }
       if (!TEXT_FIELDS.has(name)) return; // unknown fields are ignored, like unknown JSON members
