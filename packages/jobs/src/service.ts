@@ -190,6 +190,14 @@ export class JobService {
   /** Takes back a job that was written but not accepted: removed, or cancelled if a worker took it meanwhile. */
   async #withdraw(queue: DarkroomQueue, id: string): Promise<void> {
     if (await queue.remove(id)) return;
+    await this.#abortActive(id);
+  }
+
+  /**
+   * Asks whichever worker holds the job to abort it: a message for the worker listening now, and
+   * a flag for one that misses the message or picks the job up again later.
+   */
+  async #abortActive(id: string): Promise<void> {
     const { redis, config } = this.#d;
     await redis.set(this.#keys.cancelRequested(id), '1', 'EX', Math.ceil(config.limits.jobTimeoutMs / 1000) + 3600);
     await redis.publish(this.#keys.cancelChannel, id);
@@ -310,7 +318,7 @@ export class JobService {
    * holds it (`requested`, `cancelRequested`); a final one is a JobStateConflict.
    */
   async cancel(loaded: LoadedJob, viewer: Viewer): Promise<{ outcome: 'ended' | 'requested'; body: JobStatusBody }> {
-    const { redis, config, logger } = this.#d;
+    const { redis, logger } = this.#d;
     const id = loaded.job.id!;
     let current = loaded;
     for (let round = 0; round < 3; round++) {
@@ -326,9 +334,7 @@ export class JobService {
           return { outcome: 'ended', body: endedBody };
         }
       } else {
-        // Active: the flag covers a worker that misses the message or picks the job up again later.
-        await redis.set(this.#keys.cancelRequested(id), '1', 'EX', Math.ceil(config.limits.jobTimeoutMs / 1000) + 3600);
-        await redis.publish(this.#keys.cancelChannel, id);
+        await this.#abortActive(id);
         logger.info({ jobId: id, pipeline: current.job.data.pipeline, station: current.job.data.station }, 'cancel requested');
         return { outcome: 'requested', body: { ...body, cancelRequested: true } };
       }
