@@ -32,6 +32,18 @@ export class BackendUnavailableError extends DarkroomJobError {
   }
 }
 
+/**
+ * This worker's backend is unhealthy (its GPU keeps failing): the job goes back to the queue
+ * for another worker without spending an attempt, and this worker stops taking the pipeline's
+ * jobs until the backend's health probe passes.
+ */
+export class BackendUnhealthyError extends DarkroomJobError {
+  constructor(message: string, options?: ErrorOptions) {
+    super('backend_unavailable', message, true, options);
+    this.name = 'BackendUnhealthyError';
+  }
+}
+
 /** The job ran past its execution limit. Not retried: it would run out of time again. */
 export class JobTimeoutError extends DarkroomJobError {
   constructor(limitMs: number) {

@@ -109,7 +109,7 @@ export const UpscaleParams = z.strictObject({
 export type UpscaleParams = z.infer<typeof UpscaleParams>;
 
 /** The ComfyUI workflow templates kept in the repository (packages/pipelines/workflows/<name>.json). */
-export const COMFYUI_WORKFLOWS = ['txt2img', 'img2img', 'inpaint', 'edit'] as const;
+export const COMFYUI_WORKFLOWS = ['txt2img', 'img2img', 'inpaint', 'edit', 'qwen-edit', 'flux-txt2img'] as const;
 export const ComfyuiWorkflow = z.enum(COMFYUI_WORKFLOWS);
 export type ComfyuiWorkflow = z.infer<typeof ComfyuiWorkflow>;
 /** Longest prompt text a station may send (API.md limits). */
@@ -119,7 +119,7 @@ const ComfyEdge = z.int().min(64).max(4096).multipleOf(8);
 export const ComfyuiParams = z.strictObject({
   workflow: ComfyuiWorkflow.meta({
     description:
-      'Workflow template: txt2img (no image needed), img2img (the image), inpaint (repaints where the image is transparent), edit (instruction edit of the image).',
+      'Workflow template: txt2img (no image needed), img2img (the image), inpaint (repaints where the image is transparent), edit (instruction edit of the image; the same as qwen-edit), qwen-edit (instruction edit with Qwen-Image-Edit), flux-txt2img (text to image with FLUX.1 [dev], no image needed; cfg is its guidance, and it takes no negative prompt).',
   }),
   prompt: z.string().max(MAX_PROMPT_CHARS).optional(),
   negativePrompt: z.string().max(MAX_PROMPT_CHARS).optional(),
@@ -131,8 +131,8 @@ export const ComfyuiParams = z.strictObject({
     .meta({ description: 'Sampler seed; random when absent.' }),
   steps: z.int().min(1).max(150).optional(),
   cfg: z.number().min(0).max(30).optional(),
-  width: ComfyEdge.optional().meta({ description: 'Output width (txt2img), a multiple of 8.' }),
-  height: ComfyEdge.optional().meta({ description: 'Output height (txt2img), a multiple of 8.' }),
+  width: ComfyEdge.optional().meta({ description: 'Output width (txt2img, flux-txt2img), a multiple of 8.' }),
+  height: ComfyEdge.optional().meta({ description: 'Output height (txt2img, flux-txt2img), a multiple of 8.' }),
   denoise: z.number().min(0).max(1).optional(),
 });
 export type ComfyuiParams = z.infer<typeof ComfyuiParams>;

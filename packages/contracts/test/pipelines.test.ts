@@ -187,6 +187,8 @@ describe('pipeline catalogue', () => {
     expect(UpscaleParams.parse({})).toEqual({});
     expect(UpscaleParams.safeParse({ format: 'gif' }).success).toBe(false);
     expect(ComfyuiParams.parse({ workflow: 'txt2img', prompt: 'a cat', width: 512, height: 768 })).toMatchObject({ width: 512 });
+    expect(ComfyuiParams.parse({ workflow: 'flux-txt2img', prompt: 'a cat', cfg: 3.5 })).toMatchObject({ workflow: 'flux-txt2img' });
+    expect(ComfyuiParams.parse({ workflow: 'qwen-edit', prompt: 'make it night' })).toMatchObject({ workflow: 'qwen-edit' });
     expect(ComfyuiParams.safeParse({ workflow: 'nope' }).success).toBe(false);
     expect(ComfyuiParams.safeParse({ workflow: 'txt2img', prompt: 'x'.repeat(MAX_PROMPT_CHARS + 1) }).success).toBe(false);
     expect(ComfyuiParams.safeParse({ workflow: 'txt2img', width: 513 }).success).toBe(false);
@@ -195,7 +197,7 @@ describe('pipeline catalogue', () => {
     expect(OnnxParams.parse({ model: 'real-esrgan_x4.v2' })).toEqual({ model: 'real-esrgan_x4.v2' });
     for (const model of ['../etc', '', 'a/b', '.hidden']) expect(OnnxParams.safeParse({ model }).success, model).toBe(false);
     const schema = paramsJsonSchema(PIPELINE_SPECS.comfyui) as { properties: { workflow: { enum: string[] } }; required: string[] };
-    expect(schema.properties.workflow.enum).toEqual(['txt2img', 'img2img', 'inpaint', 'edit']);
+    expect(schema.properties.workflow.enum).toEqual(['txt2img', 'img2img', 'inpaint', 'edit', 'qwen-edit', 'flux-txt2img']);
     expect(schema.required).toEqual(['workflow']);
   });
 

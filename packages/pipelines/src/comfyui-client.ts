@@ -3,9 +3,12 @@ import WebSocket from 'ws';
 
 /*
  * A client for a ComfyUI server's HTTP and websocket API (server.py): upload an input, queue a
- * prompt for a client id, follow its messages on /ws?clientId=, interrupt or dequeue it, read
- * its history and download its outputs. Transport trouble (refused, reset, timed out, 5xx)
- * becomes BackendUnavailableError: the job is retried, then fails as backend_unavailable.
+ * prompt for a client id, follow its messages on /ws?clientId=, cancel, dequeue or interrupt it,
+ * find it again after an ambiguous failure, read and delete its history, download its outputs.
+ * It speaks to older servers (server-chosen prompt ids, a global interrupt) as well as current
+ * ones (client-chosen ids, the jobs routes, a credential for websocket reconnects). Transport
+ * trouble (refused, reset, timed out, 5xx) becomes BackendUnavailableError: the job is retried,
+ * then fails as backend_unavailable.
  */
 
 export interface ComfyImageRef {
@@ -37,6 +40,14 @@ export class PromptRejectedError extends Error {
       body.node_errors && typeof body.node_errors === 'object' && !Array.isArray(body.node_errors)
         ? (body.node_errors as Record<string, ComfyNodeError>)
         : {};
+  }
+}
+
+/** POST /prompt answered 409: a prompt with this id is already queued, running or done. */
+export class PromptExistsError extends Error {
+  constructor(readonly promptId: string) {
+    super(`ComfyUI already has prompt ${promptId}`);
+    this.name = 'PromptExistsError';
   }
 }
 
@@ -146,24 +157,46 @@ export class ComfyClient {
 
   systemStats(
     signal?: AbortSignal,
-  ): Promise<{ system?: { comfyui_version?: string }; devices?: { name?: string; type?: string; vram_total?: number }[] }> {
+  ): Promise<{ system?: { comfyui_version?: string }; devices?: { name?: string; type?: string; vram_total?: number; vram_free?: number }[] }> {
     return this.#json('system_stats', signal ? { signal } : {});
   }
 
-  /** POST /upload/image into the input folder; the name LoadImage takes back ("subfolder/name"). */
-  async upload(data: Buffer, filename: string, subfolder: string, signal: AbortSignal): Promise<string> {
+  /**
+   * POST /upload/image into the given folder; the name LoadImage takes back: "subfolder/name",
+   * annotated " [temp]" for the temp folder (folder_paths' annotated file names).
+   */
+  async upload(data: Buffer, filename: string, subfolder: string, type: 'input' | 'temp', signal: AbortSignal): Promise<string> {
     const form = new FormData();
     form.append('image', new Blob([new Uint8Array(data)], { type: 'image/png' }), filename);
-    form.append('type', 'input');
+    form.append('type', type);
     form.append('subfolder', subfolder);
     form.append('overwrite', 'true');
-    const out = await this.#json<{ name?: string; subfolder?: string }>('upload/image', { method: 'POST', body: form, signal });
+    const out = await this.#json<{ name?: string; subfolder?: string; type?: string }>('upload/image', { method: 'POST', body: form, signal });
     if (!out.name) throw new BackendUnavailableError('ComfyUI did not say where it stored the upload');
-    return out.subfolder ? `${out.subfolder}/${out.name}` : out.name;
+    const name = out.subfolder ? `${out.subfolder}/${out.name}` : out.name;
+    return (out.type ?? type) === 'input' ? name : `${name} [${out.type ?? type}]`;
   }
 
-  /** POST /prompt. Resolves with the prompt id; a refusal throws PromptRejectedError. */
-  async queuePrompt(prompt: unknown, clientId: string, promptId: string, signal: AbortSignal): Promise<string> {
+  /** GET /features: what the server supports; undefined from servers that predate the route. */
+  async features(signal?: AbortSignal): Promise<Record<string, unknown> | undefined> {
+    try {
+      return await this.#json<Record<string, unknown>>('features', signal ? { signal } : {});
+    } catch (err) {
+      if (err instanceof ComfyRequestError) return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * POST /prompt. Resolves with the prompt id (older servers choose their own) and the node
+   * errors of outputs left out; a refusal throws PromptRejectedError, a used id PromptExistsError.
+   */
+  async queuePrompt(
+    prompt: unknown,
+    clientId: string,
+    promptId: string,
+    signal: AbortSignal,
+  ): Promise<{ promptId: string; nodeErrors: Record<string, ComfyNodeError> }> {
     const res = await this.#fetch('prompt', {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -178,14 +211,43 @@ export class ComfyClient {
       // a non-JSON answer: judged by status below
     }
     if (res.status === 400) throw new PromptRejectedError(body);
+    if (res.status === 409) throw new PromptExistsError(promptId);
     if (res.status >= 400) throw new ComfyRequestError(res.status, `ComfyUI answered ${res.status} to POST /prompt`);
     if (!body.prompt_id) throw new BackendUnavailableError('ComfyUI queued the prompt without saying its id');
-    return body.prompt_id;
+    const nodeErrors =
+      body.node_errors && typeof body.node_errors === 'object' && !Array.isArray(body.node_errors)
+        ? (body.node_errors as Record<string, ComfyNodeError>)
+        : {};
+    return { promptId: body.prompt_id, nodeErrors };
   }
 
-  /** POST /interrupt for one prompt (servers that know prompt_id interrupt only that one). */
+  /**
+   * POST /interrupt naming the prompt. Servers that know prompt_id interrupt only that one; older
+   * ones interrupt whatever runs, so callers check first that it is theirs.
+   */
   interrupt(promptId: string): Promise<void> {
     return this.#post('interrupt', { prompt_id: promptId });
+  }
+
+  /** POST /api/jobs/{id}/cancel (current servers): true when the server has the route. */
+  async cancelJob(promptId: string): Promise<boolean> {
+    try {
+      await this.#post(`api/jobs/${encodeURIComponent(promptId)}/cancel`, {});
+      return true;
+    } catch (err) {
+      if (err instanceof ComfyRequestError && (err.status === 404 || err.status === 405)) return false;
+      throw err;
+    }
+  }
+
+  /** POST /free: unloads models and frees cached memory (after running out of GPU memory). */
+  free(): Promise<void> {
+    return this.#post('free', { unload_models: true, free_memory: true });
+  }
+
+  /** POST /history {delete}: removes the prompt's history entry. */
+  deleteHistory(promptId: string): Promise<void> {
+    return this.#post('history', { delete: [promptId] });
   }
 
   /** POST /queue {delete}: takes a prompt that has not started off the queue. */
@@ -193,11 +255,50 @@ export class ComfyClient {
     return this.#post('queue', { delete: [promptId] });
   }
 
-  /** Whether the prompt is running or waiting (GET /queue). */
-  async queued(promptId: string, signal?: AbortSignal): Promise<'running' | 'pending' | undefined> {
+  /**
+   * Where the prompt is in the queue (GET /queue), found by its id or, for servers that chose
+   * the id themselves, by the client id it was queued for.
+   */
+  async queued(
+    promptId: string,
+    signal?: AbortSignal,
+    clientId?: string,
+  ): Promise<{ state: 'running' | 'pending'; promptId: string } | undefined> {
     const q = await this.#json<{ queue_running?: unknown[][]; queue_pending?: unknown[][] }>('queue', signal ? { signal } : {});
-    if (q.queue_running?.some((i) => i[1] === promptId)) return 'running';
-    if (q.queue_pending?.some((i) => i[1] === promptId)) return 'pending';
+    const match = (i: unknown[]) =>
+      i[1] === promptId || (clientId !== undefined && (i[3] as { client_id?: unknown } | undefined)?.client_id === clientId);
+    const running = q.queue_running?.find(match);
+    if (running) return { state: 'running', promptId: String(running[1]) };
+    const pending = q.queue_pending?.find(match);
+    if (pending) return { state: 'pending', promptId: String(pending[1]) };
+    return undefined;
+  }
+
+  /** GET /queue as the server answers it: items are [number, prompt_id, prompt, extra_data, outputs]. */
+  queue(signal?: AbortSignal): Promise<{ queue_running?: unknown[][]; queue_pending?: unknown[][] }> {
+    return this.#json('queue', signal ? { signal } : {});
+  }
+
+  /** The running prompt's id, if any. */
+  async running(signal?: AbortSignal): Promise<string | undefined> {
+    const q = await this.#json<{ queue_running?: unknown[][] }>('queue', signal ? { signal } : {});
+    const id = q.queue_running?.[0]?.[1];
+    return typeof id === 'string' ? id : undefined;
+  }
+
+  /**
+   * After a POST /prompt whose answer was lost: the id under which the server has the prompt
+   * (queued, running or in the history), or undefined when it never got it.
+   */
+  async findPrompt(promptId: string, clientId: string, signal?: AbortSignal): Promise<string | undefined> {
+    const q = await this.queued(promptId, signal, clientId);
+    if (q) return q.promptId;
+    if (await this.history(promptId, signal)) return promptId;
+    // A server that chose the id itself, and already ran the prompt: its recent history, by client id.
+    const recent = await this.#json<Record<string, { prompt?: unknown[] }>>('history?max_items=64', signal ? { signal } : {});
+    for (const [id, h] of Object.entries(recent)) {
+      if ((h.prompt?.[3] as { client_id?: unknown } | undefined)?.client_id === clientId) return id;
+    }
     return undefined;
   }
 
@@ -220,8 +321,12 @@ export class ComfyClient {
     }
   }
 
-  /** Opens /ws?clientId=… and waits until it is open. */
-  connect(clientId: string, signal: AbortSignal): Promise<ComfySocket> {
+  /**
+   * Opens /ws?clientId=… and waits until it is open. Reconnecting to a current server under the
+   * same client id, `credential` is the key its first `status` message announced: presented
+   * first, as the server wants before it sends that client anything.
+   */
+  connect(clientId: string, signal: AbortSignal, credential?: string): Promise<ComfySocket> {
     const url = this.url(`ws?clientId=${encodeURIComponent(clientId)}`);
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
     return new Promise((resolve, reject) => {
@@ -236,6 +341,7 @@ export class ComfyClient {
       const onAbort = () => fail(signal.reason);
       const onOpen = () => {
         cleanup();
+        if (credential) ws.send(JSON.stringify({ type: 'credential_auth', data: { credential_key: credential } }));
         resolve(new ComfySocket(ws));
       };
       const onUnexpected = (_req: unknown, res: { statusCode?: number }) => fail(new Error(`HTTP ${res.statusCode}`));
@@ -262,6 +368,8 @@ export class ComfySocket {
   /** Messages and a close that came before the handlers: delivered when they are set. */
   readonly #early: ComfyMessage[] = [];
   #earlyClose: string | undefined;
+  /** The credential a current server announced in its first `status` message, for reconnects. */
+  credential: string | undefined;
 
   constructor(ws: WebSocket) {
     this.#ws = ws;
@@ -275,6 +383,7 @@ export class ComfySocket {
       }
       if (!m || typeof m.type !== 'string') return;
       const message = { type: m.type, data: (m.data ?? {}) as Record<string, unknown> };
+      if (m.type === 'status' && typeof message.data.credential_key === 'string') this.credential = message.data.credential_key;
       if (this.#onMessage) this.#onMessage(message);
       else this.#early.push(message);
     });

@@ -2,9 +2,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { COMFYUI_WORKFLOWS, type ComfyuiParams, type ComfyuiWorkflow, InvalidInputError } from '@darkroom/contracts';
 import { z } from 'zod';
-import edit from '../workflows/edit.json' with { type: 'json' };
+import fluxTxt2img from '../workflows/flux-txt2img.json' with { type: 'json' };
 import img2img from '../workflows/img2img.json' with { type: 'json' };
 import inpaint from '../workflows/inpaint.json' with { type: 'json' };
+import qwenEdit from '../workflows/qwen-edit.json' with { type: 'json' };
 import txt2img from '../workflows/txt2img.json' with { type: 'json' };
 
 /*
@@ -13,6 +14,9 @@ import txt2img from '../workflows/txt2img.json' with { type: 'json' };
  * packages/pipelines/workflows/ (bundled into the worker); an operator may replace any of them
  * with a file of the same name in DARKROOM_COMFYUI_WORKFLOWS_DIR, e.g. to name the checkpoint
  * their ComfyUI has.
+ *
+ * A name may be an alias of another template (ALIASES): it has no file of its own and runs that
+ * template, so the two cannot drift apart.
  */
 
 export const SLOT_NAMES = ['image', 'mask', 'prompt', 'negativePrompt', 'seed', 'steps', 'cfg', 'width', 'height', 'denoise'] as const;
@@ -65,18 +69,35 @@ export const WorkflowTemplate = z
 export type WorkflowTemplate = z.infer<typeof WorkflowTemplate>;
 export type ApiPrompt = Record<string, { class_type: string; inputs: Record<string, unknown> }>;
 
-const BUILT_IN: Record<ComfyuiWorkflow, unknown> = { txt2img, img2img, inpaint, edit };
+/**
+ * `edit` is the generic name for an instruction edit, kept for the stations that use it; it runs
+ * the qwen-edit template, which names the model. Should the instruction-edit model change, only
+ * this line moves.
+ */
+export const ALIASES = { edit: 'qwen-edit' } as const satisfies Partial<Record<ComfyuiWorkflow, ComfyuiWorkflow>>;
+type Aliased = keyof typeof ALIASES;
 
-/** The templates: built-in ones, replaced by the operator's where `dir` has `<name>.json`. Throws naming a bad file. */
+const BUILT_IN: Record<Exclude<ComfyuiWorkflow, Aliased>, unknown> = {
+  txt2img,
+  img2img,
+  inpaint,
+  'qwen-edit': qwenEdit,
+  'flux-txt2img': fluxTxt2img,
+};
+
+/**
+ * The templates: built-in ones, replaced by the operator's where `dir` has `<name>.json`. An alias
+ * without its own file follows its target, the operator's file included. Throws naming a bad file.
+ */
 export function loadTemplates(dir?: string): Record<ComfyuiWorkflow, WorkflowTemplate> {
   const out = {} as Record<ComfyuiWorkflow, WorkflowTemplate>;
   for (const name of COMFYUI_WORKFLOWS) {
-    const file = dir ? path.join(dir, `${name}.json`) : undefined;
-    const own = file && fs.existsSync(file);
-    const raw = own ? (JSON.parse(fs.readFileSync(file, 'utf8')) as unknown) : BUILT_IN[name];
+    const source = Object.hasOwn(ALIASES, name) ? ALIASES[name as Aliased] : (name as Exclude<ComfyuiWorkflow, Aliased>);
+    const file = dir ? [name, source].map((n) => path.join(dir, `${n}.json`)).find((f) => fs.existsSync(f)) : undefined;
+    const raw = file ? (JSON.parse(fs.readFileSync(file, 'utf8')) as unknown) : BUILT_IN[source];
     const parsed = WorkflowTemplate.safeParse(raw);
     if (!parsed.success) {
-      const where = own ? file : `built-in template ${name}`;
+      const where = file ?? `built-in template ${source}`;
       throw new Error(`${where}: ${parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`);
     }
     out[name] = parsed.data;

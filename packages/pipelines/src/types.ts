@@ -14,6 +14,8 @@ export interface PipelineContext {
   reportProgress(percent: number, message?: string): Promise<void>;
   logger: Logger;
   limits: { maxImagePixels: number };
+  /** The job and which attempt this is (1 for the first), for names a backend keeps per attempt. */
+  job?: { id: string; attempt: number };
 }
 
 export interface PipelineOutput {
@@ -45,8 +47,21 @@ export async function finishOutput(result: PipelineResult): Promise<PipelineOutp
   return isComputeDone(result) ? result.finish() : result;
 }
 
+/** A pipeline's backend (a model server beside the worker) as last checked; no addresses, stations can read it. */
+export interface BackendStatus {
+  kind: string;
+  version?: string;
+  healthy: boolean;
+  reason?: string;
+  vramTotalBytes?: number;
+  vramFreeBytes?: number;
+  checkedAt: string;
+}
+
 /** What a worker tells about a pipeline in its heartbeat. */
 export interface PipelineStatus {
+  /** Its backend's version, memory and health. */
+  backend?: BackendStatus;
   /** Where it runs, when that is not the worker's own device (e.g. "cuda: NVIDIA H100 …"). */
   device?: string;
   /** The models it serves (onnx). */
@@ -69,6 +84,11 @@ export interface Pipeline<P = unknown> {
   init?(logger: Logger): Promise<void>;
   /** For the heartbeat, after init. */
   status?(): PipelineStatus;
+  /**
+   * After run threw BackendUnhealthyError: whether the backend is healthy again. The worker takes
+   * none of the pipeline's jobs until this resolves true.
+   */
+  probe?(): Promise<boolean>;
   /**
    * Runs the job while it holds one of the worker's device slots. Returns the output, or, when
    * the rest of the work needs no device, `ComputeDone` with that rest as its finish step.
