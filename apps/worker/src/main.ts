@@ -89,6 +89,7 @@ async function main() {
         slots,
         cancels,
         metrics,
+        onUnhealthy: () => unhealthy(),
       }),
       {
         connection: redis,
@@ -135,6 +136,24 @@ async function main() {
     });
     w.on('error', (err) => logger.warn({ err: err.message, pipeline: pipeline.spec.name }, 'worker error'));
     workers.push(w);
+    // An unhealthy backend: this worker takes none of the pipeline's jobs (others on other workers
+    // still run them) until the pipeline's probe passes; jobs it held go back to the queue.
+    let probing: NodeJS.Timeout | undefined;
+    const unhealthy = () => {
+      if (probing || shutdownController.signal.aborted) return;
+      logger.warn({ pipeline: pipeline.spec.name }, 'backend unhealthy: pipeline paused on this worker until its probe passes');
+      void w.pause(true).catch(() => {});
+      probing = setInterval(() => {
+        void (pipeline.probe?.() ?? Promise.resolve(true)).then((ok) => {
+          if (!ok || !probing || shutdownController.signal.aborted) return;
+          clearInterval(probing);
+          probing = undefined;
+          w.resume();
+          logger.info({ pipeline: pipeline.spec.name }, 'backend healthy again: pipeline resumed on this worker');
+        });
+      }, config.models.backendProbeMs);
+      probing.unref();
+    };
   }
 
   const loopDelay = monitorEventLoopDelay({ resolution: 20 });

@@ -1,5 +1,6 @@
 import {
   BackendUnavailableError,
+  BackendUnhealthyError,
   CONTENT_TYPES,
   coerceError,
   DarkroomJobError,
@@ -58,6 +59,8 @@ export interface ProcessorDeps {
   slots: DeviceSlots;
   cancels: CancelSource;
   metrics: WorkerMetrics;
+  /** The pipeline threw BackendUnhealthyError: this worker should stop taking its jobs until its probe passes. */
+  onUnhealthy?: () => void;
 }
 
 const PROGRESS_MIN_INTERVAL_MS = 50;
@@ -175,6 +178,7 @@ export function createProcessor(pipeline: Pipeline, deps: ProcessorDeps) {
           reportProgress,
           logger: log,
           limits: { maxImagePixels: config.limits.maxImagePixels },
+          job: { id: job.id!, attempt: job.attemptsStarted ?? 1 },
         });
       } finally {
         releaseSlot();
@@ -214,7 +218,7 @@ export function createProcessor(pipeline: Pipeline, deps: ProcessorDeps) {
         height: out.height,
       };
     } catch (thrown) {
-      const err = await toBullError(thrown, local.signal, job, token, timeoutMs, started === undefined, log);
+      const err = await toBullError(thrown, local.signal, job, token, timeoutMs, started === undefined, log, deps.onUnhealthy);
       if (!(err instanceof WaitingError)) {
         const final = err instanceof UnrecoverableError || (job.attemptsMade ?? 0) + 1 >= (job.opts.attempts ?? 1);
         const outcome = !final ? 'retry' : err.message.startsWith('[cancelled]') ? 'cancelled' : 'failed';
@@ -255,6 +259,7 @@ async function toBullError(
   timeoutMs: number,
   unstarted: boolean,
   log: Logger,
+  onUnhealthy?: () => void,
 ): Promise<Error> {
   const reason = signal.aborted ? signal.reason : undefined;
   if (reason instanceof AbortReason) {
@@ -276,6 +281,13 @@ async function toBullError(
     }
   }
   const err = coerceError(thrown);
+  if (err instanceof BackendUnhealthyError) {
+    // Not the job's fault: back to the queue for a healthy worker, without spending an attempt.
+    log.warn({ err: err.message }, 'backend unhealthy: job handed back to the queue');
+    onUnhealthy?.();
+    await job.moveToWait(token);
+    return new WaitingError();
+  }
   if (err instanceof DarkroomJobError) {
     log.warn({ code: err.code, err: err.message }, err.retryable ? 'job attempt failed' : 'job failed');
     const message = formatFailure(err.code, err.message);

@@ -155,9 +155,10 @@ export class ComfyClient {
     if (res.status >= 400) throw new ComfyRequestError(res.status, `ComfyUI answered ${res.status} to POST ${shown(pathname)}`);
   }
 
-  systemStats(
-    signal?: AbortSignal,
-  ): Promise<{ system?: { comfyui_version?: string }; devices?: { name?: string; type?: string; vram_total?: number; vram_free?: number }[] }> {
+  systemStats(signal?: AbortSignal): Promise<{
+    system?: { comfyui_version?: string };
+    devices?: { name?: string; type?: string; vram_total?: number; vram_free?: number }[];
+  }> {
     return this.#json('system_stats', signal ? { signal } : {});
   }
 
@@ -171,7 +172,11 @@ export class ComfyClient {
     form.append('type', type);
     form.append('subfolder', subfolder);
     form.append('overwrite', 'true');
-    const out = await this.#json<{ name?: string; subfolder?: string; type?: string }>('upload/image', { method: 'POST', body: form, signal });
+    const out = await this.#json<{ name?: string; subfolder?: string; type?: string }>('upload/image', {
+      method: 'POST',
+      body: form,
+      signal,
+    });
     if (!out.name) throw new BackendUnavailableError('ComfyUI did not say where it stored the upload');
     const name = out.subfolder ? `${out.subfolder}/${out.name}` : out.name;
     return (out.type ?? type) === 'input' ? name : `${name} [${out.type ?? type}]`;

@@ -340,7 +340,10 @@ export class ComfyuiPipeline implements Pipeline<ComfyuiParams> {
     const wait = this.#opts.cancelWaitMs ?? 3000;
     try {
       if (await client.cancelJob(promptId)) {
-        if (!watch.started) return logger.info({ promptId }, 'comfyui prompt cancelled before it started');
+        if (!watch.started) {
+          logger.info({ promptId }, 'comfyui prompt cancelled before it started');
+          return;
+        }
       } else {
         let where = await client.queued(promptId, undefined, clientId);
         if (where?.state === 'pending') {
@@ -572,7 +575,8 @@ class PromptWatch {
     try {
       this.judge(h);
     } catch (err) {
-      return this.fail(err);
+      this.fail(err);
+      return;
     }
     this.finished = true;
     this.#closedResolve();
@@ -633,7 +637,8 @@ function executionError(raw: unknown, workflow: string, logger: Logger): ComfyEx
   if (/OutOfMemory/i.test(type) || /out of memory/i.test(text)) {
     return new ComfyExecutionError(`ComfyUI ran out of GPU memory in ${node}`, true, 'oom');
   }
-  if (CUDA_ERROR.test(text)) return new ComfyExecutionError(`ComfyUI hit a CUDA error in ${node} of the ${workflow} workflow`, true, 'cuda');
+  if (CUDA_ERROR.test(text))
+    return new ComfyExecutionError(`ComfyUI hit a CUDA error in ${node} of the ${workflow} workflow`, true, 'cuda');
   return new ComfyExecutionError(`ComfyUI failed in ${node} of the ${workflow} workflow: ${type}`, false, undefined);
 }
 

@@ -15,7 +15,12 @@ export interface PipelineSettings {
 export function pipelineSettings(config: Config): PipelineSettings {
   const m = config.models;
   return {
-    comfyui: { url: m.comfyuiUrl, requestTimeoutMs: m.comfyuiRequestTimeoutMs, workflowsDir: m.comfyuiWorkflowsDir },
+    comfyui: {
+      url: m.comfyuiUrl,
+      requestTimeoutMs: m.comfyuiRequestTimeoutMs,
+      workflowsDir: m.comfyuiWorkflowsDir,
+      unhealthyAfter: m.comfyuiUnhealthyAfter,
+    },
     onnx: { modelDir: m.modelDir, provider: m.onnxProvider },
   };
 }

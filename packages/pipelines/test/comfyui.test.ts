@@ -6,7 +6,7 @@ import { BackendUnavailableError, BackendUnhealthyError, ComfyuiParams, Darkroom
 import sharp from 'sharp';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { COMFY_DIALECTS, ComfyuiStandin } from '../../testing/src/comfyui-standin.ts';
-import { ComfyuiPipeline, type ComfyuiOptions } from '../src/comfyui.ts';
+import { type ComfyuiOptions, ComfyuiPipeline } from '../src/comfyui.ts';
 import { ComfyClient, PromptExistsError, PromptRejectedError } from '../src/comfyui-client.ts';
 import { loadTemplates } from '../src/comfyui-workflows.ts';
 import { finishOutput } from '../src/types.ts';
@@ -341,7 +341,6 @@ function closedPort(): Promise<number> {
   });
 }
 
-
 const txt = (p: Partial<ComfyuiParams> = {}) => params({ workflow: 'txt2img', prompt: 'x', width: 64, height: 64, ...p });
 function jobCtx(id = `job-${Math.random().toString(36).slice(2)}`, attempt = 1): TestCtx {
   return Object.assign(makeCtx(), { job: { id, attempt } });
@@ -466,7 +465,9 @@ describe('comfyui behaviours', () => {
 
   it('reads node_errors that come with a 200 (an output left out) and reports them', async () => {
     const dir = fs.mkdtempSync(path.join(tmp, 'wf-'));
-    const own = structuredClone(loadTemplates().txt2img) as { prompt: Record<string, { class_type: string; inputs: Record<string, unknown> }> };
+    const own = structuredClone(loadTemplates().txt2img) as {
+      prompt: Record<string, { class_type: string; inputs: Record<string, unknown> }>;
+    };
     own.prompt['20'] = { class_type: 'CheckpointLoaderSimple', inputs: { ckpt_name: 'missing.safetensors' } };
     own.prompt['21'] = { class_type: 'VAEDecode', inputs: { samples: ['3', 0], vae: ['20', 2] } };
     own.prompt['22'] = { class_type: 'SaveImage', inputs: { images: ['21', 0], filename_prefix: 'darkroom/extra' } };
@@ -596,7 +597,10 @@ describe('comfyui stand-in', () => {
     const a = (await (await post('/prompt', { prompt })).json()) as { prompt_id: string };
     const b = (await (await post('/prompt', { prompt })).json()) as { prompt_id: string };
     await waitUntil(() => standin.finished.length === 2);
-    const h = (await (await fetch(`${standin.url}/history`)).json()) as Record<string, { outputs: unknown; status: { messages: [string, { nodes?: string[] }][] } }>;
+    const h = (await (await fetch(`${standin.url}/history`)).json()) as Record<
+      string,
+      { outputs: unknown; status: { messages: [string, { nodes?: string[] }][] } }
+    >;
     expect(h[b.prompt_id]!.outputs).toEqual(h[a.prompt_id]!.outputs);
     expect(standin.finished.map((f) => f.cached)).toEqual([false, true]);
     expect(h[b.prompt_id]!.status.messages.find(([t]) => t === 'execution_cached')![1].nodes).toHaveLength(Object.keys(prompt).length);
@@ -604,14 +608,22 @@ describe('comfyui stand-in', () => {
 
   it('keeps at most historyMax prompts, oldest dropped first', async () => {
     await start({ historyMax: 2, historyDelayMs: 1, steps: 1, stepMs: 1 });
-    const ids = [1, 2, 3].map((seed) => standin.queueForeign({ ...loadTemplates().txt2img.prompt, '3': { ...loadTemplates().txt2img.prompt['3']!, inputs: { ...loadTemplates().txt2img.prompt['3']!.inputs, seed } } } as never));
+    const ids = [1, 2, 3].map((seed) =>
+      standin.queueForeign({
+        ...loadTemplates().txt2img.prompt,
+        '3': { ...loadTemplates().txt2img.prompt['3']!, inputs: { ...loadTemplates().txt2img.prompt['3']!.inputs, seed } },
+      } as never),
+    );
     await waitUntil(() => standin.finished.length === 3);
     expect(standin.historyIds).toEqual(ids.slice(1));
   });
 
   it('accepts a prompt with some outputs invalid: 200 with their node_errors', async () => {
     await start();
-    const prompt = structuredClone(loadTemplates().txt2img.prompt) as Record<string, { class_type: string; inputs: Record<string, unknown> }>;
+    const prompt = structuredClone(loadTemplates().txt2img.prompt) as Record<
+      string,
+      { class_type: string; inputs: Record<string, unknown> }
+    >;
     prompt['20'] = { class_type: 'CheckpointLoaderSimple', inputs: { ckpt_name: 'missing.safetensors' } };
     prompt['21'] = { class_type: 'SaveImage', inputs: { images: ['20', 0] } };
     const res = await post('/prompt', { prompt });

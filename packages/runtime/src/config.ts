@@ -107,6 +107,8 @@ const EnvSchema = z.object({
   DARKROOM_COMFYUI_URL: z.url({ protocol: /^https?$/ }).optional(),
   DARKROOM_COMFYUI_REQUEST_TIMEOUT_MS: int(100).default(30_000),
   DARKROOM_COMFYUI_WORKFLOWS_DIR: z.string().optional(),
+  DARKROOM_COMFYUI_UNHEALTHY_AFTER: int(1).default(3),
+  DARKROOM_BACKEND_PROBE_MS: int(100).default(10_000),
   DARKROOM_MODEL_DIR: z.string().optional(),
   DARKROOM_ONNX_PROVIDER: z.enum(['auto', 'cuda', 'webgpu', 'cpu']).default('auto'),
   DARKROOM_WORKER_CONCURRENCY: int(1).max(256).default(1),
@@ -229,6 +231,10 @@ function buildConfig(env: z.output<typeof EnvSchema>) {
       comfyuiUrl: env.DARKROOM_COMFYUI_URL,
       comfyuiRequestTimeoutMs: env.DARKROOM_COMFYUI_REQUEST_TIMEOUT_MS,
       comfyuiWorkflowsDir: env.DARKROOM_COMFYUI_WORKFLOWS_DIR ? path.resolve(env.DARKROOM_COMFYUI_WORKFLOWS_DIR) : undefined,
+      /** GPU failures in a row (out of memory, CUDA errors) after which a worker's ComfyUI is unhealthy. */
+      comfyuiUnhealthyAfter: env.DARKROOM_COMFYUI_UNHEALTHY_AFTER,
+      /** How often an unhealthy backend's health probe runs; its pipeline takes no jobs meanwhile. */
+      backendProbeMs: env.DARKROOM_BACKEND_PROBE_MS,
       modelDir: env.DARKROOM_MODEL_DIR ? path.resolve(env.DARKROOM_MODEL_DIR) : undefined,
       onnxProvider: env.DARKROOM_ONNX_PROVIDER,
     },

@@ -288,9 +288,14 @@ export class ComfyuiStandin {
   }
 
   /** Queues a prompt as another client of the same server would (for tests of shared servers). */
-  queueForeign(prompt: Graph, clientId = randomUUID()): string {
+  queueForeign(prompt: Graph, clientId: string = randomUUID()): string {
     const promptId = randomUUID();
-    this.#enqueue(promptId, prompt, clientId, Object.keys(prompt).filter((id) => NODE_CLASSES[prompt[id]!.class_type]?.output));
+    this.#enqueue(
+      promptId,
+      prompt,
+      clientId,
+      Object.keys(prompt).filter((id) => NODE_CLASSES[prompt[id]!.class_type]?.output),
+    );
     return promptId;
   }
   /** The prompt running now. */
@@ -465,22 +470,22 @@ export class ComfyuiStandin {
     if (route === 'POST /upload/image') {
       const form = await new Response(new Uint8Array(raw), { headers: { 'content-type': ct } }).formData();
       const image = form.get('image');
-      if (!(image instanceof File) || !image.name) return json(400, {});
+      if (!(image instanceof File) || !image.name) return void json(400, {});
       const type = String(form.get('type') ?? 'input');
-      if (!['input', 'temp', 'output'].includes(type)) return json(400, {});
+      if (!['input', 'temp', 'output'].includes(type)) return void json(400, {});
       const subfolder = String(form.get('subfolder') ?? '');
-      if (subfolder.includes('..') || image.name.includes('/')) return json(400, {});
+      if (subfolder.includes('..') || image.name.includes('/')) return void json(400, {});
       this.#files.set(`${type}/${subfolder}/${image.name}`, Buffer.from(await image.arrayBuffer()));
-      return json(200, { name: image.name, subfolder, type });
+      return void json(200, { name: image.name, subfolder, type });
     }
     if (route === 'POST /prompt') return this.#postPrompt(req, res, body, json);
     if (route === 'GET /features') {
-      if (this.dialect === 'legacy') return json(404, {});
-      return json(200, this.#features());
+      if (this.dialect === 'legacy') return void json(404, {});
+      return void json(200, this.#features());
     }
     if (route === 'GET /queue') {
       const tuple = (i: QueueItem) => [i.number, i.promptId, i.prompt, i.extraData, i.outputs];
-      return json(200, { queue_running: this.#running ? [tuple(this.#running)] : [], queue_pending: this.#queue.map(tuple) });
+      return void json(200, { queue_running: this.#running ? [tuple(this.#running)] : [], queue_pending: this.#queue.map(tuple) });
     }
     if (route === 'POST /queue') {
       const b = (body ?? {}) as { delete?: string[]; clear?: boolean };
@@ -506,7 +511,7 @@ export class ComfyuiStandin {
     }
     if (route === 'GET /history') {
       const max = Number(url.searchParams.get('max_items') ?? Number.POSITIVE_INFINITY);
-      return json(200, Object.fromEntries([...this.#history].slice(-max)));
+      return void json(200, Object.fromEntries([...this.#history].slice(-max)));
     }
     if (route === 'POST /history') {
       const b = (body ?? {}) as { delete?: string[]; clear?: boolean };
@@ -518,7 +523,7 @@ export class ComfyuiStandin {
     if (req.method === 'GET' && pathname.startsWith('/history/')) {
       const id = decodeURIComponent(pathname.slice('/history/'.length));
       const h = this.#history.get(id);
-      return json(200, h ? { [id]: h } : {});
+      return void json(200, h ? { [id]: h } : {});
     }
     if (route === 'GET /view') {
       const key = `${url.searchParams.get('type') ?? 'output'}/${url.searchParams.get('subfolder') ?? ''}/${url.searchParams.get('filename') ?? ''}`;
@@ -536,7 +541,7 @@ export class ComfyuiStandin {
         return void res.end('500 Internal Server Error\n\nServer got itself in trouble');
       }
       const version = { legacy: '0.3.10', '2025': '0.3.60', current: '0.36.0' }[this.dialect];
-      return json(200, {
+      return void json(200, {
         system: { os: 'posix', comfyui_version: version, python_version: '3.12.3', pytorch_version: '2.8.0+cu128' },
         devices: [
           {
@@ -555,19 +560,14 @@ export class ComfyuiStandin {
     res.end();
   }
 
-  #postPrompt(
-    req: http.IncomingMessage,
-    res: http.ServerResponse,
-    body: unknown,
-    json: (status: number, body: unknown) => void,
-  ): void {
+  #postPrompt(req: http.IncomingMessage, res: http.ServerResponse, body: unknown, json: (status: number, body: unknown) => void): void {
     if (this.failPromptWith) {
       res.writeHead(this.failPromptWith, { 'content-type': 'text/plain' });
       return void res.end('500 Internal Server Error\n\nServer got itself in trouble');
     }
     const b = (body ?? {}) as { prompt?: Graph; client_id?: string; prompt_id?: string };
     if (!b.prompt || typeof b.prompt !== 'object') {
-      return json(400, {
+      return void json(400, {
         error: { type: 'no_prompt', message: 'No prompt provided', details: 'No prompt provided', extra_info: {} },
         node_errors: {},
       });
@@ -577,28 +577,33 @@ export class ComfyuiStandin {
       promptId = String(b.prompt_id);
       if (this.dialect === 'current') {
         if (!UUID.test(promptId)) {
-          return json(400, {
+          return void json(400, {
             error: { type: 'invalid_prompt_id', message: 'prompt_id must be a UUID', details: promptId, extra_info: {} },
             node_errors: {},
           });
         }
         if (this.#knows(promptId)) {
-          return json(409, {
-            error: { type: 'duplicate_prompt_id', message: 'A prompt with this prompt_id already exists', details: promptId, extra_info: {} },
+          return void json(409, {
+            error: {
+              type: 'duplicate_prompt_id',
+              message: 'A prompt with this prompt_id already exists',
+              details: promptId,
+              extra_info: {},
+            },
             node_errors: {},
           });
         }
       }
     }
     const checked = this.#validate(b.prompt);
-    if (!checked.ok) return json(400, checked.body);
+    if (!checked.ok) return void json(400, checked.body);
     const item = this.#enqueue(promptId, b.prompt, b.client_id, checked.outputs);
     this.prompts.push({ promptId, clientId: b.client_id, prompt: b.prompt });
     if (this.dropNextPromptAnswer) {
       this.dropNextPromptAnswer = false;
       return void req.socket.destroy();
     }
-    return json(200, { prompt_id: promptId, number: item.number, node_errors: checked.nodeErrors });
+    return void json(200, { prompt_id: promptId, number: item.number, node_errors: checked.nodeErrors });
   }
 
   /** The jobs routes of current servers (a job is a prompt). */
@@ -623,24 +628,24 @@ export class ComfyuiStandin {
         ...this.#queue.map((i) => i.promptId),
         ...[...this.#history.keys()].reverse(),
       ];
-      return json(200, { jobs: all.map(job) });
+      return void json(200, { jobs: all.map(job) });
     }
     if (method === 'GET' && id && parts.length === 3) {
       const j = job(id);
-      return j ? json(200, j) : json(404, { error: 'job not found' });
+      return void (j ? json(200, j) : json(404, { error: 'job not found' }));
     }
     if (method === 'POST' && id && parts[3] === 'cancel') {
       if (this.#running?.promptId === id) {
         this.#interruptRunning();
-        return json(200, { id, cancelled: true });
+        return void json(200, { id, cancelled: true });
       }
       const at = this.#queue.findIndex((i) => i.promptId === id);
       if (at >= 0) {
         this.#queue.splice(at, 1);
         this.#queueUpdated();
-        return json(200, { id, cancelled: true });
+        return void json(200, { id, cancelled: true });
       }
-      return json(200, { id, cancelled: false, message: 'nothing to cancel' });
+      return void json(200, { id, cancelled: false, message: 'nothing to cancel' });
     }
     json(404, {});
   }
@@ -652,9 +657,7 @@ export class ComfyuiStandin {
   }
 
   /** ComfyUI's validate_prompt: outputs that fail are left out; none left is a 400. */
-  #validate(
-    prompt: Graph,
-  ): { ok: true; outputs: string[]; nodeErrors: Record<string, unknown> } | { ok: false; body: unknown } {
+  #validate(prompt: Graph): { ok: true; outputs: string[]; nodeErrors: Record<string, unknown> } | { ok: false; body: unknown } {
     for (const [id, node] of Object.entries(prompt)) {
       if (!node || typeof node !== 'object' || typeof node.class_type !== 'string') {
         return {
@@ -726,7 +729,11 @@ export class ComfyuiStandin {
           extra_info: { input_name: name, input_config: [this.#opts.models], received_value: value },
         });
       }
-      if ((node.class_type === 'LoadImage' || node.class_type === 'LoadImageMask') && name === 'image' && !this.#files.has(fileKey(String(value)))) {
+      if (
+        (node.class_type === 'LoadImage' || node.class_type === 'LoadImageMask') &&
+        name === 'image' &&
+        !this.#files.has(fileKey(String(value)))
+      ) {
         errors.push({
           type: 'custom_validation_failed',
           message: 'Custom validation failed for node',
@@ -889,7 +896,9 @@ export class ComfyuiStandin {
         status('execution_error', {
           ...base,
           ...EXCEPTIONS[which],
-          traceback: ['  File "/opt/ComfyUI/execution.py", line 496, in execute\n    output_data, output_ui, has_subgraph, has_pending_tasks = await get_output_data(\n'],
+          traceback: [
+            '  File "/opt/ComfyUI/execution.py", line 496, in execute\n    output_data, output_ui, has_subgraph, has_pending_tasks = await get_output_data(\n',
+          ],
           current_inputs: {},
           current_outputs: [...executed],
         });
