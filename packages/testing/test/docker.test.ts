@@ -809,6 +809,12 @@ describe('monitoring', () => {
     'darkroom_jobs_finished_total',
     'darkroom_worker_busy_slots',
     'darkroom_worker_slots',
+    'darkroom_gpu_memory_used_bytes',
+    'darkroom_gpu_memory_total_bytes',
+    'darkroom_gpu_utilization_ratio',
+    'darkroom_backend_healthy',
+    'darkroom_backend_vram_total_bytes',
+    'darkroom_backend_vram_free_bytes',
   ];
   // prom-client 15 default metrics, registered with prefix darkroom_ in both processes.
   const DEFAULT_METRICS = [
