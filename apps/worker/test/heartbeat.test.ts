@@ -31,7 +31,15 @@ const run = async (): Promise<never> => {
 
 /** A pipeline answering status() with whatever `next` gives, counting the calls. */
 function standIn(name: 'comfyui' | 'onnx' | 'upscale', next: () => PipelineStatus | Promise<PipelineStatus>) {
-  const p = { spec: PIPELINE_SPECS[name], calls: 0, status: () => (p.calls++, next()), run };
+  const p = {
+    spec: PIPELINE_SPECS[name],
+    calls: 0,
+    status: () => {
+      p.calls++;
+      return next();
+    },
+    run,
+  };
   return p;
 }
 

@@ -672,7 +672,7 @@ describe("the GPU image: onnxruntime-node's CUDA execution provider", () => {
   it('can take the libraries from a directory of the build context instead (no network), passed through by compose', () => {
     const args = argDefaults(gpuBuild?.instructions ?? []);
     expect(args.ONNXRUNTIME_CUDA_DIR).toBe('docker/onnxruntime-cuda');
-    expect(gpuBuild?.instructions).toContainEqual({ keyword: 'COPY', args: '${ONNXRUNTIME_CUDA_DIR}/ /tmp/onnxruntime-cuda/' });
+    expect(gpuBuild?.instructions).toContainEqual({ keyword: 'COPY', args: `\${ONNXRUNTIME_CUDA_DIR}/ /tmp/onnxruntime-cuda/` });
     expect(contextCopySources()).toContain('docker/onnxruntime-cuda/');
     expect(exists(path.join(ROOT, 'docker/onnxruntime-cuda/README.md'))).toBe(true);
     // Libraries dropped there reach the build but never the repository.
@@ -682,7 +682,7 @@ describe("the GPU image: onnxruntime-node's CUDA execution provider", () => {
     expect(gitIgnored('docker/onnxruntime-cuda/libonnxruntime_providers_cuda.so')).toBe(true);
     expect(gitIgnored('docker/onnxruntime-cuda/README.md')).toBe(false);
     expect(obj(obj(service('worker-gpu').build).args)).toEqual({
-      ONNXRUNTIME_CUDA_DIR: '${ONNXRUNTIME_CUDA_DIR:-docker/onnxruntime-cuda}',
+      ONNXRUNTIME_CUDA_DIR: `\${ONNXRUNTIME_CUDA_DIR:-docker/onnxruntime-cuda}`,
     });
   });
 
