@@ -112,6 +112,24 @@ describe('a worker with NVIDIA GPUs', () => {
   });
 });
 
+describe('a worker with the GPU report off', () => {
+  it('never runs the report query (DARKROOM_GPU_POLL_SECONDS=0) and lists no gpus', async () => {
+    const own = writeFakeNvidiaSmi();
+    try {
+      const off = await sys.addWorker({ DARKROOM_WORKER_NAME: 'off', PATH: own.path, DARKROOM_GPU_POLL_SECONDS: '0' });
+      const w = await waitFor(() => listed('off'));
+      expect(w).not.toHaveProperty('gpus');
+      // The device found at start still comes from nvidia-smi.
+      expect(w.device).toMatch(/^gpu: NVIDIA H100/);
+      expect(own.calls()).toEqual([['--query-gpu=index,name,memory.total', '--format=csv,noheader,nounits']]);
+      expect([...(await scrape(off)).keys()].filter((k) => k.startsWith('darkroom_gpu_'))).toEqual([]);
+      await off.stop('SIGTERM');
+    } finally {
+      own.remove();
+    }
+  });
+});
+
 describe('a worker without nvidia-smi', () => {
   it('reports no gpus and runs jobs as before', async () => {
     // A PATH holding nothing: no nvidia-smi to find, whatever this host has installed.
