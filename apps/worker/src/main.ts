@@ -14,6 +14,8 @@ import {
 import { createPipelines, detectDevice, pipelineSettings, startPipelines } from '@darkroom/pipelines';
 import { ConfigError, createLogger, createRedis, loadConfig, Shutdown, watchEvictionPolicy } from '@darkroom/runtime';
 import { CancelWatch } from './cancel-watch.ts';
+import { GpuMonitor } from './gpus.ts';
+import { assembleHeartbeat } from './heartbeat.ts';
 import { WorkerMetrics } from './metrics.ts';
 import { AbortReason, createProcessor } from './processor.ts';
 
@@ -50,13 +52,8 @@ async function main() {
   const pipelines = started.map((s) => s.pipeline);
   const served = pipelines.map((p) => p.spec.name);
   const modelLoadMs = started.reduce((n, s) => n + s.initMs, 0);
-  const pipelineDevices: Record<string, string> = {};
-  const models: Record<string, string[]> = {};
-  for (const p of pipelines) {
-    const st = p.status?.();
-    if (st?.device) pipelineDevices[p.spec.name] = st.device;
-    if (st?.models) models[p.spec.name] = st.models;
-  }
+  const gpuMonitor = new GpuMonitor({ intervalMs: config.worker.gpuPollMs, logger });
+  await gpuMonitor.start();
 
   const counters = { processed: 0, failed: 0 };
   const metrics = new WorkerMetrics();
@@ -162,20 +159,23 @@ async function main() {
     const eventLoopDelayMaxMs = Math.round(loopDelay.max / 1e6);
     loopDelay.reset();
     const activeJobs = workers.reduce((n, w) => n + jobsInProgress(w), 0);
-    await writeHeartbeat(redis, config.prefix, {
-      name,
-      pipelines: served,
-      activeJobs,
-      processed: counters.processed,
-      failed: counters.failed,
-      lastSeen: new Date().toISOString(),
-      device,
-      ...(Object.keys(pipelineDevices).length > 0 ? { pipelineDevices } : {}),
-      ...(Object.keys(models).length > 0 ? { models } : {}),
-      modelLoadMs,
-      concurrency,
-      eventLoopDelayMaxMs,
-    }).catch(() => {});
+    const hb = await assembleHeartbeat(
+      {
+        name,
+        activeJobs,
+        processed: counters.processed,
+        failed: counters.failed,
+        lastSeen: new Date().toISOString(),
+        device,
+        modelLoadMs,
+        concurrency,
+        eventLoopDelayMaxMs,
+      },
+      pipelines,
+      gpuMonitor.latest,
+    );
+    metrics.report(hb);
+    await writeHeartbeat(redis, config.prefix, hb).catch(() => {});
   };
   await heartbeat();
   const hbTimer = setInterval(() => void heartbeat(), HEARTBEAT_MS);
@@ -201,6 +201,7 @@ async function main() {
   });
   shutdown.add('workers', async () => {
     clearInterval(hbTimer);
+    gpuMonitor.stop();
     // Stop taking jobs. Jobs still waiting for a device slot go back to the queue now; running
     // ones get the grace period, then are handed back too.
     drainController.abort(new AbortReason('shutdown'));

@@ -1,12 +1,17 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { WorkerInfo } from '@darkroom/contracts';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+const MIB = 1024 * 1024;
 
 /*
  * A worker's own Prometheus metrics, on its own port (DARKROOM_WORKER_METRICS_PORT), with
  * /healthz for container healthchecks. Run times and waits are histograms per pipeline; busy
  * and total slots give utilisation (busy / slots): the share of GPU time spent working. A job
  * counts as busy only while it computes: not while it waits for a slot or finishes after it.
+ * The GPU and backend gauges repeat what the heartbeat last reported, labelled with the worker's
+ * name so series from many workers stay apart once Prometheus gathers them.
  */
 export class WorkerMetrics {
   readonly registry = new Registry();
@@ -17,6 +22,12 @@ export class WorkerMetrics {
   readonly slots: Gauge<'pipeline'>;
   readonly waiting: Gauge<'pipeline'>;
   readonly finishing: Gauge<'pipeline'>;
+  readonly gpuMemoryUsed: Gauge<'worker' | 'gpu' | 'name'>;
+  readonly gpuMemoryTotal: Gauge<'worker' | 'gpu' | 'name'>;
+  readonly gpuUtilization: Gauge<'worker' | 'gpu' | 'name'>;
+  readonly backendHealthy: Gauge<'worker' | 'pipeline'>;
+  readonly backendVramTotal: Gauge<'worker' | 'pipeline'>;
+  readonly backendVramFree: Gauge<'worker' | 'pipeline'>;
 
   constructor() {
     const registers = [this.registry];
@@ -66,6 +77,71 @@ export class WorkerMetrics {
       labelNames: ['pipeline'],
       registers,
     });
+    const gpuLabels: ('worker' | 'gpu' | 'name')[] = ['worker', 'gpu', 'name'];
+    this.gpuMemoryUsed = new Gauge({
+      name: 'darkroom_gpu_memory_used_bytes',
+      help: 'GPU memory in use, as nvidia-smi last reported it',
+      labelNames: gpuLabels,
+      registers,
+    });
+    this.gpuMemoryTotal = new Gauge({
+      name: 'darkroom_gpu_memory_total_bytes',
+      help: 'GPU memory, as nvidia-smi reports it',
+      labelNames: gpuLabels,
+      registers,
+    });
+    this.gpuUtilization = new Gauge({
+      name: 'darkroom_gpu_utilization_ratio',
+      help: 'Share of the last sample period a GPU kernel ran (0-1), as nvidia-smi last reported it',
+      labelNames: gpuLabels,
+      registers,
+    });
+    this.backendHealthy = new Gauge({
+      name: 'darkroom_backend_healthy',
+      help: "1 while a pipeline's backend is healthy, 0 while it is not (pipelines that report a backend)",
+      labelNames: ['worker', 'pipeline'],
+      registers,
+    });
+    this.backendVramTotal = new Gauge({
+      name: 'darkroom_backend_vram_total_bytes',
+      help: "Memory of the GPU a pipeline's backend runs on, where it reports it",
+      labelNames: ['worker', 'pipeline'],
+      registers,
+    });
+    this.backendVramFree = new Gauge({
+      name: 'darkroom_backend_vram_free_bytes',
+      help: "Free memory of the GPU a pipeline's backend runs on, where it reports it",
+      labelNames: ['worker', 'pipeline'],
+      registers,
+    });
+  }
+
+  /**
+   * Sets the GPU and backend gauges to what a heartbeat carries. Series of a GPU or backend that is
+   * no longer reported (nvidia-smi failing, a figure gone to [N/A]) are dropped, not left stale.
+   */
+  report(hb: Pick<WorkerInfo, 'name' | 'gpus' | 'backends'>): void {
+    const gauges = [
+      this.gpuMemoryUsed,
+      this.gpuMemoryTotal,
+      this.gpuUtilization,
+      this.backendHealthy,
+      this.backendVramTotal,
+      this.backendVramFree,
+    ];
+    for (const g of gauges) g.reset();
+    for (const gpu of hb.gpus ?? []) {
+      const labels = { worker: hb.name, gpu: String(gpu.index), name: gpu.name };
+      if (gpu.memoryUsedMiB !== undefined) this.gpuMemoryUsed.set(labels, gpu.memoryUsedMiB * MIB);
+      if (gpu.memoryTotalMiB !== undefined) this.gpuMemoryTotal.set(labels, gpu.memoryTotalMiB * MIB);
+      if (gpu.utilizationPercent !== undefined) this.gpuUtilization.set(labels, gpu.utilizationPercent / 100);
+    }
+    for (const [pipeline, backend] of Object.entries(hb.backends ?? {})) {
+      const labels = { worker: hb.name, pipeline };
+      this.backendHealthy.set(labels, backend.healthy ? 1 : 0);
+      if (backend.vramTotalBytes !== undefined) this.backendVramTotal.set(labels, backend.vramTotalBytes);
+      if (backend.vramFreeBytes !== undefined) this.backendVramFree.set(labels, backend.vramFreeBytes);
+    }
   }
 
   /** Serves /metrics, /healthz and /readyz; resolves with the port it listens on. */

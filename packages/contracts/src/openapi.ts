@@ -3,7 +3,7 @@ import { FailureCode, JobListBody, JobResultBody, JobStatus, JobStatusBody } fro
 import { EditOperation, PIPELINE_NAMES, PIPELINE_SPECS, type PipelineSpec } from './pipelines.ts';
 import { Priority } from './priority.ts';
 import { FieldError, PROBLEM_TITLES, Problem, type ProblemCode, ProblemCode as ProblemCodeSchema, problemType } from './problem.ts';
-import { PipelineQueueInfo, QueueBody, WorkerInfo } from './queue.ts';
+import { BackendStatus, GpuReport, PipelineQueueInfo, QueueBody, WorkerInfo } from './queue.ts';
 
 /*
  * The OpenAPI 3.1 description of the HTTP API (docs/contract.md), served at `GET /openapi.json`.
@@ -245,6 +245,8 @@ function outputComponents(): [z.ZodType, Meta][] {
       },
     ],
     [WorkerInfo, { id: 'WorkerInfo', description: 'A live worker (heartbeat younger than 20 s).' }],
+    [GpuReport, { id: 'GpuReport', description: "One of a worker's GPUs, as its `nvidia-smi` last reported it." }],
+    [BackendStatus, { id: 'BackendStatus', description: 'The backend a pipeline runs on, as the pipeline last found it (no addresses).' }],
     [PipelineListBody, { id: 'PipelineList', description: 'Every pipeline this server knows.' }],
     [PipelineInfoBody, { id: 'PipelineInfo', description: 'A pipeline and the JSON Schema of its params.' }],
     [HealthBody, { id: 'Health' }],

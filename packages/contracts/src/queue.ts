@@ -1,6 +1,34 @@
 import { z } from 'zod';
 import { Priority } from './priority.ts';
 
+/** One GPU as the worker's `nvidia-smi` reads it; a figure the driver does not report (`[N/A]`) is left out. */
+export const GpuReport = z.object({
+  index: z.number().int(),
+  name: z.string(),
+  memoryTotalMiB: z.number().int().optional(),
+  memoryUsedMiB: z.number().int().optional(),
+  /** Share of the last sample period a kernel ran, 0–100. */
+  utilizationPercent: z.number().optional(),
+});
+export type GpuReport = z.infer<typeof GpuReport>;
+
+/**
+ * The backend a pipeline runs on (e.g. a ComfyUI server, an ONNX Runtime provider), as the
+ * pipeline last found it. No addresses: stations can read it.
+ */
+export const BackendStatus = z.object({
+  kind: z.string(),
+  version: z.string().optional(),
+  healthy: z.boolean(),
+  /** Why it is not healthy. */
+  reason: z.string().optional(),
+  vramTotalBytes: z.number().int().optional(),
+  vramFreeBytes: z.number().int().optional(),
+  /** When the pipeline last checked (ISO 8601). */
+  checkedAt: z.string(),
+});
+export type BackendStatus = z.infer<typeof BackendStatus>;
+
 export const WorkerInfo = z.object({
   name: z.string(),
   pipelines: z.array(z.string()),
@@ -17,6 +45,10 @@ export const WorkerInfo = z.object({
   models: z.record(z.string(), z.array(z.string())).optional(),
   /** Time the worker spent loading its pipelines' models at start, in ms. */
   modelLoadMs: z.number().int().optional(),
+  /** The worker's GPUs, read every DARKROOM_GPU_POLL_SECONDS; absent where there is no `nvidia-smi` or it fails. */
+  gpus: z.array(GpuReport).optional(),
+  /** Per pipeline, the backend it runs on, for the pipelines that report one; fresh at every heartbeat. */
+  backends: z.record(z.string(), BackendStatus).optional(),
 });
 export type WorkerInfo = z.infer<typeof WorkerInfo>;
 

@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import os from 'node:os';
+import type { GpuReport } from '@darkroom/contracts';
 
 /*
  * What this worker computes on, found at start: NVIDIA GPUs through `nvidia-smi` (present
@@ -63,4 +64,59 @@ export function detectDevice(opts: { nvidiaSmi?: string; timeoutMs?: number } = 
   });
   if (!opts.nvidiaSmi) cached = found;
   return found;
+}
+
+/** What the worker asks `nvidia-smi` for its periodic GPU report (units: MiB, percent). */
+export const GPU_REPORT_ARGS = [
+  '--query-gpu=index,name,memory.total,memory.used,utilization.gpu',
+  '--format=csv,noheader,nounits',
+] as const;
+
+/** A figure of the report; `[N/A]`, `[Not Supported]` and anything else not a number are absent. */
+function figure(v: string | undefined): number | undefined {
+  return v !== undefined && /^\d+(\.\d+)?$/.test(v) ? Number(v) : undefined;
+}
+
+/**
+ * Parses the output of `nvidia-smi` run with GPU_REPORT_ARGS. The name is whatever lies between
+ * the index and the last three fields, so a comma in it does not shift the figures.
+ */
+export function parseGpuReport(text: string): GpuReport[] {
+  const gpus: GpuReport[] = [];
+  for (const line of text.split('\n')) {
+    const parts = line.split(',').map((s) => s.trim());
+    if (parts.length < 5) continue;
+    const index = parts[0] ?? '';
+    const name = parts.slice(1, -3).join(', ');
+    const [total, used, util] = parts.slice(-3).map(figure);
+    if (!/^\d+$/.test(index) || !name) continue;
+    gpus.push({
+      index: Number(index),
+      name,
+      ...(total !== undefined ? { memoryTotalMiB: Math.round(total) } : {}),
+      ...(used !== undefined ? { memoryUsedMiB: Math.round(used) } : {}),
+      ...(util !== undefined ? { utilizationPercent: util } : {}),
+    });
+  }
+  return gpus;
+}
+
+/**
+ * Runs `nvidia-smi` (no shell, with a timeout) for the GPU report. Rejects when it is missing
+ * (`code` ENOENT), fails, times out or reports no GPU.
+ */
+export function queryGpus(opts: { nvidiaSmi?: string; timeoutMs?: number } = {}): Promise<GpuReport[]> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      opts.nvidiaSmi ?? 'nvidia-smi',
+      [...GPU_REPORT_ARGS],
+      { timeout: opts.timeoutMs ?? 5000, env: { ...process.env, LC_ALL: 'C' }, maxBuffer: 1024 * 1024 },
+      (err, stdout) => {
+        if (err) return reject(err);
+        const gpus = parseGpuReport(String(stdout));
+        if (gpus.length === 0) return reject(new Error('nvidia-smi reported no GPU'));
+        resolve(gpus);
+      },
+    );
+  });
 }

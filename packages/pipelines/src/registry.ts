@@ -4,7 +4,7 @@ import { type ComfyuiOptions, ComfyuiPipeline } from './comfyui.ts';
 import { editPipeline } from './edit.ts';
 import { type OnnxOptions, OnnxPipeline } from './onnx.ts';
 import { syntheticPipeline } from './synthetic.ts';
-import type { Pipeline } from './types.ts';
+import type { Pipeline, PipelineStatus } from './types.ts';
 import { upscalePipeline } from './upscale.ts';
 
 export interface PipelineSettings {
@@ -77,8 +77,28 @@ export async function startPipelines(
       continue;
     }
     const initMs = Math.round(performance.now() - t);
-    logger.info({ pipeline: name, ms: initMs, ...pipeline.status?.() }, 'pipeline ready');
+    logger.info({ pipeline: name, ms: initMs, ...(await pipelineStatus(pipeline)) }, 'pipeline ready');
     started.push({ pipeline, initMs });
   }
   return started;
+}
+
+/**
+ * A pipeline's status, or undefined when it has none, throws, or takes longer than `timeoutMs`:
+ * a slow backend check must not hold up the heartbeat that carries every other figure.
+ */
+export async function pipelineStatus(pipeline: AnyPipeline, timeoutMs = 2000): Promise<PipelineStatus | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      Promise.resolve().then(() => pipeline.status?.()),
+      new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), timeoutMs);
+      }),
+    ]);
+  } catch {
+    return undefined;
+  } finally {
+    clearTimeout(timer);
+  }
 }

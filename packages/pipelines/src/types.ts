@@ -1,4 +1,4 @@
-import type { BlobRef, OutputFormat, PipelineSpec } from '@darkroom/contracts';
+import type { BackendStatus, BlobRef, OutputFormat, PipelineSpec } from '@darkroom/contracts';
 import type { Logger } from '@darkroom/runtime';
 
 /** The input image as the worker hands it to a pipeline: a local file and what the API learned of it. */
@@ -66,6 +66,8 @@ export interface PipelineStatus {
   device?: string;
   /** The models it serves (onnx). */
   models?: string[];
+  /** The backend it runs on and whether it is healthy; no URLs or host addresses (stations see it in /v1/queue). */
+  backend?: BackendStatus;
 }
 
 /**
@@ -82,8 +84,11 @@ export interface Pipeline<P = unknown> {
   unavailable?(): Promise<string | undefined>;
   /** Loads models or warms caches once per worker process, before the first job. */
   init?(logger: Logger): Promise<void>;
-  /** For the heartbeat, after init. */
-  status?(): PipelineStatus;
+  /**
+   * For the heartbeat, after init: asked again at every beat (every 5 s), so it should answer from
+   * what the pipeline already knows. A promise that takes longer than 2 s is not waited for.
+   */
+  status?(): PipelineStatus | Promise<PipelineStatus>;
   /**
    * After run threw BackendUnhealthyError: whether the backend is healthy again. The worker takes
    * none of the pipeline's jobs until this resolves true.

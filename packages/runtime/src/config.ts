@@ -116,6 +116,7 @@ const EnvSchema = z.object({
   DARKROOM_WORKER_NAME: z.string().optional(),
   DARKROOM_WORKER_DEVICE: z.string().optional(),
   DARKROOM_WORKER_METRICS_PORT: int(0).max(65535).default(9091),
+  DARKROOM_GPU_POLL_SECONDS: int(0).max(3600).default(15),
   DARKROOM_SHUTDOWN_GRACE_SECONDS: int(0).default(30),
   DARKROOM_STALLED_INTERVAL_MS: int(1000).default(30_000),
   DARKROOM_LOCK_DURATION_MS: int(1000).default(30_000),
@@ -252,6 +253,8 @@ function buildConfig(env: z.output<typeof EnvSchema>) {
       /** DARKROOM_WORKER_DEVICE as set: it replaces the device found at start (nvidia-smi). */
       deviceOverride: env.DARKROOM_WORKER_DEVICE,
       metricsPort: env.DARKROOM_WORKER_METRICS_PORT,
+      /** How often the worker reads its GPUs (nvidia-smi) for the heartbeat and metrics; 0: never. */
+      gpuPollMs: env.DARKROOM_GPU_POLL_SECONDS * 1000,
       shutdownGraceMs: env.DARKROOM_SHUTDOWN_GRACE_SECONDS * 1000,
       stalledIntervalMs: env.DARKROOM_STALLED_INTERVAL_MS,
       lockDurationMs: env.DARKROOM_LOCK_DURATION_MS,

@@ -77,6 +77,7 @@ describe('loadConfig defaults', () => {
     expect(c.worker.shutdownGraceMs).toBe(30_000);
     expect(c.worker.stalledIntervalMs).toBe(30_000);
     expect(c.worker.lockDurationMs).toBe(30_000);
+    expect(c.worker.gpuPollMs).toBe(15_000);
     expect(c.worker.name).toBe(`${os.hostname()}-${process.pid}`);
     expect(c.worker.device).toBe(`cpu (${os.cpus()[0]?.model?.trim() ?? 'unknown'})`);
   });
@@ -217,6 +218,11 @@ describe('loadConfig parsing', () => {
     expect(loadConfig({ DARKROOM_WORKER_PIPELINES: ' synthetic , ' }).worker.pipelines).toEqual(['synthetic']);
     expect(loadConfig({ DARKROOM_WORKER_PIPELINES: 'edit,synthetic' }).worker.pipelines).toEqual(['edit', 'synthetic']);
   });
+
+  it('reads the GPU poll period in seconds, 0 switching it off', () => {
+    expect(loadConfig({ DARKROOM_GPU_POLL_SECONDS: '2' }).worker.gpuPollMs).toBe(2000);
+    expect(loadConfig({ DARKROOM_GPU_POLL_SECONDS: '0' }).worker.gpuPollMs).toBe(0);
+  });
 });
 
 describe('loadConfig errors', () => {
@@ -236,6 +242,8 @@ describe('loadConfig errors', () => {
     ['DARKROOM_REDIS_REPLICA_TIMEOUT_MS', '5000'],
     ['DARKROOM_LOG_LEVEL', 'verbose'],
     ['DARKROOM_LOG_PRETTY', 'maybe'],
+    ['DARKROOM_GPU_POLL_SECONDS', '-1'],
+    ['DARKROOM_GPU_POLL_SECONDS', '0.5'],
     ['DARKROOM_MAX_UPLOAD_BYTES', '0'],
     // A spooled upload keeps its first 64 KiB for sniffing: the threshold cannot be below that.
     ['DARKROOM_UPLOAD_MEMORY_BYTES', '65535'],

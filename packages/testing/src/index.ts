@@ -2,6 +2,7 @@ export * from './cluster.ts';
 export * from './comfyui-standin.ts';
 export * from './fixtures.ts';
 export * from './haproxy.ts';
+export * from './nvidia-smi.ts';
 export * from './object-store.ts';
 export * from './onnx-model.ts';
 export * from './processes.ts';

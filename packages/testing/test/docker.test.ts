@@ -3,8 +3,10 @@
  * against the Compose Specification schema, the Dockerfile by parsing it, and every path, port,
  * setting and metric name they mention against the repository.
  */
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Ajv } from 'ajv';
@@ -120,13 +122,24 @@ const dockerfileText = read(DOCKERFILE);
 const dockerfile = parseDockerfile(dockerfileText);
 const TARGETS = ['api', 'worker', 'worker-gpu'];
 
-/** COPY sources that come from the build context (not `--from=` another stage or image). */
+/** ARG defaults declared so far (`NAME=value`), with the global ones under them. */
+function argDefaults(instructions: Instruction[]): Record<string, string> {
+  const out = { ...dockerfile.globalArgs };
+  for (const i of instructions.filter((x) => x.keyword === 'ARG')) {
+    const [k, ...v] = i.args.split('=');
+    if (k && v.length > 0) out[k.trim()] = v.join('=').trim();
+  }
+  return out;
+}
+
+/** COPY sources that come from the build context (not `--from=` another stage or image), ARGs at their defaults. */
 function contextCopySources(): string[] {
   const out: string[] = [];
   for (const s of dockerfile.stages) {
-    for (const i of s.instructions) {
+    for (const [n, i] of s.instructions.entries()) {
       if (i.keyword !== 'COPY' && i.keyword !== 'ADD') continue;
-      const words = i.args.split(/\s+/);
+      const args = argDefaults(s.instructions.slice(0, n));
+      const words = i.args.replace(/\$\{(\w+)\}/g, (m, a) => args[a] ?? m).split(/\s+/);
       if (words.some((w) => w.startsWith('--from='))) continue;
       const rest = words.filter((w) => !w.startsWith('--'));
       const list: string[] = rest[0]?.startsWith('[') ? (JSON.parse(rest.join(' ')) as string[]) : rest;
@@ -597,6 +610,161 @@ describe('Dockerfile', () => {
   });
 });
 
+describe("the GPU image: onnxruntime-node's CUDA execution provider", () => {
+  const gpuBuild = dockerfile.byName.get('build-worker-gpu');
+  const runsOf = (stage: string | undefined) =>
+    (dockerfile.byName.get(stage ?? '')?.instructions ?? []).filter((i) => i.keyword === 'RUN').map((i) => i.args);
+  const installRun = runsOf('build-worker-gpu').find((r) => r.includes('script/install.js')) ?? '';
+  const imageCheck = runsOf('worker-gpu').find((r) => r.includes('libonnxruntime_providers_cuda.so')) ?? '';
+  const requireFromPipelines = createRequire(path.join(ROOT, 'packages/pipelines/package.json'));
+  const ortDir = path.dirname(requireFromPipelines.resolve('onnxruntime-node/package.json'));
+
+  it('is built into worker-gpu only, on top of the worker build', () => {
+    expect(gpuBuild?.image).toBe('build-worker');
+    const from = (t: string) =>
+      dockerfile
+        .chain(t)
+        .flatMap((s) => s.instructions.filter((i) => i.keyword === 'COPY'))
+        .map((i) => /--from=(\S+)/.exec(i.args)?.[1])
+        .filter((f) => f?.startsWith('build-'));
+    expect(from('worker-gpu')).toEqual(['build-worker-gpu', 'build-worker-gpu', 'build-worker-gpu']);
+    expect(from('worker')).toEqual(['build-worker', 'build-worker', 'build-worker']);
+    expect(from('api')).toEqual(['build-api', 'build-api', 'build-api']);
+    // Nothing else runs the install script or sets its flag.
+    for (const s of dockerfile.stages.filter((x) => x.name !== 'build-worker-gpu')) {
+      const text = s.instructions.map((i) => `${i.keyword} ${i.args}`).join('\n');
+      expect(text, s.name).not.toMatch(/script\/install|ONNXRUNTIME_NODE_INSTALL/);
+    }
+    // pnpm's own install (the shared build stage, `pnpm install` here) never runs it.
+    const workspace = loadYaml(path.join(ROOT, 'pnpm-workspace.yaml'));
+    expect(workspace.ignoredBuiltDependencies).toContain('onnxruntime-node');
+    expect(workspace.onlyBuiltDependencies ?? []).not.toContain('onnxruntime-node');
+  });
+
+  it('runs the install script of the locked onnxruntime-node with the flag that makes it install the CUDA provider', () => {
+    const pkg = JSON.parse(read(path.join(ortDir, 'package.json'))) as { version: string; scripts: Record<string, string> };
+    expect(read(path.join(ROOT, 'pnpm-lock.yaml'))).toContain(`onnxruntime-node@${pkg.version}:`);
+    expect(pkg.scripts.postinstall).toBe('node ./script/install');
+    // The flag, as that version reads it, names an install its metadata has for linux/x64 ...
+    const flag = /\bONNXRUNTIME_NODE_INSTALL=(\S+) node script\/install\.js/.exec(installRun)?.[1];
+    expect(flag).toBe('cuda12');
+    expect(read(path.join(ortDir, 'script/install-utils.js'))).toContain('process.env.ONNXRUNTIME_NODE_INSTALL');
+    const metadata = requireFromPipelines(path.join(ortDir, 'script/install-metadata.js')) as {
+      requirements: Record<string, string[]>;
+      manifests: Record<string, Record<string, { package: string; path: string }>>;
+    };
+    expect(metadata.requirements['linux/x64']).toContain(flag);
+    // ... which brings the files the build then checks for, into the folder it checks.
+    const files = Object.keys(metadata.manifests[`linux/x64:${flag}`] ?? {}).map((f) => path.basename(f));
+    expect(files).toEqual(
+      expect.arrayContaining([
+        'libonnxruntime_providers_cuda.so',
+        'libonnxruntime_providers_shared.so',
+        'libonnxruntime_providers_tensorrt.so',
+      ]),
+    );
+    expect(read(path.join(ortDir, 'script/install.js'))).toContain("path.join(__dirname, '..', 'bin/napi-v6', PLATFORM)");
+    expect(installRun).toContain('bin/napi-v6/');
+    expect(installRun).toContain('libonnxruntime_providers_cuda.so');
+    expect(imageCheck).toContain('"bin/napi-v6", process.platform, process.arch, "libonnxruntime_providers_cuda.so"');
+  });
+
+  it('can take the libraries from a directory of the build context instead (no network), passed through by compose', () => {
+    const args = argDefaults(gpuBuild?.instructions ?? []);
+    expect(args.ONNXRUNTIME_CUDA_DIR).toBe('docker/onnxruntime-cuda');
+    expect(gpuBuild?.instructions).toContainEqual({ keyword: 'COPY', args: `\${ONNXRUNTIME_CUDA_DIR}/ /tmp/onnxruntime-cuda/` });
+    expect(contextCopySources()).toContain('docker/onnxruntime-cuda/');
+    expect(exists(path.join(ROOT, 'docker/onnxruntime-cuda/README.md'))).toBe(true);
+    // Libraries dropped there reach the build but never the repository.
+    expect(dockerignore()('docker/onnxruntime-cuda/libonnxruntime_providers_cuda.so')).toBe(false);
+    expect(dockerignore()('docker/compose.yaml')).toBe(true);
+    const gitIgnored = (p: string) => spawnSync('git', ['check-ignore', '-q', p], { cwd: ROOT }).status === 0;
+    expect(gitIgnored('docker/onnxruntime-cuda/libonnxruntime_providers_cuda.so')).toBe(true);
+    expect(gitIgnored('docker/onnxruntime-cuda/README.md')).toBe(false);
+    expect(obj(obj(service('worker-gpu').build).args)).toEqual({
+      ONNXRUNTIME_CUDA_DIR: `\${ONNXRUNTIME_CUDA_DIR:-docker/onnxruntime-cuda}`,
+    });
+  });
+
+  // The two RUN steps executed as the build would, on a stand-in onnxruntime-node whose install
+  // script records its flag and does what the test says (a build host with or without network).
+  describe('run on a stand-in package', () => {
+    const platformDir = `bin/napi-v6/${process.platform}/${process.arch}`;
+    const LIBS = ['libonnxruntime_providers_cuda.so', 'libonnxruntime_providers_shared.so', 'libonnxruntime_providers_tensorrt.so'];
+
+    function sandbox(install: 'downloads' | 'downloads nothing' | 'fails', contextLibs: boolean) {
+      const root = fs.mkdtempSync(path.join(os.tmpdir(), 'darkroom-ort-'));
+      const ort = path.join(root, 'out/app/node_modules/.pnpm/onnxruntime-node@1.30.0/node_modules/onnxruntime-node');
+      fs.mkdirSync(path.join(ort, 'script'), { recursive: true });
+      fs.mkdirSync(path.join(ort, platformDir), { recursive: true });
+      fs.writeFileSync(path.join(ort, 'package.json'), JSON.stringify({ name: 'onnxruntime-node', version: '1.30.0' }));
+      fs.symlinkSync(path.relative(path.join(root, 'out/app/node_modules'), ort), path.join(root, 'out/app/node_modules/onnxruntime-node'));
+      fs.writeFileSync(
+        path.join(ort, 'script/install.js'),
+        `const fs = require('fs'), path = require('path');
+fs.writeFileSync(${JSON.stringify(path.join(root, 'install-flag'))}, String(process.env.ONNXRUNTIME_NODE_INSTALL));
+${install === 'fails' ? "throw new Error('getaddrinfo ENOTFOUND api.nuget.org');" : ''}
+${install === 'downloads' ? `for (const f of ${JSON.stringify(LIBS)}) fs.writeFileSync(path.join(__dirname, '..', ${JSON.stringify(platformDir)}, f), 'ELF');` : ''}
+`,
+      );
+      fs.mkdirSync(path.join(root, 'ctx'));
+      if (contextLibs) for (const f of LIBS) fs.writeFileSync(path.join(root, 'ctx', f), 'ELF from the context');
+      const at = (cmd: string) =>
+        cmd.replaceAll('/tmp/onnxruntime-cuda', path.join(root, 'ctx')).replaceAll('/out/app', path.join(root, 'out/app'));
+      const sh = (cmd: string, cwd: string) => spawnSync('sh', ['-c', cmd], { cwd, encoding: 'utf8' });
+      return {
+        build: () => sh(at(installRun), root),
+        check: () => sh(imageCheck, path.join(root, 'out/app')),
+        lib: (f: string) =>
+          fs.existsSync(path.join(ort, platformDir, f)) ? fs.readFileSync(path.join(ort, platformDir, f), 'utf8') : undefined,
+        flag: () => (fs.existsSync(path.join(root, 'install-flag')) ? read(path.join(root, 'install-flag')) : undefined),
+        remove: () => fs.rmSync(root, { recursive: true, force: true }),
+      };
+    }
+
+    it('runs the install script with ONNXRUNTIME_NODE_INSTALL=cuda12 and keeps what it installed', () => {
+      expect(installRun).toContain('/out/app');
+      const s = sandbox('downloads', false);
+      try {
+        const r = s.build();
+        expect(r.status, r.stderr).toBe(0);
+        expect(s.flag()).toBe('cuda12');
+        expect(s.lib('libonnxruntime_providers_cuda.so')).toBe('ELF');
+        expect(s.check().status).toBe(0);
+      } finally {
+        s.remove();
+      }
+    });
+
+    it('fails when the script cannot download or installs no CUDA provider', () => {
+      for (const install of ['fails', 'downloads nothing'] as const) {
+        const s = sandbox(install, false);
+        try {
+          const r = s.build();
+          expect(r.status, install).not.toBe(0);
+          if (install === 'downloads nothing') expect(r.stderr).toMatch(/libonnxruntime_providers_cuda\.so is missing/);
+          expect(s.check().status, install).not.toBe(0);
+        } finally {
+          s.remove();
+        }
+      }
+    });
+
+    it('takes the libraries from ONNXRUNTIME_CUDA_DIR without running the script', () => {
+      const s = sandbox('fails', true);
+      try {
+        const r = s.build();
+        expect(r.status, r.stderr).toBe(0);
+        expect(s.flag()).toBeUndefined();
+        for (const f of LIBS) expect(s.lib(f), f).toBe('ELF from the context');
+        expect(s.check().status).toBe(0);
+      } finally {
+        s.remove();
+      }
+    });
+  });
+});
+
 describe('monitoring', () => {
   const prometheus = loadYaml(path.join(DOCKER, 'prometheus.yml'));
   const dashboardPath = path.join(DOCKER, 'grafana/dashboards/darkroom.json');
@@ -641,6 +809,12 @@ describe('monitoring', () => {
     'darkroom_jobs_finished_total',
     'darkroom_worker_busy_slots',
     'darkroom_worker_slots',
+    'darkroom_gpu_memory_used_bytes',
+    'darkroom_gpu_memory_total_bytes',
+    'darkroom_gpu_utilization_ratio',
+    'darkroom_backend_healthy',
+    'darkroom_backend_vram_total_bytes',
+    'darkroom_backend_vram_free_bytes',
   ];
   // prom-client 15 default metrics, registered with prefix darkroom_ in both processes.
   const DEFAULT_METRICS = [
