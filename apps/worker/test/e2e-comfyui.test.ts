@@ -1,5 +1,5 @@
-import type { JobStatusBody } from '@darkroom/contracts';
-import { COMFY_DIALECTS, ComfyuiStandin, fixture, type System, startSystem, waitFor } from '@darkroom/testing';
+import type { JobStatusBody, QueueBody, WorkerInfo } from '@darkroom/contracts';
+import { ADMIN_TOKEN, COMFY_DIALECTS, ComfyuiStandin, fixture, type System, startSystem, waitFor } from '@darkroom/testing';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { multipart, submit, waitForFinal } from '../../api/test/helpers.ts';
@@ -14,6 +14,14 @@ async function submitImage(sys: System, params: object, image?: Buffer) {
   const res = await submit(sys, multipart({ pipeline: 'comfyui', params: JSON.stringify(params) }, image ? { data: image } : undefined));
   expect(res.status).toBe(202);
   return ((await res.json()) as JobStatusBody).id;
+}
+
+const admin = { station: null, headers: { authorization: `Bearer ${ADMIN_TOKEN}` } } as const;
+
+/** Each worker serving comfyui, as /v1/queue shows it. */
+async function comfyWorkers(sys: System): Promise<WorkerInfo[]> {
+  const body = (await (await sys.fetch('/v1/queue', admin)).json()) as QueueBody;
+  return body.pipelines.find((p) => p.name === 'comfyui')?.workers ?? [];
 }
 
 async function status(sys: System, id: string): Promise<JobStatusBody> {
@@ -56,6 +64,17 @@ describe.each(COMFY_DIALECTS)('comfyui against a %s ComfyUI', (dialect) => {
     expect(sent.prompt['6']!.inputs.text).toBe('a lighthouse');
     expect(sent.clientId).toBe(`darkroom:${id}:1`);
     await waitFor(() => comfy.historyIds.length === 0, { what: 'the history entry deleted' });
+  });
+
+  it("shows the backend's version, memory and health in /v1/queue", async () => {
+    const [w] = await comfyWorkers(sys);
+    expect(w!.backends?.comfyui).toMatchObject({
+      kind: 'comfyui',
+      version: { legacy: '0.3.10', '2025': '0.3.60', current: '0.36.0' }[dialect],
+      healthy: true,
+      vramTotalBytes: 25769803776,
+      vramFreeBytes: 24696061952,
+    });
   });
 
   it('runs img2img on the uploaded image, uploaded to the temp folder', async () => {
@@ -139,6 +158,13 @@ describe('an unhealthy ComfyUI', () => {
     const sent = broken.prompts.length;
     ids.push(await submitImage(sys, { workflow: 'txt2img', prompt: 'b', width: 64, height: 64 }));
     await new Promise((r) => setTimeout(r, 1000));
+    await waitFor(
+      async () => {
+        const b = (await comfyWorkers(sys))[0]?.backends?.comfyui;
+        return b?.healthy === false && /2 GPU failures in a row/.test(b.reason ?? '');
+      },
+      { timeoutMs: 15_000, what: '/v1/queue to show the backend unhealthy' },
+    );
     // Queued, not failed, and the broken backend got nothing more.
     for (const id of ids) expect((await status(sys, id)).status).toBe('queued');
     expect(broken.prompts).toHaveLength(sent);
@@ -149,5 +175,9 @@ describe('an unhealthy ComfyUI', () => {
 
     broken.cudaBroken = false;
     await waitFor(async () => sys.workers[0]!.output().includes('pipeline resumed on this worker'), { what: 'the resume' });
+    await waitFor(async () => (await comfyWorkers(sys)).find((w) => w.name === 'w1')?.backends?.comfyui?.healthy === true, {
+      timeoutMs: 15_000,
+      what: '/v1/queue to show the backend healthy again',
+    });
   });
 });

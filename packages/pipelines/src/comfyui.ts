@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
+  type BackendStatus,
   BackendUnavailableError,
   BackendUnhealthyError,
   COMFYUI_SPEC,
@@ -23,7 +24,7 @@ import {
   PromptRejectedError,
 } from './comfyui-client.ts';
 import { type ApiPrompt, type FilledWorkflow, fillTemplate, loadTemplates, type WorkflowTemplate } from './comfyui-workflows.ts';
-import type { BackendStatus, ComputeDone, Pipeline, PipelineContext, PipelineInput, PipelineOutput, PipelineStatus } from './types.ts';
+import type { ComputeDone, Pipeline, PipelineContext, PipelineInput, PipelineOutput, PipelineStatus } from './types.ts';
 
 /*
  * Diffusion and instruction edits run by a ComfyUI server beside the GPU worker. Per attempt:

@@ -47,21 +47,8 @@ export async function finishOutput(result: PipelineResult): Promise<PipelineOutp
   return isComputeDone(result) ? result.finish() : result;
 }
 
-/** A pipeline's backend (a model server beside the worker) as last checked; no addresses, stations can read it. */
-export interface BackendStatus {
-  kind: string;
-  version?: string;
-  healthy: boolean;
-  reason?: string;
-  vramTotalBytes?: number;
-  vramFreeBytes?: number;
-  checkedAt: string;
-}
-
 /** What a worker tells about a pipeline in its heartbeat. */
 export interface PipelineStatus {
-  /** Its backend's version, memory and health. */
-  backend?: BackendStatus;
   /** Where it runs, when that is not the worker's own device (e.g. "cuda: NVIDIA H100 …"). */
   device?: string;
   /** The models it serves (onnx). */
