@@ -70,6 +70,8 @@ describe('loadConfig defaults', () => {
       comfyuiUrl: undefined,
       comfyuiRequestTimeoutMs: 30_000,
       comfyuiWorkflowsDir: undefined,
+      comfyuiUnhealthyAfter: 3,
+      backendProbeMs: 10_000,
       modelDir: undefined,
       onnxProvider: 'auto',
     });
