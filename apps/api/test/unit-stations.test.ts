@@ -38,6 +38,7 @@ const defaults = (name: string): Station => ({
   maxPending: 100,
   requestsPerMinute: null,
   webhookSecret: undefined,
+  weight: 1,
 });
 
 describe('DARKROOM_API_KEYS', () => {

@@ -14,6 +14,7 @@ const station = (over: Partial<Station> = {}): Station => ({
   maxPending: 100,
   requestsPerMinute: null,
   webhookSecret: undefined,
+  weight: 1,
   ...over,
 });
 

@@ -4,6 +4,7 @@ import { Job } from 'bullmq';
 import type { BlobEntry } from './blob-store.ts';
 import { priorityScoreRange } from './bullmq.ts';
 import { endWaitingJob } from './end-waiting.ts';
+import { fairFront, fairRebase } from './fair.ts';
 import { pipelineOfJobId } from './ids.ts';
 import { sysKeys } from './keys.ts';
 import type { DarkroomQueue } from './queues.ts';
@@ -14,7 +15,8 @@ import type { Deps } from './service.ts';
  * lease in Redis):
  * - aging: a waiting job is promoted one priority class per third of DARKROOM_MAX_WAIT_SECONDS,
  *   and at the full wait to the reserved class above `critical` (oldest first), so steady
- *   urgent work cannot starve it;
+ *   urgent work cannot starve it; with fair share on, it joins its new class at the front,
+ *   ahead of the stations' turns there;
  * - time-to-live: a job still waiting after DARKROOM_JOB_TTL_SECONDS fails `expired` (workers
  *   also refuse to start one, so it never runs);
  * - retention: final jobs older than DARKROOM_RETENTION_SECONDS are removed with their blobs,
@@ -25,6 +27,7 @@ import type { Deps } from './service.ts';
 const SCAN = 200;
 const ORPHAN_SWEEP_EVERY_MS = 10 * 60_000;
 const SWEEP_BATCH = 500;
+const REBASE_CHECK_EVERY_MS = 60_000;
 
 export class Maintenance {
   readonly #d: Deps;
@@ -33,6 +36,7 @@ export class Maintenance {
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
   #lastOrphanSweep = 0;
+  #lastRebaseCheck = 0;
 
   constructor(deps: Deps) {
     this.#d = deps;
@@ -61,7 +65,10 @@ export class Maintenance {
   /** One pass; returns without work when another instance holds the lease. */
   async tick(): Promise<void> {
     if (!(await this.#lease())) return;
+    const rebase = this.#d.config.jobs.fairShare && Date.now() - this.#lastRebaseCheck > REBASE_CHECK_EVERY_MS;
+    if (rebase) this.#lastRebaseCheck = Date.now();
     for (const queue of this.#d.queues.all()) {
+      if (rebase) await this.#rebase(queue);
       await this.#ageAndExpire(queue);
       await this.#retire(queue, 'completed');
       await this.#retire(queue, 'failed');
@@ -69,6 +76,14 @@ export class Maintenance {
     if (Date.now() - this.#lastOrphanSweep > ORPHAN_SWEEP_EVERY_MS) {
       this.#lastOrphanSweep = Date.now();
       await this.sweepOrphans();
+    }
+  }
+
+  /** Fair-share tags grow with every turn taken: moved back, rarely, before they outgrow a class's span. */
+  async #rebase(queue: DarkroomQueue): Promise<void> {
+    for (let cls = AGED_PRIORITY; cls <= priorityRank('low'); cls++) {
+      const moved = await fairRebase(this.#d.redis, queue, cls);
+      if (moved > 0) this.#d.logger.info({ pipeline: queue.name, priority: cls, moved }, 'fair-share tags moved back');
     }
   }
 
@@ -123,7 +138,11 @@ export class Maintenance {
         if (target >= cls) continue;
         const job = await Job.fromId(queue, id);
         if (!job) continue;
-        await job.changePriority({ priority: target }).catch(() => {}); // it may have started meanwhile
+        const moved = await job.changePriority({ priority: target }).then(
+          () => true,
+          () => false, // it may have started meanwhile
+        );
+        if (moved && config.jobs.fairShare) await fairFront(queue, id, target).catch(() => false);
         logger.debug({ jobId: id, pipeline: queue.name, from: cls, to: target, ageMs: age }, 'job promoted by aging');
       }
     }

@@ -21,6 +21,7 @@ import {
   UnsupportedImage,
 } from './errors.ts';
 import type { EventHub } from './events.ts';
+import { fairPlace } from './fair.ts';
 import { claimIdempotencyKey, fingerprint } from './idempotency.ts';
 import { newJobId, pipelineOfJobId } from './ids.ts';
 import { type BullState, CANCELLED_REASON, finishedState, toStatusBody } from './job-view.ts';
@@ -147,7 +148,9 @@ export class JobService {
       const sent = [
         limited ? undefined : client.sadd(pendingKey, id),
         job.addJob(client as never),
-        client.zrank(queue.toKey('prioritized'), id),
+        config.jobs.fairShare
+          ? fairPlace(client, queue, id, priorityRank(v.priority), station.name, station.weight)
+          : client.zrank(queue.toKey('prioritized'), id),
       ] as const;
       socket?.uncork();
       const [claimed, added, ranked] = await Promise.allSettled(sent);

@@ -9,6 +9,8 @@ export interface Station {
   maxPending: number | null;
   requestsPerMinute: number | null;
   webhookSecret: string | undefined;
+  /** Its share of turns against other stations at the same priority (default 1). */
+  weight: number;
 }
 
 /** Who is asking: a station sees only its own jobs; the admin credential sees all. */

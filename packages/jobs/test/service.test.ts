@@ -58,6 +58,7 @@ const station = (over: Partial<Station> = {}): Station => ({
   maxPending: 100,
   requestsPerMinute: null,
   webhookSecret: 'a-secret-of-some-length',
+  weight: 1,
   ...over,
 });
 

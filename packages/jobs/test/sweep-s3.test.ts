@@ -40,6 +40,7 @@ const station: Station = {
   maxPending: 100,
   requestsPerMinute: null,
   webhookSecret: undefined,
+  weight: 1,
 };
 
 const ago = (ms: number) => new Date(Date.now() - ms);

@@ -98,6 +98,7 @@ const EnvSchema = z.object({
   DARKROOM_WEBHOOK_TIMEOUT_MS: int(100).default(10_000),
   DARKROOM_JOB_ATTEMPTS: int(1).max(20).default(3),
   DARKROOM_RETRY_BACKOFF_MS: int(0).default(1000),
+  DARKROOM_FAIR_SHARE: z.enum(['on', 'off']).default('on'),
 
   DARKROOM_WEBHOOK_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
   DARKROOM_WEBHOOK_ALLOW_PRIVATE: bool.default(false),
@@ -219,6 +220,8 @@ function buildConfig(env: z.output<typeof EnvSchema>) {
     jobs: {
       attempts: env.DARKROOM_JOB_ATTEMPTS,
       backoffMs: env.DARKROOM_RETRY_BACKOFF_MS,
+      /** Stations take turns within a priority class (start-time fair queueing); off: arrival order. */
+      fairShare: env.DARKROOM_FAIR_SHARE === 'on',
     },
     webhooks: {
       secret: env.DARKROOM_WEBHOOK_SECRET,

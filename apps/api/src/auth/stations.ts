@@ -24,6 +24,8 @@ const StationEntry = z.strictObject({
   maxPending: z.int().min(1).nullable().optional(),
   requestsPerMinute: z.int().min(1).nullable().optional(),
   webhookSecret: z.string().min(16).optional(),
+  /** Turns against other stations at the same priority, in proportion (default 1). */
+  weight: z.number().min(0.01).max(1024).optional(),
 });
 // The two accepted shapes, picked by the JSON's own shape: a z.union would hide the field at fault
 // behind a bare "Invalid input" whenever both shapes fail (a misspelt priority, say).
@@ -92,6 +94,7 @@ function defaultStation(config: Config, name: string): Station {
     maxPending: config.limits.stationMaxPending,
     requestsPerMinute: null,
     webhookSecret: undefined,
+    weight: 1,
   };
 }
 
@@ -144,6 +147,7 @@ export function loadStations(config: Config): StationRegistry {
           maxPending: s.maxPending === undefined ? base.maxPending : s.maxPending,
           requestsPerMinute: s.requestsPerMinute ?? null,
           webhookSecret: s.webhookSecret,
+          weight: s.weight ?? 1,
         },
       });
     }
