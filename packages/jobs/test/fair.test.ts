@@ -59,8 +59,15 @@ async function setup(env: Record<string, string> = {}) {
     async () => fs.rmSync(dataDir, { recursive: true, force: true }),
   );
   const submit = async (s: Station, priority?: string) =>
-    (await jobs.submit(validateSubmit({ errors: [], pipeline: 'synthetic', params: {}, ...(priority ? { priority } : {}) }, s, { webhookSecretAvailable: false }), s, {}))
-      .body;
+    (
+      await jobs.submit(
+        validateSubmit({ errors: [], pipeline: 'synthetic', params: {}, ...(priority ? { priority } : {}) }, s, {
+          webhookSecretAvailable: false,
+        }),
+        s,
+        {},
+      )
+    ).body;
   const queue = deps.queues.get('synthetic')!;
   /** Job ids in the order they will start. */
   const order = () => conn.zrange(queue.toKey('prioritized'), '0', '-1');
@@ -147,7 +154,7 @@ describe('fair turns between stations', () => {
     const before = await t.order();
     await new Maintenance(t.deps).tick();
     expect(await t.order()).toEqual(before);
-    const scores = ((await conn.call('ZRANGE', key, '0', '-1', 'WITHSCORES')) as string[]).filter((_, i) => i % 2 === 1).map(Number);
+    const scores = (await conn.zrangebyscore(key, '-inf', '+inf', 'WITHSCORES')).filter((_, i) => i % 2 === 1).map(Number);
     const base = priorityRank('normal') * 2 ** 32;
     for (const score of scores) expect(score - base).toBeGreaterThan(2 ** 30);
     for (const score of scores) expect(score - base).toBeLessThan(2 ** 31);
