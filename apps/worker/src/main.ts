@@ -6,7 +6,9 @@ import {
   JobLifecycle,
   jobsInProgress,
   openBlobStore,
+  preferWarm,
   queueOptions,
+  recordModelLoad,
   removeHeartbeat,
   sysKeys,
   writeHeartbeat,
@@ -41,6 +43,8 @@ async function main() {
   // What this worker runs on, and the pipelines it can serve here (each loads its models once).
   const found = await detectDevice();
   const device = config.worker.deviceOverride ?? (found.kind === 'gpu' ? found.description : config.worker.device);
+  // Model load times are kept per kind of device: the same model loads at different speeds on each.
+  const deviceKind = found.kind === 'gpu' ? found.description : 'cpu';
   logger.info({ device, gpus: found.gpus }, found.kind === 'gpu' ? 'gpu found' : 'no gpu found: cpu only');
   const started = await startPipelines(
     createPipelines(pipelineSettings(config)),
@@ -87,6 +91,9 @@ async function main() {
         cancels,
         metrics,
         onUnhealthy: () => unhealthy(),
+        onModelLoad: (model, ms) => {
+          if (ms > 0) void recordModelLoad(redis, config.prefix, pipeline.spec.name, model, deviceKind, ms).catch(() => {});
+        },
       }),
       {
         connection: redis,
@@ -99,6 +106,10 @@ async function main() {
         autorun: false,
       },
       slots,
+      // Warm models first: before a free slot takes a job, one of a model loaded here is moved in front.
+      config.jobs.affinity && pipeline.warmModels
+        ? () => preferWarm(redis, w, pipeline.warmModels?.() ?? [], { maxBypassMs: config.jobs.affinityMaxBypassMs })
+        : undefined,
     );
     w.on('completed', (job) => {
       counters.processed++;

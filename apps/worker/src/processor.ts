@@ -61,6 +61,8 @@ export interface ProcessorDeps {
   metrics: WorkerMetrics;
   /** The pipeline threw BackendUnhealthyError: this worker should stop taking its jobs until its probe passes. */
   onUnhealthy?: () => void;
+  /** A job's model took this long to load (0: it was loaded already). */
+  onModelLoad?: (model: string, ms: number) => void;
 }
 
 const PROGRESS_MIN_INTERVAL_MS = 50;
@@ -113,6 +115,18 @@ export function createProcessor(pipeline: Pipeline, deps: ProcessorDeps) {
       job.updateProgress(message ? { percent: p, message } : { percent: p }).catch((err: Error) => {
         log.debug({ err: err.message }, 'progress not recorded');
       });
+    };
+
+    // Whether this attempt had to load its model first: on the job as soon as known, so a station sees it while it runs.
+    let modelLoadReported = false;
+    const reportModelLoad = (ms: number) => {
+      if (modelLoadReported) return;
+      modelLoadReported = true;
+      const modelLoadMs = Math.max(0, Math.round(ms));
+      job.updateData({ ...job.data, run: { coldStart: modelLoadMs > 0, modelLoadMs } }).catch((err: Error) => {
+        log.debug({ err: err.message }, 'model load not recorded');
+      });
+      if (job.data.model !== undefined) deps.onModelLoad?.(job.data.model, modelLoadMs);
     };
 
     let started: number | undefined;
@@ -179,6 +193,7 @@ export function createProcessor(pipeline: Pipeline, deps: ProcessorDeps) {
           logger: log,
           limits: { maxImagePixels: config.limits.maxImagePixels },
           job: { id: job.id!, attempt: job.attemptsStarted ?? 1 },
+          reportModelLoad,
         });
       } finally {
         releaseSlot();

@@ -61,6 +61,10 @@ export interface JobData {
   /** Execution limit, decided at submit so every worker applies the same one. */
   timeoutMs: number;
   requestId?: string;
+  /** The model the job needs (its pipeline's modelOf), for workers that prefer jobs of models they have loaded. */
+  model?: string;
+  /** How its latest attempt started: whether the worker had to load the model first, and for how long. */
+  run?: { coldStart: boolean; modelLoadMs: number };
 }
 
 /** The job's return value: the output image's metadata. */
@@ -90,6 +94,10 @@ export const JobStatusBody = z.object({
   startedAt: z.iso.datetime().optional(),
   finishedAt: z.iso.datetime().optional(),
   durationMs: z.int().nonnegative().optional(),
+  /** Started jobs of pipelines with models: whether the worker had to load the model first. */
+  coldStart: z.boolean().optional(),
+  /** How long that model load took. */
+  modelLoadMs: z.int().nonnegative().optional(),
   result: JobResultBody.optional(),
   error: z.object({ code: FailureCode, message: z.string() }).optional(),
   links: JobLinks,

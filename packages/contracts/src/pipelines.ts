@@ -97,6 +97,12 @@ export const SyntheticParams = z.strictObject({
     .min(0)
     .max(2 ** 31 - 1)
     .default(0),
+  /** The model the job "needs": a worker pays `loadMs` the first time it runs it, and again after switching away. */
+  model: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,64}$/, 'letters, digits, . _ - only, at most 64')
+    .optional(),
+  loadMs: z.int().min(0).max(600_000).default(0),
 });
 export type SyntheticParams = z.infer<typeof SyntheticParams>;
 
@@ -159,6 +165,11 @@ export interface PipelineSpec<S extends z.ZodType = z.ZodType> {
   params: S;
   /** Attempts in all, the first included, for errors a retry may fix. */
   attempts: number;
+  /**
+   * The model a job needs, from its parsed params: what a worker must have loaded to run it
+   * without a model load. Undefined: the job needs none (any worker is as warm as another).
+   */
+  modelOf?(params: z.infer<S>): string | undefined;
 }
 
 /** The model pipelines (in PIPELINE_SPECS below). */
@@ -169,7 +180,8 @@ export const UPSCALE_SPEC = {
   acceptsImage: true,
   params: UpscaleParams,
   attempts: 3,
-} as const satisfies PipelineSpec;
+  modelOf: () => 'esrgan',
+} as const satisfies PipelineSpec<typeof UpscaleParams>;
 
 export const COMFYUI_SPEC = {
   name: 'comfyui',
@@ -179,7 +191,9 @@ export const COMFYUI_SPEC = {
   imageOptional: true,
   params: ComfyuiParams,
   attempts: 3,
-} as const satisfies PipelineSpec;
+  // The template names the checkpoint; its name stands for the models it loads.
+  modelOf: (p: z.infer<typeof ComfyuiParams>) => p.workflow,
+} as const satisfies PipelineSpec<typeof ComfyuiParams>;
 
 export const ONNX_SPEC = {
   name: 'onnx',
@@ -188,7 +202,8 @@ export const ONNX_SPEC = {
   acceptsImage: true,
   params: OnnxParams,
   attempts: 3,
-} as const satisfies PipelineSpec;
+  modelOf: (p: z.infer<typeof OnnxParams>) => p.model,
+} as const satisfies PipelineSpec<typeof OnnxParams>;
 
 export const PIPELINE_SPECS = {
   edit: {
@@ -206,6 +221,7 @@ export const PIPELINE_SPECS = {
     acceptsImage: false,
     params: SyntheticParams,
     attempts: 3,
+    modelOf: (p: SyntheticParams) => p.model,
   },
   upscale: UPSCALE_SPEC,
   comfyui: COMFYUI_SPEC,

@@ -45,6 +45,8 @@ export const WorkerInfo = z.object({
   models: z.record(z.string(), z.array(z.string())).optional(),
   /** Time the worker spent loading its pipelines' models at start, in ms. */
   modelLoadMs: z.number().int().optional(),
+  /** Per pipeline, the models this worker (one device) has loaded now: jobs needing them start without a model load. */
+  warmModels: z.record(z.string(), z.array(z.string())).optional(),
   /** The worker's GPUs, read every DARKROOM_GPU_POLL_SECONDS; absent where there is no `nvidia-smi` or it fails. */
   gpus: z.array(GpuReport).optional(),
   /** Per pipeline, the backend it runs on, for the pipelines that report one; fresh at every heartbeat. */

@@ -23,10 +23,24 @@ type DarkroomJob = Job<JobData, JobResultData>;
 export class DeviceWorker extends Worker<JobData, JobResultData> {
   readonly slots: DeviceSlots;
   readonly #stopping = new AbortController();
+  /** Run just before a free slot takes a job: may move a better job for this worker in front (see affinity.ts). */
+  readonly #beforeTake: (() => Promise<unknown>) | undefined;
 
-  constructor(name: string, processor: Processor<JobData, JobResultData>, opts: WorkerOptions, slots: DeviceSlots) {
+  constructor(
+    name: string,
+    processor: Processor<JobData, JobResultData>,
+    opts: WorkerOptions,
+    slots: DeviceSlots,
+    beforeTake?: () => Promise<unknown>,
+  ) {
     super(name, processor, opts);
     this.slots = slots;
+    this.#beforeTake = beforeTake;
+  }
+
+  async #prepareTake(): Promise<void> {
+    // Only a preference: taking the next job goes on whatever happens to it.
+    await this.#beforeTake?.().catch(() => {});
   }
 
   protected override async moveToActive(token: string, name?: string): Promise<DarkroomJob> {
@@ -43,6 +57,7 @@ export class DeviceWorker extends Worker<JobData, JobResultData> {
     }
     let job: DarkroomJob | undefined;
     try {
+      await this.#prepareTake();
       job = await super.moveToActive(token, name);
     } finally {
       this.#handOver(lease, job);
@@ -88,6 +103,7 @@ export class DeviceWorker extends Worker<JobData, JobResultData> {
     let lease: Lease | undefined;
     let next: DarkroomJob | undefined;
     try {
+      if (this.#beforeTake && this.slots.busy < this.slots.size) await this.#prepareTake();
       next = await step(() => {
         if (!fetchNext() || this.#stopping.signal.aborted) return false;
         lease = this.slots.tryAcquire();

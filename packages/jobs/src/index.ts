@@ -1,5 +1,6 @@
 // The job system: the one writer of a job's Redis state, and the only code that knows BullMQ's internals.
 export { admit, backlogRetryAfter, jittered, tooManyPending } from './admission.ts';
+export { AFFINITY_SCAN, type AffinityOptions, preferWarm } from './affinity.ts';
 export {
   type BlobEntry,
   type BlobStore,
@@ -58,6 +59,7 @@ export {
   estimateWaitSeconds,
   type PipelineStats,
   recordCompletion,
+  recordModelLoad,
   removeHeartbeat,
   StatsReader,
   WORKER_STALE_MS,

@@ -65,6 +65,10 @@ export function toStatusBody(job: Job<JobData, JobResultData>, state: BullState,
         : { percent: 0 };
   }
   if (job.processedOn) body.startedAt = iso(job.processedOn);
+  if (job.data.run && status !== 'queued') {
+    body.coldStart = job.data.run.coldStart;
+    body.modelLoadMs = job.data.run.modelLoadMs;
+  }
   if (job.finishedOn && status !== 'queued' && status !== 'active') {
     body.finishedAt = iso(job.finishedOn);
     if (job.processedOn) body.durationMs = Math.max(0, job.finishedOn - job.processedOn);

@@ -25,5 +25,7 @@ export function sysKeys(prefix: string) {
     /** Rate-limiter keys of stations. */
     rateLimit: `${base}:rl`,
     doneBucket: (pipeline: string, minute: number) => `${base}:done:${pipeline}:${minute}`,
+    /** HASH "<pipeline>|<model>|<device kind>" → recent model load time (ms, a moving average). */
+    loadTimes: `${base}:load-times`,
   };
 }

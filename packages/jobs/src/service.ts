@@ -120,6 +120,7 @@ export class JobService {
         const key = input.key;
         undo.push(() => blobs.delete(key));
       }
+      const model = v.spec.modelOf?.(v.params);
       const data: JobData = {
         v: 1,
         station: station.name,
@@ -130,6 +131,7 @@ export class JobService {
         ...(v.webhookUrl ? { webhookUrl: v.webhookUrl } : {}),
         timeoutMs: config.limits.jobTimeoutMs,
         ...(opts.requestId ? { requestId: opts.requestId } : {}),
+        ...(model !== undefined ? { model } : {}),
       };
       const job = new Job<JobData, JobResultData>(
         queue,
@@ -278,7 +280,10 @@ export class JobService {
     if (!QUEUED_STATES.has(state)) return toStatusBody(job, state);
     const position = rank !== undefined ? rank + 1 : await this.#position(queue, job.id!, state);
     const stats = await this.#d.stats.get(queue.name);
-    return toStatusBody(job, state, { position, estimatedWaitSeconds: estimateWaitSeconds(position, stats) });
+    return toStatusBody(job, state, {
+      position,
+      estimatedWaitSeconds: estimateWaitSeconds(position, stats, job.data.pipeline, job.data.model),
+    });
   }
 
   /**

@@ -26,6 +26,23 @@ export async function recordCompletion(redis: Redis, prefix: string, pipeline: s
     .exec();
 }
 
+/** A model load as a worker measured it, folded into a moving average per (pipeline, model, device kind). */
+export async function recordModelLoad(
+  redis: Redis,
+  prefix: string,
+  pipeline: string,
+  model: string,
+  deviceKind: string,
+  ms: number,
+): Promise<void> {
+  const key = sysKeys(prefix).loadTimes;
+  const field = `${pipeline}|${model}|${deviceKind}`;
+  const prev = Number(await redis.hget(key, field));
+  // Racing workers may each fold in their own sample over the same previous value: an average either way.
+  const next = Number.isFinite(prev) && prev > 0 ? Math.round(prev * 0.7 + ms * 0.3) : Math.round(ms);
+  await redis.hset(key, field, next);
+}
+
 export interface WorkerHeartbeat extends WorkerInfo {
   concurrency: number;
   /** Longest event-loop stall since the last heartbeat: past half the lock duration a job could be run twice. */
@@ -46,6 +63,8 @@ export interface PipelineStats {
   workers: WorkerInfo[];
   /** Jobs the live workers of this pipeline can run at once. */
   slots: number;
+  /** Recent model load time per model (ms, averaged over device kinds). */
+  loadMs: Record<string, number>;
 }
 
 export class StatsReader {
@@ -64,7 +83,7 @@ export class StatsReader {
 
   async get(pipeline: string): Promise<PipelineStats> {
     const all = await this.all();
-    return all.get(pipeline) ?? { avgProcessingMs: null, throughputPerMinute: null, workers: [], slots: 0 };
+    return all.get(pipeline) ?? { avgProcessingMs: null, throughputPerMinute: null, workers: [], slots: 0, loadMs: {} };
   }
 
   all(): Promise<Map<string, PipelineStats>> {
@@ -82,7 +101,7 @@ export class StatsReader {
 
   async #load(now: number): Promise<Map<string, PipelineStats>> {
     const minute = minuteOf(now);
-    const multi = this.#redis.multi().hgetall(this.#keys.workers);
+    const multi = this.#redis.multi().hgetall(this.#keys.workers).hgetall(this.#keys.loadTimes);
     for (const p of this.#pipelines) {
       multi.lrange(this.#keys.durations(p), 0, -1);
       multi.mget(this.#keys.doneBucket(p, minute - 1), this.#keys.doneBucket(p, minute));
@@ -90,6 +109,14 @@ export class StatsReader {
     const res = await multi.exec();
     if (!res) throw new Error('stats transaction aborted');
     const workersRaw = (res[0]?.[1] ?? {}) as Record<string, string>;
+    const loads = new Map<string, Record<string, number[]>>();
+    for (const [field, value] of Object.entries((res[1]?.[1] ?? {}) as Record<string, string>)) {
+      const [pipeline, model] = field.split('|');
+      if (!pipeline || model === undefined) continue;
+      const byModel = loads.get(pipeline) ?? {};
+      byModel[model] = [...(byModel[model] ?? []), Number(value)];
+      loads.set(pipeline, byModel);
+    }
     const live: WorkerHeartbeat[] = [];
     for (const raw of Object.values(workersRaw)) {
       try {
@@ -101,8 +128,8 @@ export class StatsReader {
     }
     const out = new Map<string, PipelineStats>();
     this.#pipelines.forEach((p, idx) => {
-      const durations = ((res[1 + idx * 2]?.[1] ?? []) as string[]).map(Number);
-      const [prev, cur] = ((res[2 + idx * 2]?.[1] ?? []) as (string | null)[]).map((v) => Number(v ?? 0));
+      const durations = ((res[2 + idx * 2]?.[1] ?? []) as string[]).map(Number);
+      const [prev, cur] = ((res[3 + idx * 2]?.[1] ?? []) as (string | null)[]).map((v) => Number(v ?? 0));
       const workers = live.filter((w) => w.pipelines.includes(p));
       const avg = durations.length > 0 ? Math.round(durations.reduce((a, b) => a + b, 0) / durations.length) : null;
       // The last 60 s, straddling two minute buckets: the previous one weighted by its overlap.
@@ -113,13 +140,23 @@ export class StatsReader {
         throughputPerMinute: throughput,
         workers: workers.map(({ concurrency: _c, eventLoopDelayMaxMs: _e, ...info }) => info),
         slots: workers.reduce((n, w) => n + (w.concurrency || 1), 0),
+        loadMs: Object.fromEntries(
+          Object.entries(loads.get(p) ?? {}).map(([m, v]) => [m, Math.round(v.reduce((a, b) => a + b, 0) / v.length)]),
+        ),
       });
     });
     return out;
   }
 }
 
-export function estimateWaitSeconds(position: number, stats: PipelineStats): number | null {
+/**
+ * position × average run time ÷ slots; plus the model's recent load time when no live worker has
+ * the job's model loaded (a worker will have to load it first).
+ */
+export function estimateWaitSeconds(position: number, stats: PipelineStats, pipeline?: string, model?: string): number | null {
   if (stats.avgProcessingMs === null || stats.slots === 0) return null;
-  return Math.ceil((position * stats.avgProcessingMs) / stats.slots / 1000);
+  const queued = (position * stats.avgProcessingMs) / stats.slots;
+  const warm = model === undefined || stats.workers.some((w) => pipeline && w.warmModels?.[pipeline]?.includes(model));
+  const load = warm ? 0 : (stats.loadMs[model] ?? 0);
+  return Math.ceil((queued + load) / 1000);
 }

@@ -6,9 +6,28 @@ const stats = (avgProcessingMs: number | null, slots: number): PipelineStats => 
   throughputPerMinute: null,
   workers: [],
   slots,
+  loadMs: {},
 });
 
 describe('estimateWaitSeconds', () => {
+  it("adds the model's load time when no live worker has the job's model loaded", () => {
+    const worker = (warm: string[]) => ({
+      name: 'w',
+      pipelines: ['synthetic'],
+      activeJobs: 0,
+      processed: 0,
+      failed: 0,
+      lastSeen: new Date().toISOString(),
+      device: 'cpu',
+      warmModels: { synthetic: warm },
+    });
+    const s = { ...stats(1000, 1), loadMs: { flux: 20_000 } };
+    expect(estimateWaitSeconds(3, { ...s, workers: [worker(['sdxl'])] }, 'synthetic', 'flux')).toBe(23);
+    expect(estimateWaitSeconds(3, { ...s, workers: [worker(['flux'])] }, 'synthetic', 'flux')).toBe(3);
+    expect(estimateWaitSeconds(3, { ...s, workers: [worker([])] }, 'synthetic', 'unmeasured')).toBe(3);
+    expect(estimateWaitSeconds(3, s, 'synthetic')).toBe(3);
+  });
+
   it('is null without run-time history', () => {
     expect(estimateWaitSeconds(3, stats(null, 2))).toBeNull();
   });

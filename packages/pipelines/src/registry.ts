@@ -3,13 +3,14 @@ import { type Config, ConfigError, type Logger } from '@darkroom/runtime';
 import { type ComfyuiOptions, ComfyuiPipeline } from './comfyui.ts';
 import { editPipeline } from './edit.ts';
 import { type OnnxOptions, OnnxPipeline } from './onnx.ts';
-import { syntheticPipeline } from './synthetic.ts';
+import { type SyntheticOptions, SyntheticPipeline } from './synthetic.ts';
 import type { Pipeline, PipelineStatus } from './types.ts';
 import { upscalePipeline } from './upscale.ts';
 
 export interface PipelineSettings {
   comfyui: ComfyuiOptions;
   onnx: OnnxOptions;
+  synthetic: SyntheticOptions;
 }
 
 export function pipelineSettings(config: Config): PipelineSettings {
@@ -22,6 +23,7 @@ export function pipelineSettings(config: Config): PipelineSettings {
       unhealthyAfter: m.comfyuiUnhealthyAfter,
     },
     onnx: { modelDir: m.modelDir, provider: m.onnxProvider },
+    synthetic: { warmModels: m.syntheticWarmModels },
   };
 }
 
@@ -32,7 +34,7 @@ export type AnyPipeline = Pipeline<any>;
 export function createPipelines(settings: PipelineSettings): Record<PipelineName, AnyPipeline> {
   return {
     edit: editPipeline,
-    synthetic: syntheticPipeline,
+    synthetic: new SyntheticPipeline(settings.synthetic),
     upscale: upscalePipeline,
     comfyui: new ComfyuiPipeline(settings.comfyui),
     onnx: new OnnxPipeline(settings.onnx),

@@ -1,15 +1,37 @@
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { PIPELINE_SPECS, type SyntheticParams } from '@darkroom/contracts';
 import sharp from 'sharp';
-import type { Pipeline } from './types.ts';
+import type { Pipeline, PipelineContext, PipelineInput } from './types.ts';
 
-export const syntheticPipeline: Pipeline<SyntheticParams> = {
-  spec: PIPELINE_SPECS.synthetic,
+export interface SyntheticOptions {
+  /** Models kept loaded at once (DARKROOM_SYNTHETIC_WARM_MODELS); loading one more unloads the least recently used. */
+  warmModels?: number;
+}
+
+/**
+ * A stand-in for a GPU model, for load tests, benchmarks and demos. With a `model` param it also
+ * stands for a model load: the first job of a model on this worker, or one after the worker
+ * switched to other models, waits `loadMs` first and reports it as a model load.
+ */
+export class SyntheticPipeline implements Pipeline<SyntheticParams> {
+  readonly spec = PIPELINE_SPECS.synthetic;
+  readonly #capacity: number;
+  /** Loaded models, least recently used first. */
+  readonly #warm: string[] = [];
+
+  constructor(opts: SyntheticOptions = {}) {
+    this.#capacity = Math.max(1, opts.warmModels ?? 1);
+  }
+
+  warmModels(): string[] {
+    return [...this.#warm];
+  }
 
   // The steps stand for the model on the device. Turning its output into pixels and a PNG is
   // CPU work, done in the finish step while the device already runs the next job.
-  async run(_input, params, ctx) {
-    const { steps, stepMs, width, height, seed } = params;
+  async run(_input: PipelineInput | null, params: SyntheticParams, ctx: PipelineContext) {
+    const { steps, stepMs, width, height, seed, model, loadMs } = params;
+    if (model !== undefined) await this.#load(model, loadMs, ctx);
     for (let i = 1; i <= steps; i++) {
       await sleep(stepMs, ctx.signal);
       await ctx.reportProgress(Math.round((100 * i) / steps), `step ${i}/${steps}`);
@@ -24,8 +46,27 @@ export const syntheticPipeline: Pipeline<SyntheticParams> = {
         return { data, format: 'png' as const, width, height };
       },
     };
-  },
-};
+  }
+
+  async #load(model: string, loadMs: number, ctx: PipelineContext): Promise<void> {
+    const at = this.#warm.indexOf(model);
+    if (at >= 0) {
+      this.#warm.splice(at, 1);
+      this.#warm.push(model);
+      ctx.reportModelLoad?.(0);
+      return;
+    }
+    // Unloaded first, as a GPU's memory would require; a load cut short leaves the model unloaded.
+    if (this.#warm.length >= this.#capacity) this.#warm.shift();
+    const started = Date.now();
+    await sleep(loadMs, ctx.signal);
+    this.#warm.push(model);
+    ctx.reportModelLoad?.(Date.now() - started);
+  }
+}
+
+/** The pipeline with one model kept loaded. */
+export const syntheticPipeline = new SyntheticPipeline();
 
 /** Resolves after `ms` (a timer, so the event loop stays free); rejects with the signal's reason as soon as it aborts. */
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

@@ -16,6 +16,11 @@ export interface PipelineContext {
   limits: { maxImagePixels: number };
   /** The job and which attempt this is (1 for the first), for names a backend keeps per attempt. */
   job?: { id: string; attempt: number };
+  /**
+   * For a job whose pipeline has models: how long the model it needs took to load before it
+   * could run (0 when it was loaded already). Called once, when known.
+   */
+  reportModelLoad?(ms: number): void;
 }
 
 export interface PipelineOutput {
@@ -81,6 +86,8 @@ export interface Pipeline<P = unknown> {
    * none of the pipeline's jobs until this resolves true.
    */
   probe?(): Promise<boolean>;
+  /** The models loaded now (warm): jobs needing one of them run without a model load. */
+  warmModels?(): string[];
   /**
    * Runs the job while it holds one of the worker's device slots. Returns the output, or, when
    * the rest of the work needs no device, `ComputeDone` with that rest as its finish step.

@@ -4,7 +4,7 @@ import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { editPipeline } from '../src/edit.ts';
 import { createPipelines, startPipelines } from '../src/registry.ts';
-import { syntheticPipeline } from '../src/synthetic.ts';
+import { SyntheticPipeline, syntheticPipeline } from '../src/synthetic.ts';
 import { finishOutput } from '../src/types.ts';
 import { captureLogger, makeCtx } from './helpers.ts';
 
@@ -47,17 +47,56 @@ describe('synthetic', () => {
   });
 });
 
+describe('synthetic models', () => {
+  it('pays loadMs the first time it runs a model and after switching away, keeping the warm set it is allowed', async () => {
+    const p = new SyntheticPipeline({ warmModels: 2 });
+    const loads: number[] = [];
+    const run = async (model: string) => {
+      const ctx = makeCtx();
+      ctx.reportModelLoad = (ms) => loads.push(ms);
+      await finishOutput(await p.run(null, SyntheticParams.parse({ steps: 1, stepMs: 0, width: 4, height: 4, model, loadMs: 80 }), ctx));
+    };
+    await run('a'); // cold
+    await run('a'); // warm
+    await run('b'); // cold, a and b loaded
+    await run('a'); // warm
+    await run('c'); // cold: unloads b (least recently used)
+    await run('b'); // cold again
+    expect(loads.map((ms) => (ms >= 70 ? 'cold' : ms === 0 ? 'warm' : `?${ms}`))).toEqual(['cold', 'warm', 'cold', 'warm', 'cold', 'cold']);
+    expect(p.warmModels()).toEqual(['c', 'b']);
+  });
+
+  it('reports no model load without a model', async () => {
+    const p = new SyntheticPipeline();
+    const ctx = makeCtx();
+    let called = false;
+    ctx.reportModelLoad = () => {
+      called = true;
+    };
+    await finishOutput(await p.run(null, SyntheticParams.parse({ steps: 1, stepMs: 0, width: 4, height: 4 }), ctx));
+    expect([called, p.warmModels()]).toEqual([false, []]);
+  });
+});
+
 describe('registry', () => {
   it('has one pipeline per catalogue entry', () => {
-    const all = createPipelines({ comfyui: { url: undefined, requestTimeoutMs: 1000 }, onnx: { modelDir: undefined, provider: 'auto' } });
+    const all = createPipelines({
+      comfyui: { url: undefined, requestTimeoutMs: 1000 },
+      onnx: { modelDir: undefined, provider: 'auto' },
+      synthetic: {},
+    });
     expect(Object.keys(all)).toEqual(PIPELINE_NAMES);
     expect(all.edit).toBe(editPipeline);
-    expect(all.synthetic).toBe(syntheticPipeline);
+    expect(all.synthetic).toBeInstanceOf(SyntheticPipeline);
     for (const [name, p] of Object.entries(all)) expect(p.spec.name).toBe(name);
   });
 
   it('serves by default what the host can, and stops when a named pipeline cannot run', async () => {
-    const all = createPipelines({ comfyui: { url: undefined, requestTimeoutMs: 1000 }, onnx: { modelDir: undefined, provider: 'auto' } });
+    const all = createPipelines({
+      comfyui: { url: undefined, requestTimeoutMs: 1000 },
+      onnx: { modelDir: undefined, provider: 'auto' },
+      synthetic: {},
+    });
     const { logger, records } = captureLogger();
     const started = await startPipelines(all, ['edit', 'synthetic', 'comfyui', 'onnx'], false, logger);
     expect(started.map((s) => s.pipeline.spec.name)).toEqual(['edit', 'synthetic']);

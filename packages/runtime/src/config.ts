@@ -99,6 +99,9 @@ const EnvSchema = z.object({
   DARKROOM_JOB_ATTEMPTS: int(1).max(20).default(3),
   DARKROOM_RETRY_BACKOFF_MS: int(0).default(1000),
   DARKROOM_FAIR_SHARE: z.enum(['on', 'off']).default('on'),
+  DARKROOM_AFFINITY: z.enum(['on', 'off']).default('on'),
+  DARKROOM_AFFINITY_MAX_BYPASS_SECONDS: int(0).default(30),
+  DARKROOM_SYNTHETIC_WARM_MODELS: int(1).max(64).default(1),
 
   DARKROOM_WEBHOOK_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
   DARKROOM_WEBHOOK_ALLOW_PRIVATE: bool.default(false),
@@ -222,6 +225,10 @@ function buildConfig(env: z.output<typeof EnvSchema>) {
       backoffMs: env.DARKROOM_RETRY_BACKOFF_MS,
       /** Stations take turns within a priority class (start-time fair queueing); off: arrival order. */
       fairShare: env.DARKROOM_FAIR_SHARE === 'on',
+      /** A free device slot prefers a waiting job of a model its worker has loaded (same priority class). */
+      affinity: env.DARKROOM_AFFINITY === 'on',
+      /** Waited this long, a job needing a model load is no longer passed over for warm ones. */
+      affinityMaxBypassMs: env.DARKROOM_AFFINITY_MAX_BYPASS_SECONDS * 1000,
     },
     webhooks: {
       secret: env.DARKROOM_WEBHOOK_SECRET,
@@ -239,6 +246,8 @@ function buildConfig(env: z.output<typeof EnvSchema>) {
       comfyuiUnhealthyAfter: env.DARKROOM_COMFYUI_UNHEALTHY_AFTER,
       /** How often an unhealthy backend's health probe runs; its pipeline takes no jobs meanwhile. */
       backendProbeMs: env.DARKROOM_BACKEND_PROBE_MS,
+      /** How many models the synthetic pipeline keeps loaded (the rest cost `loadMs` again). */
+      syntheticWarmModels: env.DARKROOM_SYNTHETIC_WARM_MODELS,
       modelDir: env.DARKROOM_MODEL_DIR ? path.resolve(env.DARKROOM_MODEL_DIR) : undefined,
       onnxProvider: env.DARKROOM_ONNX_PROVIDER,
     },
