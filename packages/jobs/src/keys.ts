@@ -25,5 +25,11 @@ export function sysKeys(prefix: string) {
     /** Rate-limiter keys of stations. */
     rateLimit: `${base}:rl`,
     doneBucket: (pipeline: string, minute: number) => `${base}:done:${pipeline}:${minute}`,
+    /** ZSET job id → when it expires (ms): jobs submitted with their own queue time-to-live. */
+    ownTtl: (pipeline: string) => `${base}:ttl:${pipeline}`,
+    /** HASH of one UTC day's GPU time: `<figure>|<JSON [station, pipeline, model]>` → count or ms (see usage.ts). */
+    usage: (day: string) => `${base}:usage:${day}`,
+    /** HASH of one UTC day's device time per station (ms), read by the budget check. */
+    usageDevice: (day: string) => `${base}:usage-device:${day}`,
   };
 }

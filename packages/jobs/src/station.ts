@@ -9,6 +9,8 @@ export interface Station {
   maxPending: number | null;
   requestsPerMinute: number | null;
   webhookSecret: string | undefined;
+  /** Device seconds per UTC day; past them submits are refused until midnight. Absent or null: no budget. */
+  gpuSecondsPerDay?: number | null;
 }
 
 /** Who is asking: a station sees only its own jobs; the admin credential sees all. */

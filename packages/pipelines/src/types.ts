@@ -16,6 +16,11 @@ export interface PipelineContext {
   limits: { maxImagePixels: number };
   /** The job and which attempt this is (1 for the first), for names a backend keeps per attempt. */
   job?: { id: string; attempt: number };
+  /**
+   * Time (ms) this run spent loading a model onto the device, for the station's usage. It is part
+   * of the job's device time; may be called more than once (the sum is kept).
+   */
+  reportModelLoad?(ms: number): void;
 }
 
 export interface PipelineOutput {

@@ -24,6 +24,8 @@ const StationEntry = z.strictObject({
   maxPending: z.int().min(1).nullable().optional(),
   requestsPerMinute: z.int().min(1).nullable().optional(),
   webhookSecret: z.string().min(16).optional(),
+  /** Device seconds per UTC day; null or absent: no budget. */
+  gpuSecondsPerDay: z.number().positive().nullable().optional(),
 });
 // The two accepted shapes, picked by the JSON's own shape: a z.union would hide the field at fault
 // behind a bare "Invalid input" whenever both shapes fail (a misspelt priority, say).
@@ -92,6 +94,7 @@ function defaultStation(config: Config, name: string): Station {
     maxPending: config.limits.stationMaxPending,
     requestsPerMinute: null,
     webhookSecret: undefined,
+    gpuSecondsPerDay: null,
   };
 }
 
@@ -144,6 +147,7 @@ export function loadStations(config: Config): StationRegistry {
           maxPending: s.maxPending === undefined ? base.maxPending : s.maxPending,
           requestsPerMinute: s.requestsPerMinute ?? null,
           webhookSecret: s.webhookSecret,
+          gpuSecondsPerDay: s.gpuSecondsPerDay ?? null,
         },
       });
     }
