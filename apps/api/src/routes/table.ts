@@ -115,7 +115,7 @@ export const ROUTES: readonly Route[] = [
         },
         '400': problem(
           400,
-          'Malformed body or params, a missing or empty image where the pipeline needs one, a bad `priority`, `webhookUrl` or `Idempotency-Key`, or `wait` out of range; every field error is listed in `errors`.',
+          'Malformed body or params, a missing or empty image where the pipeline needs one, a bad `priority`, `webhookUrl` or `Idempotency-Key`, `timeoutSeconds` or `ttlSeconds` not a whole number of seconds within the operator’s limit, or `wait` out of range; every field error is listed in `errors`.',
           [
             {
               code: 'invalid_request',
