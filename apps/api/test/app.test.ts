@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import {
+  BudgetExceeded,
   createJobSystem,
   FsBlobStore,
   IdempotencyConflict,
@@ -144,6 +145,7 @@ describe('the error table', () => {
     [new InvalidImage('the image is incomplete'), 422, 'invalid_image', null],
     [new QueueFull('the edit queue is full', { retryAfterSeconds: 7 }), 429, 'queue_full', '7'],
     [new StationBusy('over its limit', { retryAfterSeconds: 3 }), 429, 'rate_limited', '3'],
+    [new BudgetExceeded('used its GPU seconds for today', { retryAfterSeconds: 3600 }), 429, 'budget_exceeded', '3600'],
     [new StoreUnavailable(), 503, 'unavailable', '5'],
     [new ReplicasUnavailable(), 503, 'unavailable', '2'],
   ];

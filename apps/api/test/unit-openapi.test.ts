@@ -30,6 +30,7 @@ const EXPECTED: Record<string, Record<string, string[]>> = {
   '/v1/jobs/{id}/events': { get: ['200', '401', '404', '410', '429', '503'] },
   '/v1/pipelines': { get: ['200', '401'] },
   '/v1/queue': { get: ['200', '401', '503'] },
+  '/v1/usage': { get: ['200', '400', '401', '429', '503'] },
   '/v1/admin/pipelines/{name}/pause': { post: ['200', '401', '403', '404', '503'] },
   '/v1/admin/pipelines/{name}/resume': { post: ['200', '401', '403', '404', '503'] },
   '/v1/images/generations': { post: ['200', '400', '401', '404', '409', '429', '500', '503'] },
@@ -195,12 +196,32 @@ describe('the OpenAPI document', () => {
       properties: Record<string, Json>;
       required: string[];
     };
-    expect(Object.keys(multipart.properties).sort()).toEqual(['image', 'params', 'pipeline', 'priority', 'webhookUrl']);
+    expect(Object.keys(multipart.properties).sort()).toEqual([
+      'image',
+      'params',
+      'pipeline',
+      'priority',
+      'timeoutSeconds',
+      'ttlSeconds',
+      'webhookUrl',
+    ]);
     expect(multipart.properties.image).toMatchObject({ type: 'string', format: 'binary' });
     expect(multipart.required).toEqual(['pipeline']);
     expect((body['multipart/form-data']!.encoding as Record<string, Json>).params).toEqual({ contentType: 'application/json' });
     const jsonBody = resolve((body['application/json']!.schema as Json).$ref as string) as { properties: Record<string, Json> };
-    expect(Object.keys(jsonBody.properties).sort()).toEqual(['imageBase64', 'params', 'pipeline', 'priority', 'webhookUrl']);
+    expect(Object.keys(jsonBody.properties).sort()).toEqual([
+      'imageBase64',
+      'params',
+      'pipeline',
+      'priority',
+      'timeoutSeconds',
+      'ttlSeconds',
+      'webhookUrl',
+    ]);
+    for (const field of ['timeoutSeconds', 'ttlSeconds']) {
+      expect(jsonBody.properties[field], field).toMatchObject({ type: 'integer', exclusiveMinimum: 0 });
+      expect(multipart.properties[field], field).toMatchObject({ type: 'integer', exclusiveMinimum: 0 });
+    }
     expect(jsonBody.properties.imageBase64).toMatchObject({ type: 'string', contentEncoding: 'base64' });
     expect(jsonBody.properties.webhookUrl).toMatchObject({ type: 'string', format: 'uri', maxLength: 2048 });
 

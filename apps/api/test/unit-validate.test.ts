@@ -279,3 +279,27 @@ describe('HttpError bodies', () => {
     });
   });
 });
+
+describe('validateSubmit: timeoutSeconds and ttlSeconds', () => {
+  const LIMITS = { webhookSecretAvailable: false, maxTimeoutSeconds: 300, maxTtlSeconds: 3600 };
+
+  it('takes whole seconds up to the operator’s limits, as numbers or multipart text', () => {
+    const v = validateSubmit(raw({ pipeline: 'synthetic', timeoutSeconds: 300, ttlSeconds: '3600' }), station(), LIMITS);
+    expect([v.timeoutSeconds, v.ttlSeconds]).toEqual([300, 3600]);
+    const none = validateSubmit(raw({ pipeline: 'synthetic', timeoutSeconds: '', ttlSeconds: null }), station(), LIMITS);
+    expect(['timeoutSeconds' in none, 'ttlSeconds' in none]).toEqual([false, false]);
+  });
+
+  it.each([
+    [{ timeoutSeconds: 301 }, 'timeoutSeconds', 'must be at most 300'],
+    [{ ttlSeconds: '3601' }, 'ttlSeconds', 'must be at most 3600'],
+    [{ timeoutSeconds: 0 }, 'timeoutSeconds', 'at least 1'],
+    [{ ttlSeconds: 2.5 }, 'ttlSeconds', 'whole number'],
+    [{ ttlSeconds: '1e3' }, 'ttlSeconds', 'whole number'],
+    [{ timeoutSeconds: true }, 'timeoutSeconds', 'whole number'],
+  ])('answers %j with 400 at its path', (fields, path, message) => {
+    const err = httpError(raw({ pipeline: 'synthetic', ...fields }), station(), LIMITS);
+    expect([err.status, err.code]).toEqual([400, 'invalid_request']);
+    expect(err.errors).toEqual([{ path, message: expect.stringContaining(message) }]);
+  });
+});

@@ -20,6 +20,7 @@ import { GpuMonitor } from './gpus.ts';
 import { assembleHeartbeat } from './heartbeat.ts';
 import { WorkerMetrics } from './metrics.ts';
 import { AbortReason, createProcessor } from './processor.ts';
+import { UsageMeter } from './usage.ts';
 
 const HEARTBEAT_MS = 5000;
 
@@ -66,6 +67,7 @@ async function main() {
   const lifecycle = new JobLifecycle({ config, logger, redis, webhooks });
   const keys = sysKeys(config.prefix);
   const { prefix } = queueOptions(config, redis);
+  const usage = new UsageMeter({ redis, prefix: config.prefix, metrics, logger });
   // Cancel requests for active jobs: whichever worker holds the job aborts its signal. Subscribed
   // before any job is taken, so the processor can trust it (see cancel-watch.ts).
   const workers: DeviceWorker[] = [];
@@ -78,7 +80,7 @@ async function main() {
   await cancels.start();
   for (const pipeline of pipelines) {
     const slots = new DeviceSlots(concurrency);
-    const w = new DeviceWorker(
+    const w: DeviceWorker = new DeviceWorker(
       pipeline.spec.name,
       createProcessor(pipeline, {
         config,
@@ -90,6 +92,7 @@ async function main() {
         slots,
         cancels,
         metrics,
+        usage,
         onUnhealthy: () => unhealthy(),
         onModelLoad: (model, ms) => {
           if (ms > 0) void recordModelLoad(redis, config.prefix, pipeline.spec.name, model, deviceKind, ms).catch(() => {});
@@ -125,9 +128,13 @@ async function main() {
         'job completed',
       );
       void lifecycle.finalizeJob(w, job, 'completed');
+      void usage.record(job, true);
     });
     w.on('failed', (job) => {
-      if (!job?.finishedOn) return; // an attempt that will be retried
+      if (!job) return;
+      // Every attempt that reached the device counts, a retried one too.
+      void usage.record(job, Boolean(job.finishedOn));
+      if (!job.finishedOn) return; // an attempt that will be retried
       counters.failed++;
       logger.info(
         {

@@ -28,6 +28,9 @@ export class WorkerMetrics {
   readonly backendHealthy: Gauge<'worker' | 'pipeline'>;
   readonly backendVramTotal: Gauge<'worker' | 'pipeline'>;
   readonly backendVramFree: Gauge<'worker' | 'pipeline'>;
+  readonly deviceSeconds: Counter<'station' | 'pipeline'>;
+  readonly queuedSeconds: Counter<'station' | 'pipeline'>;
+  readonly modelLoadSeconds: Counter<'station' | 'pipeline'>;
 
   constructor() {
     const registers = [this.registry];
@@ -112,6 +115,25 @@ export class WorkerMetrics {
       name: 'darkroom_backend_vram_free_bytes',
       help: "Free memory of the GPU a pipeline's backend runs on, where it reports it",
       labelNames: ['worker', 'pipeline'],
+      registers,
+    });
+    // The same figures as GET /v1/usage, counted when a job's attempt ends.
+    this.deviceSeconds = new Counter({
+      name: 'darkroom_device_seconds_total',
+      help: 'Time jobs held a device slot (their compute phase, model loads included), by station',
+      labelNames: ['station', 'pipeline'],
+      registers,
+    });
+    this.queuedSeconds = new Counter({
+      name: 'darkroom_queued_seconds_total',
+      help: 'Time jobs waited from submit to their first start, by station',
+      labelNames: ['station', 'pipeline'],
+      registers,
+    });
+    this.modelLoadSeconds = new Counter({
+      name: 'darkroom_model_load_seconds_total',
+      help: 'Device time pipelines reported spending on loading models for jobs, by station',
+      labelNames: ['station', 'pipeline'],
       registers,
     });
   }

@@ -27,6 +27,7 @@ import type { Config, Logger } from '@darkroom/runtime';
 import { type Job, UnrecoverableError, WaitingError } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { WorkerMetrics } from './metrics.ts';
+import type { AttemptUsage, UsageMeter } from './usage.ts';
 
 /** Why a running pipeline was told to stop. */
 export type AbortCause = 'timeout' | 'cancel' | 'shutdown';
@@ -59,6 +60,8 @@ export interface ProcessorDeps {
   slots: DeviceSlots;
   cancels: CancelSource;
   metrics: WorkerMetrics;
+  /** Takes each attempt's GPU time for the station's usage. */
+  usage?: UsageMeter;
   /** The pipeline threw BackendUnhealthyError: this worker should stop taking its jobs until its probe passes. */
   onUnhealthy?: () => void;
   /** A job's model took this long to load (0: it was loaded already). */
@@ -118,11 +121,13 @@ export function createProcessor(pipeline: Pipeline, deps: ProcessorDeps) {
     };
 
     // Whether this attempt had to load its model first: on the job as soon as known, so a station sees it while it runs.
+    // It also counts in the station's usage, as part of the attempt's device time.
+    let modelLoadMs = 0;
     let modelLoadReported = false;
     const reportModelLoad = (ms: number) => {
-      if (modelLoadReported) return;
+      if (modelLoadReported || !Number.isFinite(ms)) return;
       modelLoadReported = true;
-      const modelLoadMs = Math.max(0, Math.round(ms));
+      modelLoadMs = Math.max(0, Math.round(ms));
       job.updateData({ ...job.data, run: { coldStart: modelLoadMs > 0, modelLoadMs } }).catch((err: Error) => {
         log.debug({ err: err.message }, 'model load not recorded');
       });
@@ -130,6 +135,17 @@ export function createProcessor(pipeline: Pipeline, deps: ProcessorDeps) {
     };
 
     let started: number | undefined;
+    let computeEnded: number | undefined;
+    // Device time counts the compute phase only: from taking the slot to the pipeline's run
+    // returning or throwing. Waiting for the slot and the finish step (encode, store) are off the device.
+    const attemptUsage = (): AttemptUsage | undefined =>
+      started === undefined
+        ? undefined
+        : {
+            deviceMs: Math.max(0, (computeEnded ?? Date.now()) - started),
+            modelLoadMs,
+            queuedMs: firstAttempt ? Math.max(0, (job.processedOn ?? started) - job.timestamp) : 0,
+          };
     let timer: NodeJS.Timeout | undefined;
     // The slot the worker took this job with (packages/jobs/src/device-worker.ts); a job that came without one waits below.
     let lease = slots.claim(job.id!);
@@ -144,7 +160,7 @@ export function createProcessor(pipeline: Pipeline, deps: ProcessorDeps) {
     let localInput: LocalBlob | undefined;
     try {
       // Never start a job that waited past its time-to-live (maintenance may not have expired it yet).
-      const ttlMs = config.limits.jobTtlMs;
+      const ttlMs = job.data.ttlMs || config.limits.jobTtlMs;
       const expired = () => {
         if (firstAttempt && Date.now() - job.timestamp > ttlMs) {
           throw new DarkroomJobError('expired', `waited past its queue time-to-live of ${Math.round(ttlMs / 1000)} s`, false);
@@ -196,6 +212,7 @@ export function createProcessor(pipeline: Pipeline, deps: ProcessorDeps) {
           reportModelLoad,
         });
       } finally {
+        computeEnded = Date.now();
         releaseSlot();
       }
       log.debug({ computeMs: Date.now() - started }, 'compute finished: device slot released');
@@ -223,6 +240,8 @@ export function createProcessor(pipeline: Pipeline, deps: ProcessorDeps) {
       log.debug({ durationMs, bytes: stored.bytes, width: out.width, height: out.height }, 'pipeline finished');
       deps.metrics.runSeconds.observe({ pipeline: name, outcome: 'completed' }, durationMs / 1000);
       deps.metrics.finished.inc({ pipeline: name, outcome: 'completed' });
+      const used = attemptUsage();
+      if (used) deps.usage?.attempt(job.id!, used);
       return {
         key,
         bytes: stored.bytes,
@@ -234,6 +253,10 @@ export function createProcessor(pipeline: Pipeline, deps: ProcessorDeps) {
       };
     } catch (thrown) {
       const err = await toBullError(thrown, local.signal, job, token, timeoutMs, started === undefined, log, deps.onUnhealthy);
+      const used = attemptUsage();
+      if (used) deps.usage?.attempt(job.id!, used);
+      // Handed back to the queue: BullMQ reports no outcome for it, so its device time is recorded here.
+      if (used && err instanceof WaitingError) void deps.usage?.record(job, false);
       if (!(err instanceof WaitingError)) {
         const final = err instanceof UnrecoverableError || (job.attemptsMade ?? 0) + 1 >= (job.opts.attempts ?? 1);
         const outcome = !final ? 'retry' : err.message.startsWith('[cancelled]') ? 'cancelled' : 'failed';

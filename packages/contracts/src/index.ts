@@ -5,4 +5,5 @@ export * from './pipelines.ts';
 export * from './priority.ts';
 export * from './problem.ts';
 export * from './queue.ts';
+export * from './usage.ts';
 export * from './webhook-signature.ts';

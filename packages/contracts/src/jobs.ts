@@ -60,6 +60,8 @@ export interface JobData {
   webhookUrl?: string;
   /** Execution limit, decided at submit so every worker applies the same one. */
   timeoutMs: number;
+  /** The job's own queue time-to-live, when its station set one; else the operator's applies. */
+  ttlMs?: number;
   requestId?: string;
   /** The model the job needs (its pipeline's modelOf), for workers that prefer jobs of models they have loaded. */
   model?: string;

@@ -4,6 +4,7 @@ import { EditOperation, PIPELINE_NAMES, PIPELINE_SPECS, type PipelineSpec } from
 import { Priority } from './priority.ts';
 import { FieldError, PROBLEM_TITLES, Problem, type ProblemCode, ProblemCode as ProblemCodeSchema, problemType } from './problem.ts';
 import { BackendStatus, GpuReport, PipelineQueueInfo, QueueBody, WorkerInfo } from './queue.ts';
+import { UsageBody, UsageFigures, UsageRow } from './usage.ts';
 
 /*
  * The OpenAPI 3.1 description of the HTTP API (docs/contract.md), served at `GET /openapi.json`.
@@ -45,6 +46,15 @@ const WebhookUrlField = z
       'Absolute http(s) URL without credentials, called once with the status body when the job is final (signed with `Darkroom-Signature`). Loopback, link-local and private addresses are refused unless the operator allows them.',
   });
 
+const TimeoutSecondsField = z.int().positive().meta({
+  description:
+    "The job's execution limit in seconds, instead of the operator's (`DARKROOM_JOB_TIMEOUT_SECONDS`, 300 by default), which is also its maximum: above it, `400`. A job past it fails `timeout`.",
+});
+const TtlSecondsField = z.int().positive().meta({
+  description:
+    "How long the job may wait in the queue before it starts, in seconds, instead of the operator's time-to-live (`DARKROOM_JOB_TTL_SECONDS`, 3600 by default), which is also its maximum: above it, `400`. A job not started in time fails `expired`.",
+});
+
 /** `POST /v1/jobs` as `multipart/form-data` (the primary encoding). */
 export const SubmitMultipartBody = z.object({
   image: z
@@ -59,6 +69,9 @@ export const SubmitMultipartBody = z.object({
   params: SubmitParams.optional(), // a JSON text part: see the request body's `encoding`
   priority: PriorityField.optional(),
   webhookUrl: WebhookUrlField.optional(),
+  // Text parts, as every multipart field: decimal digits.
+  timeoutSeconds: TimeoutSecondsField.optional(),
+  ttlSeconds: TtlSecondsField.optional(),
 });
 
 /** `POST /v1/jobs` as `application/json`. */
@@ -67,6 +80,8 @@ export const SubmitJsonBody = z.object({
   params: SubmitParams.optional(),
   priority: PriorityField.optional(),
   webhookUrl: WebhookUrlField.optional(),
+  timeoutSeconds: TimeoutSecondsField.optional(),
+  ttlSeconds: TtlSecondsField.optional(),
   imageBase64: z
     .string()
     .meta({
@@ -249,6 +264,23 @@ function outputComponents(): [z.ZodType, Meta][] {
     [BackendStatus, { id: 'BackendStatus', description: 'The backend a pipeline runs on, as the pipeline last found it (no addresses).' }],
     [PipelineListBody, { id: 'PipelineList', description: 'Every pipeline this server knows.' }],
     [PipelineInfoBody, { id: 'PipelineInfo', description: 'A pipeline and the JSON Schema of its params.' }],
+    [
+      UsageBody,
+      {
+        id: 'Usage',
+        description:
+          'GPU time from `from` to `to` (UTC days, both included): one row per day, station, pipeline and model that ran jobs, and their sum. A station sees only its own rows; the admin credential sees every station’s. Seconds to the millisecond.',
+      },
+    ],
+    [
+      UsageRow,
+      {
+        id: 'UsageRow',
+        description:
+          '`deviceSeconds`: time jobs held a device slot (their compute, every attempt, model loads included); `queuedSeconds`: time from submit to the first start; `modelLoadSeconds`: the part of device time pipelines reported loading models; `jobs`: jobs that ended after running.',
+      },
+    ],
+    [UsageFigures, { id: 'UsageTotals', description: 'The sum of the rows.' }],
     [HealthBody, { id: 'Health' }],
     [ReadyBody, { id: 'Ready' }],
   ];

@@ -67,6 +67,9 @@ export class QueueFull extends JobsError {}
 /** The station holds its limit of waiting + active jobs, or is over its request budget. */
 export class StationBusy extends JobsError {}
 
+/** The station used its device time for the day (`gpuSecondsPerDay`); it may submit again after UTC midnight. */
+export class BudgetExceeded extends JobsError {}
+
 /** The Idempotency-Key names a different request, or its first request is still being answered. */
 export class IdempotencyConflict extends JobsError {}
 

@@ -10,7 +10,8 @@ import type { ValidSubmit } from './submit.ts';
  * of two identical requests racing exactly one creates the job; the other finds the claim and
  * answers with that job. An answered error releases the claim ("does not take the key").
  * "The same request" is compared by a fingerprint of pipeline, params (canonical JSON, defaults
- * applied), priority (the station default when omitted), webhook URL and image sha256.
+ * applied), priority (the station default when omitted), webhook URL, image sha256, and the job's
+ * own time limits when it set them (left out otherwise, so older keys still match).
  * A claim whose job still does not exist after CLAIM_LEASE_MS was left by a process that died
  * between claiming and creating (an api replica killed mid-submit): a retry may take it over, so
  * the key is not stuck for 24 h.
@@ -33,7 +34,15 @@ export function canonicalJson(value: unknown): string {
 
 export function fingerprint(v: ValidSubmit): string {
   const image = v.imageSha256 ?? null;
-  const text = canonicalJson({ pipeline: v.spec.name, params: v.params, priority: v.priority, webhookUrl: v.webhookUrl ?? null, image });
+  const text = canonicalJson({
+    pipeline: v.spec.name,
+    params: v.params,
+    priority: v.priority,
+    webhookUrl: v.webhookUrl ?? null,
+    image,
+    timeoutSeconds: v.timeoutSeconds,
+    ttlSeconds: v.ttlSeconds,
+  });
   return createHash('sha256').update(text).digest('hex');
 }
 

@@ -18,6 +18,7 @@ export { endWaitingJob } from './end-waiting.ts';
 export {
   BlobNotFound,
   BlobStoreUnavailable,
+  BudgetExceeded,
   IdempotencyConflict,
   ImageTooLarge,
   InvalidImage,
@@ -68,4 +69,16 @@ export {
 } from './stats.ts';
 export { type RawSubmit, type ValidSubmit, validateSubmit } from './submit.ts';
 export { createJobSystem } from './system.ts';
+export {
+  checkBudget,
+  daysBetween,
+  deviceSecondsToday,
+  readUsage,
+  recordUsage,
+  secondsToUtcMidnight,
+  USAGE_RETENTION_DAYS,
+  type UsageEntry,
+  usageModel,
+  utcDay,
+} from './usage.ts';
 export { createWebhookQueue, enqueueFinalWebhook, type WebhookQueue } from './webhook-queue.ts';

@@ -27,5 +27,11 @@ export function sysKeys(prefix: string) {
     doneBucket: (pipeline: string, minute: number) => `${base}:done:${pipeline}:${minute}`,
     /** HASH "<pipeline>|<model>|<device kind>" → recent model load time (ms, a moving average). */
     loadTimes: `${base}:load-times`,
+    /** ZSET job id → when it expires (ms): jobs submitted with their own queue time-to-live. */
+    ownTtl: (pipeline: string) => `${base}:ttl:${pipeline}`,
+    /** HASH of one UTC day's GPU time: `<figure>|<JSON [station, pipeline, model]>` → count or ms (see usage.ts). */
+    usage: (day: string) => `${base}:usage:${day}`,
+    /** HASH of one UTC day's device time per station (ms), read by the budget check. */
+    usageDevice: (day: string) => `${base}:usage-device:${day}`,
   };
 }

@@ -17,8 +17,8 @@ import type { Deps } from './service.ts';
  *   and at the full wait to the reserved class above `critical` (oldest first), so steady
  *   urgent work cannot starve it; with fair share on, it joins its new class at the front,
  *   ahead of the stations' turns there;
- * - time-to-live: a job still waiting after DARKROOM_JOB_TTL_SECONDS fails `expired` (workers
- *   also refuse to start one, so it never runs);
+ * - time-to-live: a job still waiting after DARKROOM_JOB_TTL_SECONDS, or after its own shorter
+ *   `ttlSeconds`, fails `expired` (workers also refuse to start one, so it never runs);
  * - retention: final jobs older than DARKROOM_RETENTION_SECONDS are removed with their blobs,
  *   leaving a small tombstone so their id answers 410 instead of 404;
  * - orphans: files no job refers to (a crash between storing and queueing) are removed.
@@ -69,6 +69,7 @@ export class Maintenance {
     if (rebase) this.#lastRebaseCheck = Date.now();
     for (const queue of this.#d.queues.all()) {
       if (rebase) await this.#rebase(queue);
+      await this.#expireOwnTtl(queue);
       await this.#ageAndExpire(queue);
       await this.#retire(queue, 'completed');
       await this.#retire(queue, 'failed');
@@ -148,9 +149,25 @@ export class Maintenance {
     }
   }
 
-  async #expire(queue: DarkroomQueue, id: string): Promise<void> {
+  /**
+   * Jobs whose own time-to-live is due: the pass above finds waiting jobs by the operator's TTL
+   * only, so these are kept apart, by deadline. A job that has started (it may wait to retry) is
+   * past the TTL's reach and only leaves the set.
+   */
+  async #expireOwnTtl(queue: DarkroomQueue): Promise<void> {
+    const { redis } = this.#d;
+    const key = this.#keys.ownTtl(queue.name);
+    const due = await redis.zrangebyscore(key, '-inf', Date.now(), 'LIMIT', 0, SCAN);
+    for (const id of due) {
+      const [processedOn, data] = await redis.hmget(queue.toKey(id), 'processedOn', 'data');
+      if (!processedOn && data) await this.#expire(queue, id, (JSON.parse(data) as JobData).ttlMs);
+      await redis.zrem(key, id);
+    }
+  }
+
+  async #expire(queue: DarkroomQueue, id: string, ttlMs = this.#d.config.limits.jobTtlMs): Promise<void> {
     const { redis, logger } = this.#d;
-    const reason = formatFailure('expired', `waited past its queue time-to-live of ${Math.round(this.#d.config.limits.jobTtlMs / 1000)} s`);
+    const reason = formatFailure('expired', `waited past its queue time-to-live of ${Math.round(ttlMs / 1000)} s`);
     if (!(await endWaitingJob(redis, queue, id, reason))) return;
     const job = (await Job.fromId(queue, id)) as Job<JobData, JobResultData> | undefined;
     if (!job) return;

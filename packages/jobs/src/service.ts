@@ -31,6 +31,7 @@ import type { DarkroomQueue, QueueRegistry } from './queues.ts';
 import type { Station, Viewer } from './station.ts';
 import { estimateWaitSeconds, type StatsReader } from './stats.ts';
 import type { ValidSubmit } from './submit.ts';
+import { checkBudget } from './usage.ts';
 
 export interface Deps {
   config: Config;
@@ -99,6 +100,8 @@ export class JobService {
         if (claim.kind === 'existing') return { body: await this.#original(claim.jobId, station), deduplicated: true };
         undo.push(claim.release);
       }
+      // Before any room is claimed: a station past its daily GPU time takes none.
+      await checkBudget(redis, config.prefix, station);
       const pendingKey = this.#keys.pending(station.name);
       const limited = station.maxPending !== null || config.limits.maxQueueSize !== null;
       if (limited) {
@@ -129,7 +132,8 @@ export class JobService {
         params: v.params,
         ...(input ? { input } : {}),
         ...(v.webhookUrl ? { webhookUrl: v.webhookUrl } : {}),
-        timeoutMs: config.limits.jobTimeoutMs,
+        timeoutMs: v.timeoutSeconds ? v.timeoutSeconds * 1000 : config.limits.jobTimeoutMs,
+        ...(v.ttlSeconds ? { ttlMs: v.ttlSeconds * 1000 } : {}),
         ...(opts.requestId ? { requestId: opts.requestId } : {}),
         ...(model !== undefined ? { model } : {}),
       };
@@ -154,7 +158,10 @@ export class JobService {
           ? fairPlace(client, queue, id, priorityRank(v.priority), station.name, station.weight)
           : client.zrank(queue.toKey('prioritized'), id),
       ] as const;
+      // Maintenance expires a job with its own time-to-live from here (it scans only for the operator's).
+      const ownTtl = data.ttlMs ? client.zadd(this.#keys.ownTtl(v.spec.name), job.timestamp + data.ttlMs, id) : undefined;
       socket?.uncork();
+      await ownTtl?.catch((err: Error) => logger.warn({ err, jobId: id }, 'own time-to-live not recorded'));
       const [claimed, added, ranked] = await Promise.allSettled(sent);
       if (added.status === 'rejected') throw added.reason;
       if (config.redis.minReplicas > 0) {

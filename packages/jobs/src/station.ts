@@ -11,6 +11,8 @@ export interface Station {
   webhookSecret: string | undefined;
   /** Its share of turns against other stations at the same priority (default 1). */
   weight: number;
+  /** Device seconds per UTC day; past them submits are refused until midnight. Absent or null: no budget. */
+  gpuSecondsPerDay?: number | null;
 }
 
 /** Who is asking: a station sees only its own jobs; the admin credential sees all. */

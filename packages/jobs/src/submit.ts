@@ -13,6 +13,8 @@ export interface RawSubmit {
   params?: unknown;
   priority?: unknown;
   webhookUrl?: unknown;
+  timeoutSeconds?: unknown;
+  ttlSeconds?: unknown;
   /** The image, if one was sent (possibly empty): in memory, or spooled to a temporary file. */
   image?: ImageSource;
   /** Their sha256 (hex), computed as they arrived. */
@@ -29,6 +31,16 @@ export interface ValidSubmit {
   image: ImageSource | undefined;
   /** sha256 (hex) of `image`. */
   imageSha256: string | undefined;
+  /** The job's own execution limit and queue time-to-live, when the station set them. */
+  timeoutSeconds?: number;
+  ttlSeconds?: number;
+}
+
+export interface SubmitOptions {
+  webhookSecretAvailable: boolean;
+  /** The operator's execution limit and time-to-live (seconds): a job may ask for less, never more. */
+  maxTimeoutSeconds?: number;
+  maxTtlSeconds?: number;
 }
 
 /**
@@ -36,7 +48,7 @@ export interface ValidSubmit {
  * (UnknownPipeline), then every field error at once (InvalidSubmit), then a priority above the
  * station's (PriorityNotAllowed).
  */
-export function validateSubmit(raw: RawSubmit, station: Station, opts: { webhookSecretAvailable: boolean }): ValidSubmit {
+export function validateSubmit(raw: RawSubmit, station: Station, opts: SubmitOptions): ValidSubmit {
   const errors: FieldError[] = [...raw.errors];
   if (typeof raw.pipeline !== 'string' || raw.pipeline === '') {
     errors.push({ path: 'pipeline', message: 'required: the name of a pipeline from GET /v1/pipelines' });
@@ -72,6 +84,9 @@ export function validateSubmit(raw: RawSubmit, station: Station, opts: { webhook
     } else webhookUrl = raw.webhookUrl as string;
   }
 
+  const timeoutSeconds = limitField(raw.timeoutSeconds, 'timeoutSeconds', opts.maxTimeoutSeconds, 'DARKROOM_JOB_TIMEOUT_SECONDS', errors);
+  const ttlSeconds = limitField(raw.ttlSeconds, 'ttlSeconds', opts.maxTtlSeconds, 'DARKROOM_JOB_TTL_SECONDS', errors);
+
   // An optional image (comfyui: txt2img takes none) may be left out, but never sent empty.
   const missing = raw.image === undefined ? !spec.imageOptional : imageByteLength(raw.image) === 0;
   if (spec.acceptsImage && missing) {
@@ -89,7 +104,32 @@ export function validateSubmit(raw: RawSubmit, station: Station, opts: { webhook
   }
   const image = spec.acceptsImage ? raw.image : undefined;
   const imageSha256 = !image ? undefined : Buffer.isBuffer(image) ? (raw.imageSha256 ?? sha256Hex(image)) : image.sha256;
-  return { spec, params, priority, webhookUrl, image, imageSha256 };
+  return {
+    spec,
+    params,
+    priority,
+    webhookUrl,
+    image,
+    imageSha256,
+    ...(timeoutSeconds !== undefined ? { timeoutSeconds } : {}),
+    ...(ttlSeconds !== undefined ? { ttlSeconds } : {}),
+  };
+}
+
+/** A whole number of seconds from 1 to the operator's limit; undefined when not sent. */
+function limitField(value: unknown, path: string, max: number | undefined, setting: string, errors: FieldError[]): number | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  // Multipart carries every field as text.
+  const n = typeof value === 'string' && /^\d{1,12}$/.test(value.trim()) ? Number(value.trim()) : value;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1) {
+    errors.push({ path, message: 'must be a whole number of seconds, at least 1' });
+    return undefined;
+  }
+  if (max !== undefined && n > max) {
+    errors.push({ path, message: `must be at most ${max} (the operator's limit, ${setting})` });
+    return undefined;
+  }
+  return n;
 }
 
 function checkWebhookUrl(value: unknown): string | undefined {

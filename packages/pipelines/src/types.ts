@@ -17,8 +17,9 @@ export interface PipelineContext {
   /** The job and which attempt this is (1 for the first), for names a backend keeps per attempt. */
   job?: { id: string; attempt: number };
   /**
-   * For a job whose pipeline has models: how long the model it needs took to load before it
-   * could run (0 when it was loaded already). Called once, when known.
+   * How long the model this job needs took to load onto the device before it could run (0 when
+   * it was loaded already): shown on the job (coldStart, modelLoadMs) and counted in the
+   * station's usage as part of its device time. Called once per run, when known.
    */
   reportModelLoad?(ms: number): void;
 }

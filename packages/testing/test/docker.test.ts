@@ -815,6 +815,9 @@ describe('monitoring', () => {
     'darkroom_backend_healthy',
     'darkroom_backend_vram_total_bytes',
     'darkroom_backend_vram_free_bytes',
+    'darkroom_device_seconds_total',
+    'darkroom_queued_seconds_total',
+    'darkroom_model_load_seconds_total',
   ];
   // prom-client 15 default metrics, registered with prefix darkroom_ in both processes.
   const DEFAULT_METRICS = [

@@ -26,6 +26,8 @@ const StationEntry = z.strictObject({
   webhookSecret: z.string().min(16).optional(),
   /** Turns against other stations at the same priority, in proportion (default 1). */
   weight: z.number().min(0.01).max(1024).optional(),
+  /** Device seconds per UTC day; null or absent: no budget. */
+  gpuSecondsPerDay: z.number().positive().nullable().optional(),
 });
 // The two accepted shapes, picked by the JSON's own shape: a z.union would hide the field at fault
 // behind a bare "Invalid input" whenever both shapes fail (a misspelt priority, say).
@@ -95,6 +97,7 @@ function defaultStation(config: Config, name: string): Station {
     requestsPerMinute: null,
     webhookSecret: undefined,
     weight: 1,
+    gpuSecondsPerDay: null,
   };
 }
 
@@ -148,6 +151,7 @@ export function loadStations(config: Config): StationRegistry {
           requestsPerMinute: s.requestsPerMinute ?? null,
           webhookSecret: s.webhookSecret,
           weight: s.weight ?? 1,
+          gpuSecondsPerDay: s.gpuSecondsPerDay ?? null,
         },
       });
     }

@@ -1,5 +1,6 @@
 import type { ProblemCode } from '@darkroom/contracts';
 import {
+  BudgetExceeded,
   IdempotencyConflict,
   ImageTooLarge,
   InvalidImage,
@@ -43,6 +44,7 @@ export const PROBLEMS = {
   invalid_image: [422, 'invalid_image'],
   queue_full: [429, 'queue_full'],
   rate_limited: [429, 'rate_limited'],
+  budget_exceeded: [429, 'budget_exceeded'],
   headers_too_large: [431, 'invalid_request'],
   internal: [500, 'internal'],
   unavailable: [503, 'unavailable'],
@@ -67,6 +69,7 @@ export const DOMAIN_ERRORS: readonly (readonly [ErrorClass, ProblemKind])[] = [
   [InvalidImage, 'invalid_image'],
   [QueueFull, 'queue_full'],
   [StationBusy, 'rate_limited'],
+  [BudgetExceeded, 'budget_exceeded'],
   [StoreUnavailable, 'unavailable'],
   [ReplicasUnavailable, 'unavailable'],
 ];

@@ -25,6 +25,7 @@ const TYPES: Partial<Record<ProblemCode, string>> = {
   not_found: 'invalid_request_error',
   queue_full: 'rate_limit_error',
   rate_limited: 'rate_limit_error',
+  budget_exceeded: 'rate_limit_error',
   internal: 'server_error',
   unavailable: 'server_error',
   no_result: 'server_error',

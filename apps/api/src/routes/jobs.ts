@@ -67,7 +67,11 @@ export function submitJob({ deps, jobs, metrics }: RouteContext): Handler {
     let valid: ValidSubmit;
     let submitted: Awaited<ReturnType<JobService['submit']>>;
     try {
-      valid = validateSubmit(raw, station, { webhookSecretAvailable: Boolean(config.webhooks.secret) });
+      valid = validateSubmit(raw, station, {
+        webhookSecretAvailable: Boolean(config.webhooks.secret),
+        maxTimeoutSeconds: config.limits.jobTimeoutMs / 1000,
+        maxTtlSeconds: config.limits.jobTtlMs / 1000,
+      });
       if (valid.webhookUrl) await deps.checkWebhookTarget?.(valid.webhookUrl);
       submitted = await jobs.submit(valid, station, {
         ...(req.id ? { requestId: String(req.id) } : {}),

@@ -27,6 +27,9 @@ import {
   SubmitMultipartBody,
   SubmitWaitQuery,
   schemaRef,
+  USAGE_MAX_DAYS,
+  UsageBody,
+  UsageDate,
 } from '@darkroom/contracts';
 import { pipelineAction } from './admin.ts';
 import { DASHBOARD_PATH, dashboardRouter } from './dashboard.ts';
@@ -35,6 +38,7 @@ import { cancelJob, getJob, getJobs, jobEvents, jobResult, submitJob } from './j
 import { getQueue, healthz, listPipelines, readyz, scrapeMetrics } from './meta.ts';
 import { imageEdits, imageGenerations } from './openai.ts';
 import type { Route, Scope } from './route.ts';
+import { getUsage } from './usage.ts';
 
 /*
  * Every route of the API, as data: how it is called (method, path, credential, Redis check, rate
@@ -111,7 +115,7 @@ export const ROUTES: readonly Route[] = [
         },
         '400': problem(
           400,
-          'Malformed body or params, a missing or empty image where the pipeline needs one, a bad `priority`, `webhookUrl` or `Idempotency-Key`, or `wait` out of range; every field error is listed in `errors`.',
+          'Malformed body or params, a missing or empty image where the pipeline needs one, a bad `priority`, `webhookUrl` or `Idempotency-Key`, `timeoutSeconds` or `ttlSeconds` not a whole number of seconds within the operator’s limit, or `wait` out of range; every field error is listed in `errors`.',
           [
             {
               code: 'invalid_request',
@@ -146,10 +150,14 @@ export const ROUTES: readonly Route[] = [
         // The queue's depth limit answers 429 too, beside the station's own limits.
         '429': problem(
           429,
-          '`queue_full`: the pipeline’s queue is at its depth limit; `rate_limited`: the station is over its own limits (waiting + active jobs, or requests per minute). Retry after `Retry-After` seconds.',
+          '`queue_full`: the pipeline’s queue is at its depth limit; `rate_limited`: the station is over its own limits (waiting + active jobs, or requests per minute); `budget_exceeded`: the station used its GPU seconds for the day (UTC), and `Retry-After` is the time to the next UTC midnight. Retry after `Retry-After` seconds.',
           [
             { code: 'queue_full', detail: 'the edit queue is full' },
             { code: 'rate_limited', detail: 'this station is over its limits' },
+            {
+              code: 'budget_exceeded',
+              detail: 'station alpha used 3601 of its 3600 GPU seconds for today (UTC); submit again after midnight UTC',
+            },
           ],
           { 'Retry-After': header('Retry-After') },
         ),
@@ -354,6 +362,58 @@ export const ROUTES: readonly Route[] = [
       },
     },
   },
+  {
+    method: 'GET',
+    path: '/v1/usage',
+    auth: 'station-or-admin',
+    redis: true,
+    rateLimited: true,
+    kind: 'json',
+    handler: getUsage,
+    doc: {
+      operationId: 'getUsage',
+      tags: ['queue'],
+      summary: 'GPU time per day, station, pipeline and model',
+      description: `Device time (the compute phase of every attempt), time queued before the first start, and model-load time, of jobs' attempts that ended from \`from\` to \`to\` (UTC days, both included; each defaults to today). A station sees only its own rows; the admin credential sees every station's. At most ${USAGE_MAX_DAYS} days at once.`,
+      parameters: [parameter('query', 'from', UsageDate), parameter('query', 'to', UsageDate)],
+      responses: {
+        '200': {
+          description: 'The rows, oldest day first, and their sum.',
+          content: jsonContent(UsageBody, {
+            example: {
+              from: '2026-12-01',
+              to: '2026-12-01',
+              days: [
+                {
+                  date: '2026-12-01',
+                  station: 'alpha',
+                  pipeline: 'comfyui',
+                  model: 'sdxl-base',
+                  jobs: 42,
+                  deviceSeconds: 512.384,
+                  queuedSeconds: 96.2,
+                  modelLoadSeconds: 11.5,
+                },
+              ],
+              totals: { jobs: 42, deviceSeconds: 512.384, queuedSeconds: 96.2, modelLoadSeconds: 11.5 },
+            },
+          }),
+        },
+        '400': problem(
+          400,
+          `\`from\` or \`to\` not a \`YYYY-MM-DD\` calendar day, \`from\` after \`to\`, or more than ${USAGE_MAX_DAYS} days.`,
+          [
+            {
+              code: 'invalid_request',
+              detail: 'the usage query is invalid',
+              errors: [{ path: 'from', message: 'must be a date as YYYY-MM-DD' }],
+            },
+          ],
+        ),
+        '500': internal,
+      },
+    },
+  },
   ...(
     [
       ['generations', imageGenerations, OpenAIImageGenerationBody, 'application/json', 'a pipeline that takes no image (`synthetic`)'],
@@ -527,5 +587,6 @@ export const ROUTES: readonly Route[] = [
 export const SCOPES: readonly Scope[] = [
   { prefix: '/v1/jobs', redis: true, auth: 'none' },
   { prefix: '/v1/queue', redis: true, auth: 'none' },
+  { prefix: '/v1/usage', redis: true, auth: 'none' },
   { prefix: '/v1/admin', redis: true, auth: 'admin' },
 ];
