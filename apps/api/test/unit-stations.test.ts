@@ -39,6 +39,7 @@ const defaults = (name: string): Station => ({
   requestsPerMinute: null,
   webhookSecret: undefined,
   weight: 1,
+  gpuSecondsPerDay: null,
 });
 
 describe('DARKROOM_API_KEYS', () => {
@@ -119,6 +120,8 @@ describe('DARKROOM_STATIONS_FILE', () => {
         maxPending: 5,
         requestsPerMinute: 60,
         webhookSecret: 'lab-secret-0123456789',
+        weight: 2.5,
+        gpuSecondsPerDay: 3600,
       },
       { name: 'kiosk', key: KEY_B },
     ]);
@@ -130,6 +133,8 @@ describe('DARKROOM_STATIONS_FILE', () => {
       maxPending: 5,
       requestsPerMinute: 60,
       webhookSecret: 'lab-secret-0123456789',
+      weight: 2.5,
+      gpuSecondsPerDay: 3600,
     });
     expect(reg.byKey(KEY_B)).toEqual(defaults('kiosk'));
   });

@@ -84,7 +84,7 @@ describe('validateSubmit: a valid submit', () => {
     const v = validateSubmit(raw({ pipeline: 'synthetic', params: { steps: 2 } }), station(), NO_SECRET);
     expect(v).toEqual({
       spec: PIPELINE_SPECS.synthetic,
-      params: { steps: 2, stepMs: 100, width: 256, height: 256, seed: 0 },
+      params: { steps: 2, stepMs: 100, width: 256, height: 256, seed: 0, loadMs: 0 },
       priority: 'normal',
       webhookUrl: undefined,
       image: undefined,
@@ -98,6 +98,7 @@ describe('validateSubmit: a valid submit', () => {
       width: 256,
       height: 256,
       seed: 0,
+      loadMs: 0,
     });
   });
 
