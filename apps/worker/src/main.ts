@@ -100,6 +100,7 @@ async function main() {
       },
       slots,
     );
+    w.on('active', (job) => void lifecycle.jobStarted(job));
     w.on('completed', (job) => {
       counters.processed++;
       // Logged here, after BullMQ recorded the result: a run whose lock was lost never gets this line.

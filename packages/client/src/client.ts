@@ -10,6 +10,7 @@ import type {
   PipelineParams,
   Priority,
   QueueBody,
+  WebhookEventName,
 } from './contract-types.ts';
 import { type DownloadOptions, type DownloadResult, downloadResult } from './download.ts';
 import { DarkroomError } from './errors.ts';
@@ -51,6 +52,8 @@ export interface SubmitOptions<P extends string = string> {
   params?: ParamsOf<P>;
   priority?: Priority;
   webhookUrl?: string;
+  /** What `webhookUrl` is told of (default: `completed`, `failed`, `cancelled`); `started` adds a notice when a worker takes the job. */
+  webhookEvents?: WebhookEventName[];
   /** Default: a fresh UUID per call, shared by its retries. Pass your own to make re-running a script safe too. */
   idempotencyKey?: string;
   /** Seconds (0–60) the server may hold the answer until the job is final. */
@@ -94,6 +97,7 @@ export class DarkroomClient {
     if (opts.params !== undefined) fields.params = opts.params;
     if (opts.priority !== undefined) fields.priority = opts.priority;
     if (opts.webhookUrl !== undefined) fields.webhookUrl = opts.webhookUrl;
+    if (opts.webhookEvents !== undefined) fields.webhookEvents = opts.webhookEvents;
     const image = opts.image !== undefined ? await toImagePart(opts.image) : undefined;
     const body = image
       ? () => {

@@ -18,6 +18,7 @@ export type Problem = C.Problem;
 export type ProblemCode = C.ProblemCode;
 export type QueueBody = C.QueueBody;
 export type PipelineName = C.PipelineName;
+export type WebhookEventName = C.WebhookEventName;
 export type PipelineInfo = Output<typeof C.PipelineInfoBody>;
 export type PipelineList = Output<typeof C.PipelineListBody>;
 export type JobList = Output<typeof C.JobListBody>;

@@ -22,7 +22,7 @@ export {
   type PipelineList,
   type SubmitOptions,
 } from './client.ts';
-export type { JobStatus, JobStatusBody, Priority, Problem, ProblemCode, QueueBody } from './contract-types.ts';
+export type { JobStatus, JobStatusBody, Priority, Problem, ProblemCode, QueueBody, WebhookEventName } from './contract-types.ts';
 export type { DownloadOptions, DownloadResult } from './download.ts';
 export { DarkroomError, DarkroomNetworkError, DarkroomTimeoutError } from './errors.ts';
 export { backoffDelay, DEFAULT_RETRY, parseRetryAfter, type RetryOptions } from './retry.ts';

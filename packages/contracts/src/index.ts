@@ -5,4 +5,5 @@ export * from './pipelines.ts';
 export * from './priority.ts';
 export * from './problem.ts';
 export * from './queue.ts';
+export * from './webhook-events.ts';
 export * from './webhook-signature.ts';

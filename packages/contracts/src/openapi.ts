@@ -4,6 +4,7 @@ import { EditOperation, PIPELINE_NAMES, PIPELINE_SPECS, type PipelineSpec } from
 import { Priority } from './priority.ts';
 import { FieldError, PROBLEM_TITLES, Problem, type ProblemCode, ProblemCode as ProblemCodeSchema, problemType } from './problem.ts';
 import { BackendStatus, GpuReport, PipelineQueueInfo, QueueBody, WorkerInfo } from './queue.ts';
+import { WebhookEventName } from './webhook-events.ts';
 
 /*
  * The OpenAPI 3.1 description of the HTTP API (docs/contract.md), served at `GET /openapi.json`.
@@ -45,6 +46,11 @@ const WebhookUrlField = z
       'Absolute http(s) URL without credentials, called once with the status body when the job is final (signed with `Darkroom-Signature`). Loopback, link-local and private addresses are refused unless the operator allows them.',
   });
 
+const WebhookEventsField = z.array(WebhookEventName).min(1).meta({
+  description:
+    "The events `webhookUrl` is told of (needs `webhookUrl`): any of `completed`, `failed`, `cancelled` (the default: the three final states) and `started` (a worker began the job's first attempt). A final state not listed is not delivered. In multipart, a comma-separated list or a JSON array.",
+});
+
 /** `POST /v1/jobs` as `multipart/form-data` (the primary encoding). */
 export const SubmitMultipartBody = z.object({
   image: z
@@ -59,6 +65,7 @@ export const SubmitMultipartBody = z.object({
   params: SubmitParams.optional(), // a JSON text part: see the request body's `encoding`
   priority: PriorityField.optional(),
   webhookUrl: WebhookUrlField.optional(),
+  webhookEvents: WebhookEventsField.optional(),
 });
 
 /** `POST /v1/jobs` as `application/json`. */
@@ -67,6 +74,7 @@ export const SubmitJsonBody = z.object({
   params: SubmitParams.optional(),
   priority: PriorityField.optional(),
   webhookUrl: WebhookUrlField.optional(),
+  webhookEvents: WebhookEventsField.optional(),
   imageBase64: z
     .string()
     .meta({

@@ -127,6 +127,7 @@ export class JobService {
         params: v.params,
         ...(input ? { input } : {}),
         ...(v.webhookUrl ? { webhookUrl: v.webhookUrl } : {}),
+        ...(v.webhookUrl && v.webhookEvents ? { webhookEvents: v.webhookEvents } : {}),
         timeoutMs: config.limits.jobTimeoutMs,
         ...(opts.requestId ? { requestId: opts.requestId } : {}),
       };

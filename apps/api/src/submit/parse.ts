@@ -22,7 +22,7 @@ import { badRequest } from '../http/problem.ts';
 export type { RawSubmit };
 
 const MAX_FIELD_BYTES = 256 * 1024;
-const TEXT_FIELDS = new Set(['pipeline', 'params', 'priority', 'webhookUrl']);
+const TEXT_FIELDS = new Set(['pipeline', 'params', 'priority', 'webhookUrl', 'webhookEvents']);
 
 export const tooLarge = (max: number) => new ImageTooLarge(max);
 
@@ -260,7 +260,14 @@ export function fromJson(body: unknown, maxUploadBytes: number): RawSubmit {
     throw badRequest('the body must be a JSON object');
   }
   const b = body as Record<string, unknown>;
-  const out: RawSubmit = { pipeline: b.pipeline, params: b.params, priority: b.priority, webhookUrl: b.webhookUrl, errors: [] };
+  const out: RawSubmit = {
+    pipeline: b.pipeline,
+    params: b.params,
+    priority: b.priority,
+    webhookUrl: b.webhookUrl,
+    webhookEvents: b.webhookEvents,
+    errors: [],
+  };
   const img = b.imageBase64 ?? b.image;
   if (img !== undefined && img !== null) {
     if (typeof img !== 'string') {
