@@ -35,6 +35,8 @@ await build({
   platform: 'node',
   format: 'esm',
   target: 'node20',
+  // Workspace packages that also build for npm point `exports` at dist/; the bundle takes their sources.
+  conditions: ['@darkroom/source'],
   sourcemap: true,
   external: [...external].flatMap((n) => [n, `${n}/*`]),
   banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },

@@ -1,6 +1,7 @@
 import { defineProject } from 'vitest/config';
-import { sharedTestOptions } from '../../vitest.shared.ts';
+import { sharedResolve, sharedTestOptions } from '../../vitest.shared.ts';
 
 export default defineProject({
+  ...sharedResolve,
   test: { ...sharedTestOptions, name: 'runtime' },
 });

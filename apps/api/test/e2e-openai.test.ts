@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { STATIONS, type System, startSystem } from '@darkroom/testing';
-import OpenAI, { APIError, AuthenticationError, toFile } from 'openai';
+import OpenAI, { APIError, AuthenticationError, BadRequestError, toFile } from 'openai';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -114,4 +114,19 @@ describe('the OpenAI SDK', () => {
     expect(err.param).toBe('model');
     expect(err.message).toContain('needs an image');
   });
+
+  it('accepts and ignores `user`; refuses a mask, naming the param', async () => {
+    const input = await sharp({ create: { width: 8, height: 8, channels: 4, background: { r: 0, g: 0, b: 0, alpha: 0 } } })
+      .png()
+      .toBuffer();
+    const image = () => toFile(input, 'in.png', { type: 'image/png' });
+    const res = await client.images.edit({ model: 'upscale', prompt: 'x', user: 'end-user-42', image: await image() });
+    expect((await sharp(Buffer.from(res.data![0]!.b64_json!, 'base64')).metadata()).width).toBe(16);
+    const err = (await client.images
+      .edit({ model: 'upscale', prompt: 'x', image: await image(), mask: await toFile(input, 'mask.png', { type: 'image/png' }) })
+      .catch((e: unknown) => e)) as APIError;
+    expect(err).toBeInstanceOf(BadRequestError);
+    expect(err.param).toBe('mask');
+    expect(err.headers?.get('x-should-retry')).toBe('false');
+  }, 120_000);
 });

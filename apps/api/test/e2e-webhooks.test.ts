@@ -183,3 +183,75 @@ describe('webhook targets', () => {
     }
   });
 });
+
+describe('webhook events', () => {
+  const standard = new Webhook(`whsec_${Buffer.from(SECRET).toString('base64')}`);
+  const submitted = async (body: FormData | object) => {
+    const res = await submit(sys, body);
+    expect(res.status).toBe(202);
+    return ((await res.json()) as JobStatusBody).id;
+  };
+
+  it('delivers job.started when a worker takes the job, then job.completed, both verifiable', async () => {
+    const hook = `${receiver.base}/events/started`;
+    const id = await submitted({
+      pipeline: 'synthetic',
+      params: { steps: 3, stepMs: 50 },
+      webhookUrl: hook,
+      webhookEvents: ['started', 'completed'],
+    });
+    await waitForFinal(sys, id);
+    await waitFor(() => forPath('/events/started').length >= 2, { what: 'two deliveries' });
+    const byEvent = new Map(forPath('/events/started').map((d) => [d.headers['darkroom-event'], d]));
+    expect([...byEvent.keys()].sort()).toEqual(['job.completed', 'job.started']);
+    const started = byEvent.get('job.started')!;
+    const completed = byEvent.get('job.completed')!;
+    expect(standard.verify(started.body, started.headers as Record<string, string>)).toMatchObject({ id, status: 'active' });
+    expect(standard.verify(completed.body, completed.headers as Record<string, string>)).toMatchObject({ id, status: 'completed' });
+    expect(JSON.parse(started.body).startedAt).toEqual(expect.any(String));
+    expect(started.headers['webhook-id']).not.toBe(completed.headers['webhook-id']);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(forPath('/events/started')).toHaveLength(2); // each once
+  });
+
+  it('delivers no final state the job did not ask for', async () => {
+    // Multipart, as a comma-separated list: only a failure is wanted, and the job completes.
+    const form = new FormData();
+    form.set('pipeline', 'synthetic');
+    form.set('params', JSON.stringify({ steps: 1, stepMs: 10 }));
+    form.set('webhookUrl', `${receiver.base}/events/failed-only`);
+    form.set('webhookEvents', 'failed');
+    const quiet = await submitted(form);
+    expect((await waitForFinal(sys, quiet)).status).toBe('completed');
+    // A job queued after it with the default events: once its delivery arrives, the first job's would have too.
+    const control = await submitted({
+      pipeline: 'synthetic',
+      params: { steps: 1, stepMs: 10 },
+      webhookUrl: `${receiver.base}/events/control`,
+    });
+    await waitForFinal(sys, control);
+    await waitFor(() => forPath('/events/control').some(ok), { what: 'the control delivery' });
+    expect(forPath('/events/control').map((d) => d.headers['darkroom-event'])).toEqual(['job.completed']);
+    expect(forPath('/events/failed-only')).toEqual([]);
+  });
+
+  it('refuses unknown events, an empty list and events without a webhookUrl, naming the field', async () => {
+    const cases: [object, { path: string }[]][] = [
+      [{ webhookUrl: `${receiver.base}/x`, webhookEvents: ['completed', 'finished'] }, [{ path: 'webhookEvents.1' }]],
+      [{ webhookUrl: `${receiver.base}/x`, webhookEvents: [] }, [{ path: 'webhookEvents' }]],
+      [{ webhookUrl: `${receiver.base}/x`, webhookEvents: 'started' }, []],
+      [{ webhookEvents: ['started'] }, [{ path: 'webhookEvents' }]],
+    ];
+    for (const [fields, errors] of cases) {
+      const res = await submit(sys, { pipeline: 'synthetic', params: { steps: 1, stepMs: 1 }, ...fields });
+      if (errors.length === 0) {
+        expect(res.status, JSON.stringify(fields)).toBe(202);
+        continue;
+      }
+      expect(res.status, JSON.stringify(fields)).toBe(400);
+      const body = (await res.json()) as { code: string; errors: { path: string; message: string }[] };
+      expect(body.code).toBe('invalid_request');
+      expect(body.errors).toEqual(errors.map((e) => expect.objectContaining(e)));
+    }
+  });
+});

@@ -47,7 +47,11 @@ function start(args: string[], opts: { env?: Record<string, string | undefined>;
   for (const [k, v] of Object.entries({ DARKROOM_URL: sys.url, DARKROOM_API_KEY: STATIONS.alpha.key, ...opts.env })) {
     if (v !== undefined) env[k] = v;
   }
-  const child = spawn(process.execPath, opts.entry ? [opts.entry, ...args] : ['--import', TSX, MAIN, ...args], { cwd: dir, env });
+  const child = spawn(
+    process.execPath,
+    opts.entry ? [opts.entry, ...args] : ['--conditions=@darkroom/source', '--import', TSX, MAIN, ...args],
+    { cwd: dir, env },
+  );
   const out: Buffer[] = [];
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => out.push(d));

@@ -114,6 +114,7 @@ async function main() {
         ? () => preferWarm(redis, w, pipeline.warmModels?.() ?? [], { maxBypassMs: config.jobs.affinityMaxBypassMs })
         : undefined,
     );
+    w.on('active', (job) => void lifecycle.jobStarted(job));
     w.on('completed', (job) => {
       counters.processed++;
       // Logged here, after BullMQ recorded the result: a run whose lock was lost never gets this line.

@@ -1,16 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import type { Writable } from 'node:stream';
+import { type ImageInput, toImagePart } from './body.ts';
 import type {
-  JobListBody,
+  JobList,
   JobStatusBody,
-  PIPELINE_SPECS,
-  PipelineInfoBody,
-  PipelineListBody,
+  PipelineInfo,
+  PipelineList,
   PipelineName,
+  PipelineParams,
   Priority,
   QueueBody,
-} from '@darkroom/contracts';
-import { type ImageInput, toImagePart } from './body.ts';
+  WebhookEventName,
+} from './contract-types.ts';
 import { type DownloadOptions, type DownloadResult, downloadResult } from './download.ts';
 import { DarkroomError } from './errors.ts';
 import { DEFAULT_RETRY, type RetryOptions } from './retry.ts';
@@ -24,15 +25,9 @@ import { type WaitOptions, waitForJob } from './wait.ts';
  * never create a second job.
  */
 
-/** What a zod schema parses to / accepts, without importing zod. */
-type Output<S> = S extends { _zod: { output: infer O } } ? O : never;
-type Input<S> = S extends { _zod: { input: infer I } } ? I : never;
-
-export type PipelineInfo = Output<typeof PipelineInfoBody>;
-export type PipelineList = Output<typeof PipelineListBody>;
-export type JobList = Output<typeof JobListBody>;
+export type { JobList, PipelineInfo, PipelineList };
 /** Params as a station writes them: typed for the pipelines the contracts know, open for others. */
-export type ParamsOf<P extends string> = P extends PipelineName ? Input<(typeof PIPELINE_SPECS)[P]['params']> : Record<string, unknown>;
+export type ParamsOf<P extends string> = P extends PipelineName ? PipelineParams[P] : Record<string, unknown>;
 
 export interface DarkroomClientOptions {
   /** Default: `DARKROOM_URL`, else `http://127.0.0.1:8080`. */
@@ -57,6 +52,8 @@ export interface SubmitOptions<P extends string = string> {
   params?: ParamsOf<P>;
   priority?: Priority;
   webhookUrl?: string;
+  /** What `webhookUrl` is told of (default: `completed`, `failed`, `cancelled`); `started` adds a notice when a worker takes the job. */
+  webhookEvents?: WebhookEventName[];
   /** Default: a fresh UUID per call, shared by its retries. Pass your own to make re-running a script safe too. */
   idempotencyKey?: string;
   /** Seconds (0–60) the server may hold the answer until the job is final. */
@@ -100,6 +97,7 @@ export class DarkroomClient {
     if (opts.params !== undefined) fields.params = opts.params;
     if (opts.priority !== undefined) fields.priority = opts.priority;
     if (opts.webhookUrl !== undefined) fields.webhookUrl = opts.webhookUrl;
+    if (opts.webhookEvents !== undefined) fields.webhookEvents = opts.webhookEvents;
     const image = opts.image !== undefined ? await toImagePart(opts.image) : undefined;
     const body = image
       ? () => {

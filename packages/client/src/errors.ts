@@ -1,4 +1,4 @@
-import type { FieldError, JobStatusBody, ProblemCode } from '@darkroom/contracts';
+import type { FieldError, JobStatusBody, ProblemCode } from './contract-types.ts';
 import { parseRetryAfter } from './retry.ts';
 
 /*

@@ -1,4 +1,3 @@
-export type { JobStatus, JobStatusBody, Priority, Problem, ProblemCode, QueueBody } from '@darkroom/contracts';
 // For a station's webhook receiver: check `Darkroom-Signature` (or the Standard Webhooks
 // headers) against the raw body.
 export {
@@ -11,7 +10,7 @@ export {
   WEBHOOK_DELIVERY_HEADER,
   WEBHOOK_EVENT_HEADER,
   WEBHOOK_SIGNATURE_HEADER,
-} from '@darkroom/contracts';
+} from '@darkroom/contracts/webhook-signature';
 export type { ImageInput } from './body.ts';
 export {
   type CallOptions,
@@ -23,6 +22,7 @@ export {
   type PipelineList,
   type SubmitOptions,
 } from './client.ts';
+export type { JobStatus, JobStatusBody, Priority, Problem, ProblemCode, QueueBody, WebhookEventName } from './contract-types.ts';
 export type { DownloadOptions, DownloadResult } from './download.ts';
 export { DarkroomError, DarkroomNetworkError, DarkroomTimeoutError } from './errors.ts';
 export { backoffDelay, DEFAULT_RETRY, parseRetryAfter, type RetryOptions } from './retry.ts';

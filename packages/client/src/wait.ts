@@ -1,4 +1,4 @@
-import type { JobStatusBody } from '@darkroom/contracts';
+import type { JobStatusBody } from './contract-types.ts';
 import { DarkroomError, DarkroomTimeoutError } from './errors.ts';
 import { backoffDelay, sleep } from './retry.ts';
 import { readEventStream } from './sse.ts';

@@ -6,4 +6,5 @@ export * from './priority.ts';
 export * from './problem.ts';
 export * from './queue.ts';
 export * from './usage.ts';
+export * from './webhook-events.ts';
 export * from './webhook-signature.ts';

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { Priority } from './priority.ts';
+import type { WebhookEventName } from './webhook-events.ts';
 
 export const JOB_STATUSES = ['queued', 'active', 'completed', 'failed', 'cancelled'] as const;
 export const JobStatus = z.enum(JOB_STATUSES);
@@ -58,6 +59,8 @@ export interface JobData {
   params: Record<string, unknown>;
   input?: BlobRef & { pages?: number };
   webhookUrl?: string;
+  /** The events `webhookUrl` is told of; absent: DEFAULT_WEBHOOK_EVENTS. */
+  webhookEvents?: WebhookEventName[];
   /** Execution limit, decided at submit so every worker applies the same one. */
   timeoutMs: number;
   /** The job's own queue time-to-live, when its station set one; else the operator's applies. */

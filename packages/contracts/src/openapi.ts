@@ -5,6 +5,7 @@ import { Priority } from './priority.ts';
 import { FieldError, PROBLEM_TITLES, Problem, type ProblemCode, ProblemCode as ProblemCodeSchema, problemType } from './problem.ts';
 import { BackendStatus, GpuReport, PipelineQueueInfo, QueueBody, WorkerInfo } from './queue.ts';
 import { UsageBody, UsageFigures, UsageRow } from './usage.ts';
+import { WebhookEventName } from './webhook-events.ts';
 
 /*
  * The OpenAPI 3.1 description of the HTTP API (docs/contract.md), served at `GET /openapi.json`.
@@ -54,6 +55,10 @@ const TtlSecondsField = z.int().positive().meta({
   description:
     "How long the job may wait in the queue before it starts, in seconds, instead of the operator's time-to-live (`DARKROOM_JOB_TTL_SECONDS`, 3600 by default), which is also its maximum: above it, `400`. A job not started in time fails `expired`.",
 });
+const WebhookEventsField = z.array(WebhookEventName).min(1).meta({
+  description:
+    "The events `webhookUrl` is told of (needs `webhookUrl`): any of `completed`, `failed`, `cancelled` (the default: the three final states) and `started` (a worker began the job's first attempt). A final state not listed is not delivered. In multipart, a comma-separated list or a JSON array.",
+});
 
 /** `POST /v1/jobs` as `multipart/form-data` (the primary encoding). */
 export const SubmitMultipartBody = z.object({
@@ -72,6 +77,7 @@ export const SubmitMultipartBody = z.object({
   // Text parts, as every multipart field: decimal digits.
   timeoutSeconds: TimeoutSecondsField.optional(),
   ttlSeconds: TtlSecondsField.optional(),
+  webhookEvents: WebhookEventsField.optional(),
 });
 
 /** `POST /v1/jobs` as `application/json`. */
@@ -82,6 +88,7 @@ export const SubmitJsonBody = z.object({
   webhookUrl: WebhookUrlField.optional(),
   timeoutSeconds: TimeoutSecondsField.optional(),
   ttlSeconds: TtlSecondsField.optional(),
+  webhookEvents: WebhookEventsField.optional(),
   imageBase64: z
     .string()
     .meta({

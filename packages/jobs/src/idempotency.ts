@@ -34,11 +34,13 @@ export function canonicalJson(value: unknown): string {
 
 export function fingerprint(v: ValidSubmit): string {
   const image = v.imageSha256 ?? null;
+  // webhookEvents is undefined (left out) for the default list, so older fingerprints still match.
   const text = canonicalJson({
     pipeline: v.spec.name,
     params: v.params,
     priority: v.priority,
     webhookUrl: v.webhookUrl ?? null,
+    webhookEvents: v.webhookEvents,
     image,
     timeoutSeconds: v.timeoutSeconds,
     ttlSeconds: v.ttlSeconds,

@@ -4,7 +4,7 @@ import { Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { finishedState, toStatusBody } from './job-view.ts';
 import { sysKeys } from './keys.ts';
-import { enqueueFinalWebhook, type WebhookQueue } from './webhook-queue.ts';
+import { enqueueFinalWebhook, enqueueStartedWebhook, type WebhookQueue, wantsWebhookEvent } from './webhook-queue.ts';
 
 /*
  * The end of a job, written once. Whichever way a job becomes final (completed or failed on a
@@ -59,6 +59,19 @@ export class JobLifecycle {
       await enqueueFinalWebhook(this.#d.webhooks, config, stored, toStatusBody(stored, state));
     } catch (err) {
       logger.warn({ err, jobId: id, how }, 'webhook not queued');
+    }
+  }
+
+  /**
+   * A worker took `job` (BullMQ's `active`): queues its `job.started` webhook when it asked for
+   * one and this is its first attempt. Never throws: a missed notice must not stop the job.
+   */
+  async jobStarted(job: Job<JobData, JobResultData>): Promise<void> {
+    if (!wantsWebhookEvent(job.data, 'started') || (job.attemptsStarted ?? 1) > 1) return;
+    try {
+      await enqueueStartedWebhook(this.#d.webhooks, this.#d.config, job, toStatusBody(job, 'active'));
+    } catch (err) {
+      this.#d.logger.warn({ err, jobId: job.id }, 'started webhook not queued');
     }
   }
 }

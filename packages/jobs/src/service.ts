@@ -132,6 +132,7 @@ export class JobService {
         params: v.params,
         ...(input ? { input } : {}),
         ...(v.webhookUrl ? { webhookUrl: v.webhookUrl } : {}),
+        ...(v.webhookUrl && v.webhookEvents ? { webhookEvents: v.webhookEvents } : {}),
         timeoutMs: v.timeoutSeconds ? v.timeoutSeconds * 1000 : config.limits.jobTimeoutMs,
         ...(v.ttlSeconds ? { ttlMs: v.ttlSeconds * 1000 } : {}),
         ...(opts.requestId ? { requestId: opts.requestId } : {}),

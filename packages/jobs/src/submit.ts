@@ -1,4 +1,4 @@
-import { type FieldError, type PipelineSpec, Priority, pipelineSpec } from '@darkroom/contracts';
+import { DEFAULT_WEBHOOK_EVENTS, type FieldError, type PipelineSpec, Priority, pipelineSpec, WebhookEventName } from '@darkroom/contracts';
 import { type ImageSource, imageByteLength } from '@darkroom/images';
 import { sha256Hex } from './blob-store.ts';
 import { InvalidSubmit, PriorityNotAllowed, UnknownPipeline } from './errors.ts';
@@ -15,6 +15,7 @@ export interface RawSubmit {
   webhookUrl?: unknown;
   timeoutSeconds?: unknown;
   ttlSeconds?: unknown;
+  webhookEvents?: unknown;
   /** The image, if one was sent (possibly empty): in memory, or spooled to a temporary file. */
   image?: ImageSource;
   /** Their sha256 (hex), computed as they arrived. */
@@ -28,6 +29,8 @@ export interface ValidSubmit {
   params: Record<string, unknown>;
   priority: Priority;
   webhookUrl: string | undefined;
+  /** Undefined: the default events (DEFAULT_WEBHOOK_EVENTS). */
+  webhookEvents?: WebhookEventName[] | undefined;
   image: ImageSource | undefined;
   /** sha256 (hex) of `image`. */
   imageSha256: string | undefined;
@@ -86,6 +89,11 @@ export function validateSubmit(raw: RawSubmit, station: Station, opts: SubmitOpt
 
   const timeoutSeconds = limitField(raw.timeoutSeconds, 'timeoutSeconds', opts.maxTimeoutSeconds, 'DARKROOM_JOB_TIMEOUT_SECONDS', errors);
   const ttlSeconds = limitField(raw.ttlSeconds, 'ttlSeconds', opts.maxTtlSeconds, 'DARKROOM_JOB_TTL_SECONDS', errors);
+  const webhookEvents = parseWebhookEvents(raw.webhookEvents, errors);
+  // Events with nowhere to go are a mistake worth saying, not a silent no-op.
+  if (webhookEvents && (raw.webhookUrl === undefined || raw.webhookUrl === null || raw.webhookUrl === '')) {
+    errors.push({ path: 'webhookEvents', message: 'needs webhookUrl: the events are delivered there' });
+  }
 
   // An optional image (comfyui: txt2img takes none) may be left out, but never sent empty.
   const missing = raw.image === undefined ? !spec.imageOptional : imageByteLength(raw.image) === 0;
@@ -109,6 +117,7 @@ export function validateSubmit(raw: RawSubmit, station: Station, opts: SubmitOpt
     params,
     priority,
     webhookUrl,
+    webhookEvents: webhookEvents?.value,
     image,
     imageSha256,
     ...(timeoutSeconds !== undefined ? { timeoutSeconds } : {}),
@@ -130,6 +139,41 @@ function limitField(value: unknown, path: string, max: number | undefined, setti
     return undefined;
   }
   return n;
+}
+
+/**
+ * `webhookEvents`: a JSON array, or (multipart) a comma-separated list or a JSON array's text.
+ * Answers undefined when absent; `value` is undefined when the list is the default one, so such
+ * a job stores and fingerprints like one that never named its events.
+ */
+function parseWebhookEvents(raw: unknown, errors: FieldError[]): { value: WebhookEventName[] | undefined } | undefined {
+  if (raw === undefined || raw === null || raw === '') return undefined;
+  let list: unknown = raw;
+  if (typeof raw === 'string') {
+    try {
+      list = raw.trim().startsWith('[') ? JSON.parse(raw) : raw.split(',').map((s) => s.trim());
+    } catch {
+      list = undefined;
+    }
+  }
+  const allowed = WebhookEventName.options.join(', ');
+  if (!Array.isArray(list)) {
+    errors.push({ path: 'webhookEvents', message: `must be a list of events: ${allowed}` });
+    return { value: undefined };
+  }
+  if (list.length === 0) {
+    errors.push({ path: 'webhookEvents', message: `must name at least one event: ${allowed}` });
+    return { value: undefined };
+  }
+  const events = new Set<WebhookEventName>();
+  list.forEach((e, i) => {
+    const parsed = WebhookEventName.safeParse(e);
+    if (parsed.success) events.add(parsed.data);
+    else errors.push({ path: `webhookEvents.${i}`, message: `unknown event ${JSON.stringify(e)}: one of ${allowed}` });
+  });
+  const value = WebhookEventName.options.filter((e) => events.has(e));
+  const isDefault = value.length === DEFAULT_WEBHOOK_EVENTS.length && DEFAULT_WEBHOOK_EVENTS.every((e) => events.has(e));
+  return { value: isDefault ? undefined : value };
 }
 
 function checkWebhookUrl(value: unknown): string | undefined {

@@ -25,8 +25,8 @@ import { type LookupFn, vetTarget } from './vetting.ts';
  * consumes WEBHOOK_QUEUE delivers.
  */
 
-export type WebhookEvent = 'job.completed' | 'job.failed' | 'job.cancelled';
-export const WEBHOOK_EVENTS: readonly WebhookEvent[] = ['job.completed', 'job.failed', 'job.cancelled'];
+export type WebhookEvent = 'job.completed' | 'job.failed' | 'job.cancelled' | 'job.started';
+export const WEBHOOK_EVENTS: readonly WebhookEvent[] = ['job.completed', 'job.failed', 'job.cancelled', 'job.started'];
 
 /** A delivery that may succeed later: network error, timeout, 5xx, 408, 429. */
 export class WebhookRetryableError extends Error {
@@ -246,9 +246,12 @@ export interface WebhookResult {
   status: number;
 }
 
-/** The BullMQ job id for a job's webhook (one final event per job, so adding twice is a no-op). */
-export function webhookJobId(jobId: string): string {
-  return `wh_${jobId}`;
+/**
+ * The BullMQ job id for a job's webhook: one final event and at most one `job.started` per job,
+ * so adding either twice is a no-op.
+ */
+export function webhookJobId(jobId: string, kind: 'final' | 'started' = 'final'): string {
+  return kind === 'final' ? `wh_${jobId}` : `wh_${jobId}_started`;
 }
 
 /**

@@ -27,6 +27,10 @@ import type { Call, Handler, RouteContext } from './route.ts';
  * OpenAI's body. Errors are written in OpenAI's shape by the HTTP layer (the route's `errorShape`).
  */
 
+/** No pipeline takes a separate mask: the inpaint workflow reads the area to repaint from the image's alpha. */
+const MASK_REFUSED =
+  'mask is not supported: send the image with the area to repaint transparent, to a model that maps to the comfyui inpaint workflow';
+
 /** How long a request holds for its jobs to become final. */
 const HOLD_MS = 5 * 60_000;
 const MAX_N = 10;
@@ -211,7 +215,11 @@ export function imageEdits(ctx: RouteContext): Handler {
     }
     if (Number(req.headers['content-length'] ?? 0) > maxUpload + 512 * 1024) throw tooLarge(maxUpload);
     const fields: Record<string, string> = {};
-    let raw = await parseMultipart(req, maxUpload, spool, { imageParts: ['image', 'image[]'], fields });
+    let raw = await parseMultipart(req, maxUpload, spool, {
+      imageParts: ['image', 'image[]'],
+      fields,
+      refusedParts: { mask: MASK_REFUSED },
+    });
     const upload = raw.image;
     try {
       const body: ImagesRequest = { ...fields, model: fields.model };

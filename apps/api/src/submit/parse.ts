@@ -22,7 +22,7 @@ import { badRequest } from '../http/problem.ts';
 export type { RawSubmit };
 
 const MAX_FIELD_BYTES = 256 * 1024;
-const TEXT_FIELDS = new Set(['pipeline', 'params', 'priority', 'webhookUrl', 'timeoutSeconds', 'ttlSeconds']);
+const TEXT_FIELDS = new Set(['pipeline', 'params', 'priority', 'webhookUrl', 'webhookEvents', 'timeoutSeconds', 'ttlSeconds']);
 
 export const tooLarge = (max: number) => new ImageTooLarge(max);
 
@@ -107,6 +107,8 @@ class SpoolFile {
 export interface OtherForm {
   imageParts: readonly string[];
   fields: Record<string, string>;
+  /** File parts the form knows but refuses, by name: the `400` says why, at that name. */
+  refusedParts?: Readonly<Record<string, string>>;
 }
 
 export function parseMultipart(req: IncomingMessage, maxUploadBytes: number, spool?: Spool, form?: OtherForm): Promise<RawSubmit> {
@@ -117,7 +119,15 @@ export function parseMultipart(req: IncomingMessage, maxUploadBytes: number, spo
         headers: req.headers,
         // One byte past the limit: busboy flags a file that ends exactly at its limit as cut
         // short, and the limit is on the image's bytes; the size check below answers 413.
-        limits: { fileSize: maxUploadBytes + 1, files: 1, fields: 16, parts: 20, fieldSize: MAX_FIELD_BYTES, headerPairs: 32 },
+        // A refused part counts as a file too, so that it is named, not taken for a second image.
+        limits: {
+          fileSize: maxUploadBytes + 1,
+          files: 1 + Object.keys(form?.refusedParts ?? {}).length,
+          fields: 16,
+          parts: 20,
+          fieldSize: MAX_FIELD_BYTES,
+          headerPairs: 32,
+        },
       });
     } catch {
       return reject(badRequest('malformed multipart/form-data (missing or bad boundary)'));
@@ -158,7 +168,20 @@ export function parseMultipart(req: IncomingMessage, maxUploadBytes: number, spo
     };
     const malformed = () => badRequest('malformed multipart/form-data body');
 
+    let images = 0;
     bb.on('file', (name, stream) => {
+      const refused = form?.refusedParts && Object.hasOwn(form.refusedParts, name) ? form.refusedParts[name] : undefined;
+      const secondImage = refused === undefined && ++images > 1;
+      if (refused !== undefined || secondImage) {
+        fail(
+          refused !== undefined
+            ? badRequest(refused, [{ path: name, message: refused }])
+            : badRequest('only one file part (image) is accepted', [{ path: 'image', message: 'more than one file' }]),
+        );
+        stream.on('error', () => {});
+        stream.resume();
+        return;
+      }
       if (!(form ? form.imageParts.includes(name) : name === 'image')) {
         // A name busboy cannot decode (a bad charset, an empty name) comes as undefined.
         const part = typeof name === 'string' && name !== '' ? name : undefined;
@@ -267,6 +290,7 @@ export function fromJson(body: unknown, maxUploadBytes: number): RawSubmit {
     webhookUrl: b.webhookUrl,
     timeoutSeconds: b.timeoutSeconds,
     ttlSeconds: b.ttlSeconds,
+    webhookEvents: b.webhookEvents,
     errors: [],
   };
   const img = b.imageBase64 ?? b.image;
