@@ -1,13 +1,14 @@
 /*
  * `pnpm bench` — Darkroom against the limit of its own engine: bare BullMQ on the same Redis, on
  * the same machine, in the same run. Starts a private redis-server, the real api and worker
- * processes, runs the six benchmarks, prints the figures and the targets (PASS/MISS,
- * never an exit code), and writes JSON and an SVG chart to bench/results/.
+ * processes, runs the benchmarks, prints the figures and the targets (PASS/MISS, never an
+ * exit code), and writes JSON and an SVG chart to bench/results/. `fleet` measures the scheduler
+ * instead: the same GPU-fleet workload (simulated, no GPU) with the scheduler off, then on.
  *
- *   pnpm bench                 full run (about 3 minutes)
+ *   pnpm bench                 full run (about 7 minutes, 4 of them fleet)
  *   pnpm bench --quick         small sizes, seconds: proves the harness works (CI)
  *   pnpm bench --only=submit,latency   a subset: dispatch, duty, edit, submit, latency, lookup, uploads,
- *                              objectstore
+ *                              objectstore, fleet
  *   pnpm bench --profile       also CPU-profile the api and worker and print their hot spots
  *   pnpm bench --chart=docs/benchmarks.svg   also write the chart there
  *   pnpm bench --data-dir=/dev/shm/bench   make the data directory (Darkroom's and the HTTP
@@ -33,13 +34,14 @@ import { startBenchSystem } from './lib/system.ts';
 import { type DispatchResults, dispatch } from './scenarios/dispatch.ts';
 import { duty } from './scenarios/duty.ts';
 import { type EditResults, editOverhead } from './scenarios/edit.ts';
+import { FLEET_STATIONS, type FleetResults, type FleetRun, fleet } from './scenarios/fleet.ts';
 import { submitLatency } from './scenarios/latency.ts';
 import { type LookupResults, lookups } from './scenarios/lookup.ts';
 import { type ObjectStoreResults, objectStore, type StoreRun } from './scenarios/objectstore.ts';
 import { bareAdd, floorSubmit, imageSubmit, jsonSubmit, type Throughput } from './scenarios/submit.ts';
 import { type UploadResults, type UploadRun, uploadMemory } from './scenarios/uploads.ts';
 
-const ALL = ['dispatch', 'duty', 'edit', 'submit', 'latency', 'lookup', 'uploads', 'objectstore'] as const;
+const ALL = ['dispatch', 'duty', 'edit', 'submit', 'latency', 'lookup', 'uploads', 'objectstore', 'fleet'] as const;
 type Bench = (typeof ALL)[number];
 
 interface Args {
@@ -102,6 +104,7 @@ interface Results {
   lookup?: LookupResults;
   uploads?: UploadResults;
   objectstore?: ObjectStoreResults;
+  fleet?: FleetResults;
   rows: Row[];
   targets: Target[];
   windows: Window[];
@@ -204,7 +207,8 @@ async function main() {
   let apiPid: number | undefined;
   let workerPid: number | undefined;
   try {
-    apiPid = (await sys.startApi(profEnv)).proc.pid;
+    // fleet starts api processes of its own.
+    if ([...args.only].some((b) => b !== 'fleet')) apiPid = (await sys.startApi(profEnv)).proc.pid;
     const needWorker = args.only.has('dispatch') || args.only.has('duty') || args.only.has('edit');
     if (needWorker) {
       workerPid = (await sys.startWorker({ ...profEnv, DARKROOM_WORKER_PIPELINES: 'synthetic,edit', DARKROOM_WORKER_CONCURRENCY: '1' }))
@@ -252,6 +256,13 @@ async function main() {
         if ('skipped' in r) log(`   skipped: ${r.skipped}`);
         return r;
       });
+    }
+    if (args.only.has('fleet')) {
+      const f = sizes.fleet;
+      results.fleet = await step(
+        `9. fleet: scheduler off, then on (${f.workers} one-slot workers, ${f.models} models, ${f.floodJobs + 2 * f.lightJobs} jobs from 3 stations)`,
+        () => fleet(ctx),
+      );
     }
   } catch (err) {
     results.errors.push(`harness: ${(err as Error).stack ?? err}`);
@@ -502,6 +513,51 @@ function buildReport(r: Results): void {
     });
   }
   if (r.objectstore) objectStoreRows(r.objectstore, rows);
+  if (r.fleet) fleetReport(r.fleet, rows, t);
+}
+
+/**
+ * 9: the scheduler on ÷ off, same workload, same run. The makespan target allows 5 % over the
+ * baseline: both runs share the machine with whatever else runs, and a few jobs' order decides the
+ * tail.
+ */
+function fleetReport(f: FleetResults, rows: Row[], t: Target[]): void {
+  const { on, off, sizes: z } = f;
+  const s = (ms: number) => (Number.isFinite(ms) ? `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s` : 'n/a');
+  const failed = (x: FleetRun) => (x.failed ? ` [${x.failed} failed]` : '');
+  const unreported = (x: FleetRun) => (x.unreported ? ` [${x.unreported} without coldStart/modelLoadMs]` : '');
+  const load = (x: FleetRun) =>
+    `${fmt.pct(x.loadShare)} (${fmt.n(x.modelLoadMs / 1000, 1)} of ${fmt.n(x.busyMs / 1000, 1)} s); ${fmt.n(x.coldStarts)} cold${unreported(x)}`;
+  rows.push({
+    id: '9',
+    metric: `fleet: model loading ÷ busy device time; jobs started cold (${on.jobs} jobs, ${z.workers} one-slot workers, ${z.models} models, load ${fmt.n(z.loadMs)} ms); scheduler on vs off`,
+    darkroom: `on: ${load(on)}`,
+    baseline: `off: ${load(off)}`,
+    ratio: fmt.x(on.loadShare / off.loadShare),
+  });
+  for (const st of FLEET_STATIONS) {
+    const a = on.wait[st.name];
+    const b = off.wait[st.name];
+    rows.push({
+      id: '9',
+      metric: `fleet: wait (startedAt − createdAt) p50 / p95, station ${st.name} (${a.n} jobs)`,
+      darkroom: `on: ${s(a.p50)} / ${s(a.p95)}`,
+      baseline: `off: ${s(b.p50)} / ${s(b.p95)}`,
+      ratio: `${fmt.x(a.p50 / b.p50)} p50, ${fmt.x(a.p95 / b.p95)} p95`,
+    });
+  }
+  rows.push({
+    id: '9',
+    metric: 'fleet: makespan, first job created to last finished',
+    darkroom: `on: ${s(on.makespanMs)}${failed(on)}`,
+    baseline: `off: ${s(off.makespanMs)}${failed(off)}`,
+    ratio: fmt.x(on.makespanMs / off.makespanMs),
+  });
+  t.push(target('9', 'fleet model loading share, on ÷ off', round(on.loadShare / off.loadShare, 3), '×', 'max', 0.25));
+  for (const st of FLEET_STATIONS.filter((x) => x.name !== 'flood')) {
+    t.push(target('9', `fleet ${st.name} wait p95, on ÷ off`, round(on.wait[st.name].p95 / off.wait[st.name].p95, 3), '×', 'max', 0.2));
+  }
+  t.push(target('9', 'fleet makespan, on ÷ off', round(on.makespanMs / off.makespanMs, 3), '×', 'max', 1.05));
 }
 
 /** 8: Darkroom with the S3 store ÷ Darkroom with the fs store, same run; a reference, no target. */

@@ -18,6 +18,25 @@ export interface Sizes {
   editReps: number;
   lookupQueued: number;
   lookups: number;
+  fleet: FleetSizes;
+}
+
+/** 9's workload: see bench/scenarios/fleet.ts. */
+export interface FleetSizes {
+  /** Worker processes, one device slot each. */
+  workers: number;
+  /** Distinct models the jobs ask for. */
+  models: number;
+  /** Jobs of the flooding station, submitted first, back to back. */
+  floodJobs: number;
+  /** Jobs of each of the two light stations. */
+  lightJobs: number;
+  /** A light station's submits are this far apart. */
+  lightEveryMs: number;
+  /** What a worker pays to load a model it does not have warm. */
+  loadMs: number;
+  /** A job's run time (its one step) is drawn uniformly from this range, inclusive. */
+  runMs: [number, number];
 }
 
 export const QUICK: Sizes = {
@@ -30,6 +49,7 @@ export const QUICK: Sizes = {
   editReps: 2,
   lookupQueued: 2000,
   lookups: 300,
+  fleet: { workers: 2, models: 4, floodJobs: 48, lightJobs: 6, lightEveryMs: 100, loadMs: 200, runMs: [20, 60] },
 };
 
 export const FULL: Sizes = {
@@ -42,6 +62,7 @@ export const FULL: Sizes = {
   editReps: 7,
   lookupQueued: 100_000,
   lookups: 5000,
+  fleet: { workers: 4, models: 4, floodJobs: 400, lightJobs: 20, lightEveryMs: 1000, loadMs: 2000, runMs: [200, 600] },
 };
 
 /** A span of the run on the monotonic clock (µs), to cut a CPU profile to one benchmark. */

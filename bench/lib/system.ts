@@ -26,6 +26,10 @@ export interface BenchSystem {
   stopApi(): Promise<void>;
   startWorker(extra?: Record<string, string>): Promise<ProcessHandle & { metricsPort: number }>;
   stopWorker(): Promise<void>;
+  /** An api process beside `api`; the caller stops it with stopGracefully. */
+  spawnApi(extra?: Record<string, string>): Promise<ProcessHandle & { port: number }>;
+  /** A worker process beside `worker` (a fleet); the caller stops it with stopGracefully. */
+  spawnWorker(extra?: Record<string, string>): Promise<ProcessHandle & { metricsPort: number }>;
   stop(): Promise<void>;
 }
 
@@ -53,10 +57,7 @@ export async function startBenchSystem(opts: { dataRoot?: string } = {}): Promis
     dataDir,
     env,
     startApi: async (extra = {}) => {
-      const port = await freePort();
-      const h = spawnApp('api', { ...env, PORT: String(port), ...extra });
-      await waitHttp(h, `http://127.0.0.1:${port}/readyz`);
-      sys.api = Object.assign(h, { port });
+      sys.api = await sys.spawnApi(extra);
       return sys.api;
     },
     stopApi: async () => {
@@ -65,6 +66,21 @@ export async function startBenchSystem(opts: { dataRoot?: string } = {}): Promis
       if (h) await stopGracefully(h);
     },
     startWorker: async (extra = {}) => {
+      sys.worker = await sys.spawnWorker(extra);
+      return sys.worker;
+    },
+    stopWorker: async () => {
+      const h = sys.worker;
+      sys.worker = undefined;
+      if (h) await stopGracefully(h);
+    },
+    spawnApi: async (extra = {}) => {
+      const port = await freePort();
+      const h = spawnApp('api', { ...env, PORT: String(port), ...extra });
+      await waitHttp(h, `http://127.0.0.1:${port}/readyz`);
+      return Object.assign(h, { port });
+    },
+    spawnWorker: async (extra = {}) => {
       const metricsPort = await freePort();
       const h = spawnApp('worker', {
         ...env,
@@ -74,13 +90,7 @@ export async function startBenchSystem(opts: { dataRoot?: string } = {}): Promis
       });
       // The metrics server starts listening just before the BullMQ workers start running.
       await waitHttp(h, `http://127.0.0.1:${metricsPort}/healthz`);
-      sys.worker = Object.assign(h, { metricsPort });
-      return sys.worker;
-    },
-    stopWorker: async () => {
-      const h = sys.worker;
-      sys.worker = undefined;
-      if (h) await stopGracefully(h);
+      return Object.assign(h, { metricsPort });
     },
     stop: async () => {
       await Promise.allSettled([sys.stopApi(), sys.stopWorker()]);
@@ -92,7 +102,7 @@ export async function startBenchSystem(opts: { dataRoot?: string } = {}): Promis
 }
 
 /** SIGTERM (so a CPU profile is written on the way out), SIGKILL if it lingers. */
-async function stopGracefully(h: ProcessHandle): Promise<void> {
+export async function stopGracefully(h: ProcessHandle): Promise<void> {
   const killer = setTimeout(() => h.proc.kill('SIGKILL'), 20_000);
   await h.stop('SIGTERM');
   clearTimeout(killer);
