@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { mulberry32 } from '../../packages/pipelines/src/synthetic.ts';
 import type { ProcessHandle } from '../../packages/testing/src/index.ts';
 import { type Ctx, darkroomQueue, type FleetSizes, timed } from '../lib/context.ts';
 import { buildRequest, Connection } from '../lib/http.ts';
@@ -322,16 +323,5 @@ function figures(mode: 'off' | 'on', workload: FleetJob[], bodies: StatusBody[],
     coldStarts: unreported ? Number.NaN : coldStarts,
     unreported,
     wait,
-  };
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }

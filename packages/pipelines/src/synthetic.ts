@@ -112,7 +112,8 @@ async function pattern(width: number, height: number, seed: number, signal: Abor
   return buf;
 }
 
-function mulberry32(seed: number): () => number {
+/** A small seeded PRNG (the same numbers on every platform); also drives the benchmark's workloads. */
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
