@@ -16,7 +16,7 @@ export interface SettingDoc {
 }
 
 export const SETTING_DOCS: Record<SettingName, SettingDoc> = {
-  NODE_ENV: { meaning: '`production` refuses to start without station keys and binds the API to all interfaces' },
+  NODE_ENV: { meaning: '`production`: refuses to start without station keys, binds the API to all interfaces, logs JSON lines' },
   PORT: { meaning: 'API port' },
   DARKROOM_HOST: { meaning: 'API bind address', shownDefault: '`127.0.0.1` (`0.0.0.0` in production)' },
   REDIS_URL: { meaning: 'Redis (`maxmemory-policy` must be `noeviction`; checked and warned about at start)' },
