@@ -140,8 +140,8 @@ export function settingDefault(name: SettingName): string | undefined {
 const ENV_EXAMPLE_HEAD = [
   '# Every Darkroom setting with its default. Generated from packages/runtime/src/config-docs.ts',
   '# by `pnpm env:example`: edit the descriptions there, not here.',
-  '# An empty value means "not set". Copy to .env and pass it to the processes (docker compose',
-  '# --env-file, systemd EnvironmentFile, `node --env-file`).',
+  '# An empty value means "not set". Copy it to .env and hand that to the processes: a compose',
+  '# `env_file:`, systemd `EnvironmentFile=`, or `node --env-file=.env`.',
 ];
 
 /** .env.example: each setting with its default (empty when it has none) under a line on what it does. */
