@@ -1,6 +1,6 @@
 /*
  * The HTTP floor: the least any Node HTTP front end to BullMQ can do per submit, in a process of
- * its own, so the cost of HTTP itself on this machine shows beside Darkroom's. node:http, no
+ * its own, so the cost of HTTP itself on the host shows beside Darkroom's. node:http, no
  * framework, no auth, no validation, no logging: read the body, (multipart) write it to a file,
  * Queue.add the job the api would add, answer 202 with a small JSON body. No Darkroom code runs
  * here beyond building the same job.

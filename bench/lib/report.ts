@@ -1,6 +1,6 @@
 /*
  * The report: one row per figure (Darkroom, its baseline from the same run, the ratio), the
- * issue's targets judged PASS/MISS (never an exit code), and an SVG bar chart of each measured
+ * project's targets judged PASS/MISS (never an exit code), and an SVG bar chart of each measured
  * value against its target, written by hand (no dependencies).
  */
 

@@ -44,7 +44,7 @@ const hostPorts = z.string().transform((v, ctx) => {
   return out;
 });
 
-const EnvSchema = z.object({
+export const EnvSchema = z.object({
   NODE_ENV: z.string().default('development'),
   PORT: int(0).max(65535).default(8080),
   DARKROOM_HOST: z.string().optional(),

@@ -462,14 +462,23 @@ describe('the load balancer (lb, docker/haproxy.cfg)', () => {
 });
 
 describe('Dockerfile', () => {
-  it('has the targets, built on glibc Node 20 (not alpine) and the CUDA runtime', () => {
+  it('has the targets, built on glibc Node 24 LTS (not alpine) and the CUDA runtime', () => {
     for (const t of TARGETS) expect(dockerfile.byName.has(t), t).toBe(true);
     for (const t of ['api', 'worker']) {
-      expect(dockerfile.baseImage(t), t).toMatch(/^node:20[\w.-]*-bookworm-slim$/);
+      expect(dockerfile.baseImage(t), t).toMatch(/^node:24[\w.-]*-bookworm-slim$/);
     }
-    expect(dockerfile.baseImage('build')).toMatch(/^node:20[\w.-]*-bookworm-slim$/);
+    expect(dockerfile.baseImage('build')).toMatch(/^node:24[\w.-]*-bookworm-slim$/);
+    // The GPU image takes its node binary from the same Node image as the others.
+    expect(dockerfile.baseImage('node-dist')).toBe(dockerfile.baseImage('api'));
+    expect(dockerfileText).toMatch(/COPY --from=node-dist \/usr\/local\/bin\/node /);
     expect(dockerfile.baseImage('worker-gpu')).toMatch(/^nvidia\/cuda:12[\w.-]*-cudnn-runtime-ubuntu\d/);
     for (const s of dockerfile.stages) expect(s.image, s.name).not.toMatch(/alpine/);
+  });
+
+  it('ships a newer Node than the oldest the code supports, which stays Node 20', () => {
+    const engines = (f: string) => JSON.parse(fs.readFileSync(path.join(ROOT, f), 'utf8')).engines?.node;
+    expect(engines('package.json')).toBe('>=20');
+    expect(Number(/^node:(\d+)/.exec(dockerfile.baseImage('api'))?.[1])).toBeGreaterThanOrEqual(20);
   });
 
   it('pins every base image by tag, never :latest', () => {

@@ -10,16 +10,60 @@ import { FIXTURES_DIR, REPO_ROOT } from '../src/index.ts';
  */
 
 const OUTSIDE = /\.\.\/shared\b|\.\.\/\.\.\/\.\.\/\.\.\/shared|(^|[^\w/.-])shared\/(fixtures|API\.md)/;
-const TEXT = /\.(ts|js|cjs|mjs|json|md|ya?ml|sh|toml|txt|html|css)$|(^|\/)(Dockerfile|run)$/;
+/** Absolute paths of one checkout (a home or work directory): nobody else has them. */
+const ABSOLUTE = /(^|[\s'"`(=:])(\/work|\/home\/[\w.-]+|\/Users\/[\w.-]+|\/root)\/[\w.-]/m;
+/*
+ * The docs, code and bench output speak of the project and its measurements, not of the
+ * computers it was written on or how the work was organised.
+ */
+const PROCESS_WORDS =
+  /\b[Ii]ssue\s*#?\d+|\b[Mm]achine [AB]\b|\b[Tt]his VM\b|\b[Tt]hese machines\b|\b[Tt]his session\b|\bthe CEO\b|\bFirecracker\b/;
+const TEXT = /\.(ts|js|cjs|mjs|json|md|ya?ml|sh|toml|txt|html|css|svg|py|example)$|(^|\/)(Dockerfile|run)$/;
+
+const SELF = 'packages/testing/test/self-contained.test.ts';
+
+/** Tracked text files (this one aside) with their contents. */
+function trackedText(): { file: string; text: string }[] {
+  const files = execFileSync('git', ['ls-files', '-z'], { cwd: REPO_ROOT, encoding: 'utf8' }).split('\0').filter(Boolean);
+  expect(files.length).toBeGreaterThan(100);
+  return files
+    .filter((f) => TEXT.test(f) && f !== SELF && fs.existsSync(path.join(REPO_ROOT, f)))
+    .map((file) => ({ file, text: fs.readFileSync(path.join(REPO_ROOT, file), 'utf8') }));
+}
+
+/** `file:line: text` for each line of the tracked text files that matches. */
+function linesMatching(re: RegExp): string[] {
+  return trackedText().flatMap(({ file, text }) =>
+    text.split('\n').flatMap((line, i) => (re.test(line) ? [`${file}:${i + 1}: ${line.trim().slice(0, 160)}`] : [])),
+  );
+}
 
 describe('the repository stands alone', () => {
   it('no tracked file reaches for a folder outside it', () => {
-    const files = execFileSync('git', ['ls-files', '-z'], { cwd: REPO_ROOT, encoding: 'utf8' }).split('\0').filter(Boolean);
-    expect(files.length).toBeGreaterThan(100);
-    const offenders = files
-      .filter((f) => TEXT.test(f) && f !== 'packages/testing/test/self-contained.test.ts')
-      .filter((f) => fs.existsSync(path.join(REPO_ROOT, f)) && OUTSIDE.test(fs.readFileSync(path.join(REPO_ROOT, f), 'utf8')));
+    const offenders = trackedText()
+      .filter(({ text }) => OUTSIDE.test(text))
+      .map(({ file }) => file);
     expect(offenders).toEqual([]);
+  });
+
+  it('no tracked file names an absolute path of one checkout', () => {
+    expect(linesMatching(ABSOLUTE)).toEqual([]);
+  });
+
+  it('every relative link in the Markdown files points inside the repository, at a file that exists', () => {
+    const broken: string[] = [];
+    for (const { file, text } of trackedText().filter(({ file }) => file.endsWith('.md'))) {
+      for (const [, target] of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+        if (/^([a-z][a-z0-9+.-]*:|#|\/\/)/i.test(target!)) continue;
+        const resolved = path.resolve(REPO_ROOT, path.dirname(file), decodeURI(target!.split('#')[0]!));
+        if (!resolved.startsWith(REPO_ROOT + path.sep) || !fs.existsSync(resolved)) broken.push(`${file}: ${target}`);
+      }
+    }
+    expect(broken).toEqual([]);
+  });
+
+  it('no tracked file speaks of the computers the project was built on or of how the work was organised', () => {
+    expect(linesMatching(PROCESS_WORDS)).toEqual([]);
   });
 
   it('has the fixture images inside it, with their manifest', () => {
