@@ -13,7 +13,7 @@ import { luaCommand } from './lua.ts';
 export const AFFINITY_SCAN = 64;
 
 export interface AffinityOptions {
-  /** Waited this long, a cold job is taken by the next free slot that can run it. */
+  /** Passed over this long (from the first time), a cold job is taken by the next free slot that can run it. */
   maxBypassMs: number;
 }
 

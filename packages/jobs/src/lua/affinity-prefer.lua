@@ -38,14 +38,15 @@ if #head == 0 then return nil end
 local headId, headScore = head[1], tonumber(head[2])
 local headModel = modelOf(headId)
 if headModel == nil or warm[headModel] then return nil end
-local ts = tonumber(redis.call("HGET", jobPrefix .. headId, "timestamp") or now)
-if now - ts >= bypass then return nil end
+local passedSince = tonumber(redis.call("HGET", jobPrefix .. headId, "darkroom-passed-over") or 0)
+if passedSince > 0 and now - passedSince >= bypass then return nil end
 
 local class = math.floor(headScore / span)
 local rows = redis.call("ZRANGEBYSCORE", key, headScore, class * span + span - 1, "LIMIT", 0, limit)
 for i = 1, #rows do
   local m = rows[i] ~= headId and modelOf(rows[i]) or nil
   if m ~= nil and warm[m] then
+    if passedSince == 0 then redis.call("HSET", jobPrefix .. headId, "darkroom-passed-over", now) end
     redis.call("ZADD", key, headScore - 1, rows[i])
     return rows[i]
   end
