@@ -199,7 +199,7 @@ describe('station isolation and credentials', () => {
       ['onnx', true],
     ]);
     expect(Object.keys(pipelines[0]!.params.properties)).toEqual(['operations']);
-    expect(Object.keys(pipelines[1]!.params.properties)).toEqual(['steps', 'stepMs', 'width', 'height', 'seed']);
+    expect(Object.keys(pipelines[1]!.params.properties)).toEqual(['steps', 'stepMs', 'width', 'height', 'seed', 'model', 'loadMs']);
     const queue = (await (await sys.fetch('/v1/queue')).json()) as {
       pipelines: { name: string; workers: { name: string }[]; completed: number; avgProcessingMs: number | null }[];
       limits: { maxUploadBytes: number; station: { name: string; maxPriority: string } };

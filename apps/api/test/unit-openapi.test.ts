@@ -203,6 +203,7 @@ describe('the OpenAPI document', () => {
       'priority',
       'timeoutSeconds',
       'ttlSeconds',
+      'webhookEvents',
       'webhookUrl',
     ]);
     expect(multipart.properties.image).toMatchObject({ type: 'string', format: 'binary' });
@@ -216,6 +217,7 @@ describe('the OpenAPI document', () => {
       'priority',
       'timeoutSeconds',
       'ttlSeconds',
+      'webhookEvents',
       'webhookUrl',
     ]);
     for (const field of ['timeoutSeconds', 'ttlSeconds']) {
