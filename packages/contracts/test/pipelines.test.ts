@@ -117,11 +117,11 @@ describe('EditParams', () => {
 
 describe('SyntheticParams', () => {
   it('applies every default', () => {
-    expect(SyntheticParams.parse({})).toEqual({ steps: 10, stepMs: 100, width: 256, height: 256, seed: 0 });
+    expect(SyntheticParams.parse({})).toEqual({ steps: 10, stepMs: 100, width: 256, height: 256, seed: 0, loadMs: 0 });
   });
 
   it('keeps given values and fills in the rest', () => {
-    expect(SyntheticParams.parse({ steps: 3, seed: 42 })).toEqual({ steps: 3, stepMs: 100, width: 256, height: 256, seed: 42 });
+    expect(SyntheticParams.parse({ steps: 3, seed: 42 })).toEqual({ steps: 3, stepMs: 100, width: 256, height: 256, seed: 42, loadMs: 0 });
   });
 
   it('reports every bad field, and unknown keys', () => {
@@ -144,7 +144,10 @@ describe('SyntheticParams', () => {
       width: 1,
       height: 4096,
       seed: 2 ** 31 - 1,
+      loadMs: 0,
     });
+    expect(issuesOf(SyntheticParams, { model: 'a/b' })).toEqual([{ path: 'model', code: 'invalid_format' }]);
+    expect(issuesOf(SyntheticParams, { loadMs: 600_001 })).toEqual([{ path: 'loadMs', code: 'too_big' }]);
   });
 
   it('does not coerce strings to numbers', () => {
@@ -219,6 +222,8 @@ describe('paramsJsonSchema', () => {
         width: { default: 256, type: 'integer', minimum: 1, maximum: 4096 },
         height: { default: 256, type: 'integer', minimum: 1, maximum: 4096 },
         seed: { default: 0, type: 'integer', minimum: 0, maximum: 2147483647 },
+        model: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' },
+        loadMs: { default: 0, type: 'integer', minimum: 0, maximum: 600000 },
       },
       additionalProperties: false,
     });

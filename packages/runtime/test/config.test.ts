@@ -57,7 +57,7 @@ describe('loadConfig defaults', () => {
       maxWaitMs: 600_000,
       tombstoneSeconds: 7 * 86400,
     });
-    expect(c.jobs).toEqual({ attempts: 3, backoffMs: 1000 });
+    expect(c.jobs).toEqual({ attempts: 3, backoffMs: 1000, fairShare: true, affinity: true, affinityMaxBypassMs: 30_000 });
     expect(c.maintenanceIntervalMs).toBe(1000);
     expect(c.webhooks).toEqual({ secret: undefined, allowPrivate: false, attempts: 6, backoffMs: 30_000, timeoutMs: 10_000 });
   });
@@ -72,6 +72,7 @@ describe('loadConfig defaults', () => {
       comfyuiWorkflowsDir: undefined,
       comfyuiUnhealthyAfter: 3,
       backendProbeMs: 10_000,
+      syntheticWarmModels: 1,
       modelDir: undefined,
       onnxProvider: 'auto',
     });
