@@ -12,6 +12,8 @@ Every submit carries an Idempotency-Key (a fresh UUID per call, the same on each
 retries), so the retries of network errors, 429, 502, 503 and 504 never create a second job.
 """
 
+import base64
+import binascii
 import email.utils
 import hashlib
 import http.client
@@ -38,6 +40,8 @@ __all__ = [
     "backoff_delay",
     "parse_retry_after",
     "sign_webhook",
+    "standard_webhook_key",
+    "verify_standard_webhook",
     "verify_webhook_signature",
 ]
 
@@ -205,6 +209,55 @@ def verify_webhook_signature(secret, header, body, tolerance=300, now=None):
     for candidate in candidates:
         # Every candidate is compared, so the time taken does not depend on which one matched.
         if hmac.compare_digest(expected, candidate):
+            match = True
+    return match
+
+
+def standard_webhook_key(secret):
+    """The Standard Webhooks HMAC key for a station secret.
+
+    A secret of the spec's own form, ``whsec_<base64>``, is base64-decoded; any other secret is
+    keyed by its UTF-8 bytes (a Standard Webhooks library is given ``whsec_`` + base64 of them).
+    """
+    if secret.startswith("whsec_"):
+        encoded = secret[len("whsec_"):]
+        try:
+            decoded = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            decoded = b""
+        if decoded and base64.b64encode(decoded).decode("ascii") == encoded:
+            return decoded
+    return secret.encode("utf-8")
+
+
+def verify_standard_webhook(secret, headers, body, tolerance=300, now=None):
+    """Checks a delivery's Standard Webhooks headers against the raw body (bytes or str).
+
+    ``headers`` is any mapping (names in any case): ``webhook-id``, ``webhook-timestamp`` and
+    ``webhook-signature`` (space-separated ``v1,<base64 HMAC-SHA256 of "<id>.<t>.<body>">``; any
+    may match). The timestamp must be within ``tolerance`` seconds of ``now``.
+    """
+    lower = {str(k).lower(): v for k, v in dict(headers).items()}
+    msg_id = lower.get("webhook-id")
+    ts = lower.get("webhook-timestamp")
+    sig = lower.get("webhook-signature")
+    if not isinstance(msg_id, str) or not isinstance(ts, str) or not isinstance(sig, str):
+        return False
+    if len(sig) > 4096 or not re.fullmatch(r"\d{1,15}", ts):
+        return False
+    t = int(ts)
+    now = int(time.time()) if now is None else now
+    if abs(now - t) > tolerance:
+        return False
+    signed = msg_id.encode("utf-8") + b"." + ts.encode("ascii") + b"." + _to_bytes(body)
+    expected = hmac.new(standard_webhook_key(secret), signed, hashlib.sha256).digest()
+    match = False
+    for part in sig.split(" "):
+        version, comma, value = part.partition(",")
+        if not comma or version != "v1" or not re.fullmatch(r"[A-Za-z0-9+/]{43}=", value):
+            continue
+        # Every candidate is compared, so the time taken does not depend on which one matched.
+        if hmac.compare_digest(expected, base64.b64decode(value)):
             match = True
     return match
 

@@ -64,6 +64,26 @@ class WebhookSignatureTest(unittest.TestCase):
         self.assertTrue(darkroom.verify_webhook_signature(self.SECRET, self.HEADER, self.BODY.encode(), now=1700000000))
         self.assertEqual(darkroom.sign_webhook(self.SECRET, self.BODY, t=1700000000), self.HEADER)
 
+    def test_standard_webhooks_vectors(self):
+        # The Standard Webhooks spec's own example, and a plain station secret signed by the server's code.
+        spec = {
+            "webhook-id": "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            "webhook-timestamp": "1614265330",
+            "webhook-signature": "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+        }
+        self.assertTrue(darkroom.verify_standard_webhook(
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", spec, '{"test": 2432232314}', now=1614265330))
+        plain = {
+            "Webhook-Id": "wh_synthetic_abc",
+            "Webhook-Timestamp": "1700000000",
+            "Webhook-Signature": "v1,bogus v1,IsX3y/mkptLmy3lReedhG113z0PXk9dac8HcJeHDq08=",
+        }
+        self.assertTrue(darkroom.verify_standard_webhook("a-station-secret-0123", plain, b'{"id":"x"}', now=1700000200))
+        self.assertFalse(darkroom.verify_standard_webhook("a-station-secret-0123", plain, b'{"id":"y"}', now=1700000200))
+        self.assertFalse(darkroom.verify_standard_webhook("another-secret-0123", plain, b'{"id":"x"}', now=1700000200))
+        self.assertFalse(darkroom.verify_standard_webhook("a-station-secret-0123", plain, b'{"id":"x"}', now=1700000400))
+        self.assertFalse(darkroom.verify_standard_webhook("a-station-secret-0123", {}, b'{"id":"x"}', now=1700000000))
+
     def test_rejections(self):
         verify = darkroom.verify_webhook_signature
         self.assertFalse(verify("other", self.HEADER, self.BODY, now=1700000000))
