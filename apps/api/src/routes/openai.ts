@@ -14,6 +14,7 @@ import {
   validateSubmit,
 } from '@darkroom/jobs';
 import express from 'express';
+import sharp from 'sharp';
 import { z } from 'zod';
 import { HttpError } from '../http/problem.ts';
 import { parseMultipart, type Spool, tooLarge } from '../submit/parse.ts';
@@ -27,9 +28,12 @@ import type { Call, Handler, RouteContext } from './route.ts';
  * OpenAI's body. Errors are written in OpenAI's shape by the HTTP layer (the route's `errorShape`).
  */
 
-/** No pipeline takes a separate mask: the inpaint workflow reads the area to repaint from the image's alpha. */
-const MASK_REFUSED =
-  'mask is not supported: send the image with the area to repaint transparent, to a model that maps to the comfyui inpaint workflow';
+/**
+ * A mask is taken by models that map to the comfyui inpaint workflow, which reads the area to
+ * repaint from the image's alpha: the mask's alpha (transparent = edit here, as OpenAI defines
+ * it) becomes the image's.
+ */
+const MASK_REFUSED = 'this model takes no mask; a mask needs a model that maps to the comfyui inpaint workflow';
 
 /** How long a request holds for its jobs to become final. */
 const HOLD_MS = 5 * 60_000;
@@ -215,18 +219,22 @@ export function imageEdits(ctx: RouteContext): Handler {
     }
     if (Number(req.headers['content-length'] ?? 0) > maxUpload + 512 * 1024) throw tooLarge(maxUpload);
     const fields: Record<string, string> = {};
-    let raw = await parseMultipart(req, maxUpload, spool, {
-      imageParts: ['image', 'image[]'],
-      fields,
-      refusedParts: { mask: MASK_REFUSED },
-    });
+    const files: Record<string, Buffer> = {};
+    let raw = await parseMultipart(req, maxUpload, spool, { imageParts: ['image', 'image[]'], fields, otherParts: ['mask'], files });
     const upload = raw.image;
     try {
       const body: ImagesRequest = { ...fields, model: fields.model };
       if (!raw.image) throw new InvalidSubmit('the request is invalid', [{ path: 'image', message: 'required: the image as a file part' }]);
       const target = pipelineOf(body.model, true, aliases);
+      if (files.mask) {
+        if (target.pipeline !== 'comfyui' || target.base.workflow !== 'inpaint') throw invalid(MASK_REFUSED, 'mask');
+        const sent = raw.image;
+        const image = Buffer.isBuffer(sent) ? sent : await fs.readFile(sent.path);
+        const { imageSha256: _, ...rest } = raw;
+        raw = { ...rest, image: await withMask(image, files.mask, deps.config.limits.maxImagePixels) };
+      }
       // Each job takes its own copy of a spooled upload; several jobs share one held in memory.
-      if (countOf(body.n) > 1 && !Buffer.isBuffer(raw.image)) raw = { ...raw, image: await fs.readFile(raw.image.path) };
+      if (countOf(body.n) > 1 && raw.image && !Buffer.isBuffer(raw.image)) raw = { ...raw, image: await fs.readFile(raw.image.path) };
       const errors: FieldError[] = [...raw.errors];
       return {
         status: 200,
@@ -237,4 +245,26 @@ export function imageEdits(ctx: RouteContext): Handler {
       if (upload && !Buffer.isBuffer(upload)) await deps.blobs.discard(upload.path).catch(() => {});
     }
   };
+}
+
+/** The image with the mask's alpha as its own (a PNG): where the mask is transparent is what the inpaint workflow repaints. */
+async function withMask(image: Buffer, mask: Buffer, maxPixels: number): Promise<Buffer> {
+  const read = (b: Buffer, param: 'image' | 'mask') =>
+    sharp(b, { limitInputPixels: maxPixels })
+      .autoOrient()
+      .ensureAlpha()
+      .raw()
+      .toBuffer({ resolveWithObject: true })
+      .catch(() => {
+        throw invalid(`${param} is not a readable image`, param);
+      });
+  const [img, m] = [await read(image, 'image'), await read(mask, 'mask')];
+  if (img.info.width !== m.info.width || img.info.height !== m.info.height) {
+    throw invalid(`mask must have the image's size (${img.info.width}x${img.info.height}), not ${m.info.width}x${m.info.height}`, 'mask');
+  }
+  const n = img.info.width * img.info.height;
+  for (let i = 0; i < n; i++) img.data[i * 4 + 3] = m.data[i * 4 + 3]!;
+  return sharp(img.data, { raw: { width: img.info.width, height: img.info.height, channels: 4 } })
+    .png()
+    .toBuffer();
 }

@@ -109,6 +109,9 @@ export interface OtherForm {
   fields: Record<string, string>;
   /** File parts the form knows but refuses, by name: the `400` says why, at that name. */
   refusedParts?: Readonly<Record<string, string>>;
+  /** Other file parts it takes, kept in memory (the upload limit applies to each), into `files`. */
+  otherParts?: readonly string[];
+  files?: Record<string, Buffer>;
 }
 
 export function parseMultipart(req: IncomingMessage, maxUploadBytes: number, spool?: Spool, form?: OtherForm): Promise<RawSubmit> {
@@ -122,7 +125,7 @@ export function parseMultipart(req: IncomingMessage, maxUploadBytes: number, spo
         // A refused part counts as a file too, so that it is named, not taken for a second image.
         limits: {
           fileSize: maxUploadBytes + 1,
-          files: 1 + Object.keys(form?.refusedParts ?? {}).length,
+          files: 1 + Object.keys(form?.refusedParts ?? {}).length + (form?.otherParts?.length ?? 0),
           fields: 16,
           parts: 20,
           fieldSize: MAX_FIELD_BYTES,
@@ -170,6 +173,22 @@ export function parseMultipart(req: IncomingMessage, maxUploadBytes: number, spo
 
     let images = 0;
     bb.on('file', (name, stream) => {
+      if (form?.otherParts?.includes(name) && form.files && !Object.hasOwn(form.files, name)) {
+        const files = form.files;
+        const chunks: Buffer[] = [];
+        let size = 0;
+        stream.on('error', () => fail(malformed()));
+        stream.on('data', (c: Buffer) => {
+          size += c.length;
+          if (size > maxUploadBytes) fail(tooLarge(maxUploadBytes));
+          else if (!failure) chunks.push(c);
+        });
+        stream.on('limit', () => fail(tooLarge(maxUploadBytes)));
+        stream.on('close', () => {
+          if (!failure) files[name] = Buffer.concat(chunks, size);
+        });
+        return;
+      }
       const refused = form?.refusedParts && Object.hasOwn(form.refusedParts, name) ? form.refusedParts[name] : undefined;
       const secondImage = refused === undefined && ++images > 1;
       if (refused !== undefined || secondImage) {
