@@ -31,6 +31,7 @@ const EXPECTED: Record<string, Record<string, string[]>> = {
   '/v1/pipelines': { get: ['200', '401'] },
   '/v1/queue': { get: ['200', '401', '503'] },
   '/v1/usage': { get: ['200', '400', '401', '429', '503'] },
+  '/v1/admin/pipelines/{name}/purge': { post: ['200', '401', '403', '404', '503'] },
   '/v1/admin/pipelines/{name}/pause': { post: ['200', '401', '403', '404', '503'] },
   '/v1/admin/pipelines/{name}/resume': { post: ['200', '401', '403', '404', '503'] },
   '/v1/images/generations': { post: ['200', '400', '401', '404', '409', '429', '500', '503'] },

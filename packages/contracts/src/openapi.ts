@@ -3,7 +3,7 @@ import { FailureCode, JobListBody, JobResultBody, JobStatus, JobStatusBody } fro
 import { EditOperation, PIPELINE_NAMES, PIPELINE_SPECS, type PipelineSpec } from './pipelines.ts';
 import { Priority } from './priority.ts';
 import { FieldError, PROBLEM_TITLES, Problem, type ProblemCode, ProblemCode as ProblemCodeSchema, problemType } from './problem.ts';
-import { BackendStatus, GpuReport, PipelineQueueInfo, QueueBody, WorkerInfo } from './queue.ts';
+import { BackendStatus, GpuReport, PipelineQueueInfo, PurgeBody, QueueBody, WorkerInfo } from './queue.ts';
 import { UsageBody, UsageFigures, UsageRow } from './usage.ts';
 import { WebhookEventName } from './webhook-events.ts';
 
@@ -266,6 +266,7 @@ function outputComponents(): [z.ZodType, Meta][] {
         description: 'One pipeline’s queue. `avgProcessingMs` and `throughputPerMinute` are `null` before there is history.',
       },
     ],
+    [PurgeBody, { id: 'Purge', description: 'A purge: the pipeline, and how many of its jobs that had not started are now cancelled.' }],
     [WorkerInfo, { id: 'WorkerInfo', description: 'A live worker (heartbeat younger than 20 s).' }],
     [GpuReport, { id: 'GpuReport', description: "One of a worker's GPUs, as its `nvidia-smi` last reported it." }],
     [BackendStatus, { id: 'BackendStatus', description: 'The backend a pipeline runs on, as the pipeline last found it (no addresses).' }],

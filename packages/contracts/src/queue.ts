@@ -54,6 +54,14 @@ export const WorkerInfo = z.object({
 });
 export type WorkerInfo = z.infer<typeof WorkerInfo>;
 
+/** What `POST /v1/admin/pipelines/{name}/purge` answers. */
+export const PurgeBody = z.object({
+  pipeline: z.string(),
+  /** Jobs that had not started, now `cancelled`. */
+  cancelled: z.int().nonnegative(),
+});
+export type PurgeBody = z.infer<typeof PurgeBody>;
+
 export const PipelineQueueInfo = z.object({
   name: z.string(),
   paused: z.boolean(),

@@ -58,6 +58,9 @@ export type LoadedJob = {
 export const FINAL_STATUSES = new Set(['completed', 'failed', 'cancelled']);
 const QUEUED_STATES = new Set(['prioritized', 'waiting', 'delayed', 'paused', 'waiting-children']);
 
+/** Jobs read per pass of a purge. */
+const PURGE_BATCH = 500;
+
 export class JobService {
   readonly #d: Deps;
   readonly #keys: ReturnType<typeof sysKeys>;
@@ -360,6 +363,38 @@ export class JobService {
       current = next;
     }
     throw new JobStateConflict('the job is changing state; retry');
+  }
+
+  /**
+   * Cancels every job of the pipeline that has not started (waiting, paused, or waiting to
+   * retry), each through the same steps as a station's cancel: ended `cancelled`, its pending
+   * entry released, its webhook queued. Jobs that start meanwhile are left running. Answers how
+   * many were cancelled.
+   */
+  async purge(queue: DarkroomQueue): Promise<number> {
+    const { redis, logger } = this.#d;
+    let cancelled = 0;
+    // In batches, newest jobs keep arriving meanwhile: the loop ends when a pass cancels none.
+    for (;;) {
+      const [prioritized, waiting, paused, delayed] = await Promise.all([
+        redis.zrange(queue.toKey('prioritized'), '0', String(PURGE_BATCH - 1)),
+        redis.lrange(queue.toKey('wait'), 0, PURGE_BATCH - 1),
+        redis.lrange(queue.toKey('paused'), 0, PURGE_BATCH - 1),
+        redis.zrange(queue.toKey('delayed'), '0', String(PURGE_BATCH - 1)),
+      ]);
+      const ids = [...new Set([...prioritized, ...waiting, ...paused, ...delayed])];
+      let pass = 0;
+      for (const id of ids) {
+        if (!(await endWaitingJob(redis, queue, id, CANCELLED_REASON))) continue;
+        const job = (await Job.fromId(queue, id)) as Job<JobData, JobResultData> | undefined;
+        if (job) await this.#d.lifecycle.finalizeJob(queue, job, 'cancelled');
+        pass++;
+      }
+      cancelled += pass;
+      if (pass === 0) break;
+    }
+    logger.info({ pipeline: queue.name, cancelled }, 'pipeline purged');
+    return cancelled;
   }
 
   /**

@@ -18,6 +18,7 @@ import {
   PipelineNamePath,
   PipelineQueueInfo,
   PROBLEM_RESPONSES,
+  PurgeBody,
   parameter,
   problem,
   QueueBody,
@@ -31,7 +32,7 @@ import {
   UsageBody,
   UsageDate,
 } from '@darkroom/contracts';
-import { pipelineAction } from './admin.ts';
+import { pipelineAction, purgePipeline } from './admin.ts';
 import { DASHBOARD_PATH, dashboardRouter } from './dashboard.ts';
 import { DOCS_PATH, docsRouter, OPENAPI_PATH, serveOpenApi } from './docs.ts';
 import { cancelJob, getJob, getJobs, jobEvents, jobResult, submitJob } from './jobs.ts';
@@ -458,6 +459,27 @@ export const ROUTES: readonly Route[] = [
       },
     }),
   ),
+  {
+    method: 'POST',
+    path: '/v1/admin/pipelines/{name}/purge',
+    auth: 'admin',
+    redis: true,
+    kind: 'json',
+    handler: purgePipeline,
+    doc: {
+      operationId: 'purgePipeline',
+      tags: ['operators'],
+      summary: 'Cancel every job of a pipeline that has not started',
+      description:
+        'Each job waiting (or paused, or waiting to retry) ends `cancelled` as a station’s cancel would end it: its station sees it cancelled, its webhook is delivered. Jobs already running go on. Answers how many were cancelled; a second purge answers 0.',
+      parameters: [parameter('path', 'name', PipelineNamePath)],
+      responses: {
+        '200': { description: 'The pipeline and how many jobs were cancelled.', content: jsonContent(PurgeBody) },
+        '404': unknownPipeline,
+        '500': internal,
+      },
+    },
+  },
   ...(['pause', 'resume'] as const).map(
     (action): Route => ({
       method: 'POST',
