@@ -182,16 +182,6 @@ export class ComfyClient {
     return (out.type ?? type) === 'input' ? name : `${name} [${out.type ?? type}]`;
   }
 
-  /** GET /features: what the server supports; undefined from servers that predate the route. */
-  async features(signal?: AbortSignal): Promise<Record<string, unknown> | undefined> {
-    try {
-      return await this.#json<Record<string, unknown>>('features', signal ? { signal } : {});
-    } catch (err) {
-      if (err instanceof ComfyRequestError) return undefined;
-      throw err;
-    }
-  }
-
   /**
    * POST /prompt. Resolves with the prompt id (older servers choose their own) and the node
    * errors of outputs left out; a refusal throws PromptRejectedError, a used id PromptExistsError.
@@ -282,13 +272,6 @@ export class ComfyClient {
   /** GET /queue as the server answers it: items are [number, prompt_id, prompt, extra_data, outputs]. */
   queue(signal?: AbortSignal): Promise<{ queue_running?: unknown[][]; queue_pending?: unknown[][] }> {
     return this.#json('queue', signal ? { signal } : {});
-  }
-
-  /** The running prompt's id, if any. */
-  async running(signal?: AbortSignal): Promise<string | undefined> {
-    const q = await this.#json<{ queue_running?: unknown[][] }>('queue', signal ? { signal } : {});
-    const id = q.queue_running?.[0]?.[1];
-    return typeof id === 'string' ? id : undefined;
   }
 
   /**
