@@ -76,6 +76,20 @@ describe('the repository stands alone', () => {
     expect(broken).toEqual([]);
   });
 
+  it('the docs link out of the repository only to public project pages, never to a host the contract depends on', () => {
+    // Stations read these pages on closed networks: everything they build against is in the repository or served by the api.
+    const PUBLIC_PAGES = new Set(['www.standardwebhooks.com', 'localhost']);
+    const outside: string[] = [];
+    for (const { file, text } of trackedText().filter(({ file }) => file === 'README.md' || /^docs\/[^/]+\.md$/.test(file))) {
+      for (const m of text.matchAll(/\]\((\w[\w+.-]*:[^)\s]*)\)|<(https?:\/\/[^>\s]+)>/g)) {
+        const target = m[1] ?? m[2] ?? '';
+        const host = /^https?:\/\/([^/:?#]+)/i.exec(target)?.[1];
+        if (!host || !PUBLIC_PAGES.has(host.toLowerCase())) outside.push(`${file}: ${target}`);
+      }
+    }
+    expect(outside).toEqual([]);
+  });
+
   it('no tracked file speaks of the computers the project was built on or of how the work was organised', () => {
     expect(linesMatching(PROCESS_WORDS)).toEqual([]);
   });
