@@ -199,6 +199,7 @@ describe('the OpenAPI document', () => {
     };
     expect(Object.keys(multipart.properties).sort()).toEqual([
       'image',
+      'imageUrl',
       'params',
       'pipeline',
       'priority',
@@ -213,6 +214,7 @@ describe('the OpenAPI document', () => {
     const jsonBody = resolve((body['application/json']!.schema as Json).$ref as string) as { properties: Record<string, Json> };
     expect(Object.keys(jsonBody.properties).sort()).toEqual([
       'imageBase64',
+      'imageUrl',
       'params',
       'pipeline',
       'priority',
@@ -227,6 +229,12 @@ describe('the OpenAPI document', () => {
     }
     expect(jsonBody.properties.imageBase64).toMatchObject({ type: 'string', contentEncoding: 'base64' });
     expect(jsonBody.properties.webhookUrl).toMatchObject({ type: 'string', format: 'uri', maxLength: 2048 });
+    for (const b of [jsonBody, multipart]) expect(b.properties.imageUrl).toMatchObject({ type: 'string', format: 'uri', maxLength: 2048 });
+    // A field error may say why with a code (an imageUrl that could not be used).
+    expect(resolve('#/components/schemas/FieldError')).toMatchObject({
+      properties: { code: { type: 'string' } },
+      required: ['path', 'message'],
+    });
 
     // `params` is any pipeline's params, and exactly the named pipeline's by `if`/`then`.
     const union = resolve((multipart.properties.params as Json).$ref as string) as { anyOf: Json[] };

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { PIPELINE_SPECS } from '@darkroom/contracts';
-import { JobsError, type RawSubmit, type Station, validateSubmit } from '@darkroom/jobs';
+import { canonicalJson, fingerprint, JobsError, type RawSubmit, type Station, validateSubmit } from '@darkroom/jobs';
 import { describe, expect, it } from 'vitest';
 import { toHttpError } from '../src/http/error-handler.ts';
 import type { HttpError } from '../src/http/problem.ts';
@@ -302,5 +302,70 @@ describe('validateSubmit: timeoutSeconds and ttlSeconds', () => {
     const err = httpError(raw({ pipeline: 'synthetic', ...fields }), station(), LIMITS);
     expect([err.status, err.code]).toEqual([400, 'invalid_request']);
     expect(err.errors).toEqual([{ path, message: expect.stringContaining(message) }]);
+  });
+});
+
+describe('validateSubmit: imageUrl', () => {
+  const URL_OK = 'https://images.example.com/a/photo.jpg?sig=abc';
+
+  it('takes an absolute http(s) URL in place of an image, for a pipeline that needs one', () => {
+    const v = validateSubmit(raw({ pipeline: 'edit', params: NO_OPS, imageUrl: URL_OK }), station(), NO_SECRET);
+    expect(v.imageUrl).toBe(URL_OK);
+    expect(v.image).toBeUndefined();
+    expect(v.imageSha256).toBeUndefined();
+  });
+
+  it.each([
+    ['not a URL', 'photo.jpg', 'must be an absolute http(s) URL'],
+    ['another scheme', 'ftp://images.example.com/photo.jpg', 'must use http or https'],
+    ['a file URL', 'file:///etc/hosts', 'must use http or https'],
+    ['credentials', 'https://user:pass@images.example.com/photo.jpg', 'must not carry credentials'],
+    ['too long', `https://images.example.com/${'a'.repeat(2048)}`, 'must be at most 2048 characters'],
+    ['not a string', 42, 'must be an absolute http(s) URL'],
+  ])('answers 400 at imageUrl for %s', (_what, imageUrl, message) => {
+    const err = httpError(raw({ pipeline: 'edit', params: NO_OPS, imageUrl }));
+    expect(err.status).toBe(400);
+    expect(err.errors).toEqual([{ path: 'imageUrl', message }]);
+  });
+
+  it('answers 400 at imageUrl when an image is sent too', () => {
+    const err = httpError(raw({ pipeline: 'edit', params: NO_OPS, image: IMAGE, imageUrl: URL_OK }));
+    expect(err.status).toBe(400);
+    expect(err.errors).toEqual([{ path: 'imageUrl', message: 'send either an image or imageUrl, not both' }]);
+  });
+
+  it('answers 400 at imageUrl for a pipeline that takes no image, as for an image', () => {
+    const err = httpError(raw({ pipeline: 'synthetic', imageUrl: URL_OK }));
+    expect(err.status).toBe(400);
+    expect(err.errors).toEqual([{ path: 'imageUrl', message: 'pipeline synthetic takes no input image' }]);
+  });
+
+  it('lists a bad imageUrl with the other field errors, and no "image required" beside it', () => {
+    const err = httpError(raw({ pipeline: 'edit', params: { operations: 'no' }, priority: 'urgent', imageUrl: 'nope' }));
+    expect(err.errors?.map((e) => e.path).sort()).toEqual(['imageUrl', 'params.operations', 'priority']);
+  });
+
+  it('is part of the Idempotency-Key fingerprint as sent; an upload fingerprints as before', () => {
+    const of = (r: Partial<RawSubmit>) =>
+      fingerprint(validateSubmit(raw({ pipeline: 'edit', params: NO_OPS, ...r }), station(), NO_SECRET));
+    expect(of({ imageUrl: URL_OK })).toBe(of({ imageUrl: URL_OK }));
+    expect(of({ imageUrl: URL_OK })).not.toBe(of({ imageUrl: `${URL_OK}&v=2` }));
+    expect(of({ imageUrl: URL_OK })).not.toBe(of({ image: IMAGE }));
+    // The fetched bytes do not change it: a repeat is recognised before anything is fetched.
+    const v = validateSubmit(raw({ pipeline: 'edit', params: NO_OPS, imageUrl: URL_OK }), station(), NO_SECRET);
+    const before = fingerprint(v);
+    v.image = IMAGE;
+    v.imageSha256 = createHash('sha256').update(IMAGE).digest('hex');
+    expect(fingerprint(v)).toBe(before);
+    // An upload's fingerprint has no imageUrl member: the same text as before imageUrl existed.
+    const upload = validateSubmit(raw({ pipeline: 'edit', params: NO_OPS, image: IMAGE }), station(), NO_SECRET);
+    const text = canonicalJson({
+      pipeline: 'edit',
+      params: upload.params,
+      priority: 'normal',
+      webhookUrl: null,
+      image: createHash('sha256').update(IMAGE).digest('hex'),
+    });
+    expect(fingerprint(upload)).toBe(createHash('sha256').update(text).digest('hex'));
   });
 });

@@ -57,7 +57,8 @@ export interface JobData {
   pipeline: string;
   priority: Priority;
   params: Record<string, unknown>;
-  input?: BlobRef & { pages?: number };
+  /** `sourceUrl`: where an input sent by `imageUrl` was fetched from (origin and path only: a query may carry an access signature). */
+  input?: BlobRef & { pages?: number; sourceUrl?: string };
   webhookUrl?: string;
   /** The events `webhookUrl` is told of; absent: DEFAULT_WEBHOOK_EVENTS. */
   webhookEvents?: WebhookEventName[];

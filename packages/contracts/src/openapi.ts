@@ -47,6 +47,14 @@ const WebhookUrlField = z
       'Absolute http(s) URL without credentials, called once with the status body when the job is final (signed with `Darkroom-Signature`). Loopback, link-local and private addresses are refused unless the operator allows them.',
   });
 
+const ImageUrlField = z
+  .url({ protocol: /^https?$/ })
+  .max(2048)
+  .meta({
+    description:
+      'Instead of an uploaded image: an absolute http(s) URL without credentials that the api fetches (GET) before queueing the job, judged by content like an upload, with the same size limit (`DARKROOM_MAX_UPLOAD_BYTES`) and a time limit (`DARKROOM_INPUT_URL_TIMEOUT_MS`). Only public addresses, checked after name resolution and on each of at most 3 redirects. Sent with an image: `400`. A fetch that fails: `422` with `errors[0].code` `too_big`, `not_an_image`, `unreachable` or `refused`.',
+  });
+
 const TimeoutSecondsField = z.int().positive().meta({
   description:
     "The job's execution limit in seconds, instead of the operator's (`DARKROOM_JOB_TIMEOUT_SECONDS`, 300 by default), which is also its maximum: above it, `400`. A job past it fails `timeout`.",
@@ -71,6 +79,7 @@ export const SubmitMultipartBody = z.object({
     })
     .optional(),
   pipeline: PipelineField,
+  imageUrl: ImageUrlField.optional(), // a text part
   params: SubmitParams.optional(), // a JSON text part: see the request body's `encoding`
   priority: PriorityField.optional(),
   webhookUrl: WebhookUrlField.optional(),
@@ -97,6 +106,7 @@ export const SubmitJsonBody = z.object({
         'The input image, base64 (standard or base64url; a `data:<type>;base64,` prefix is accepted). The size limit applies to the decoded bytes.',
     })
     .optional(),
+  imageUrl: ImageUrlField.optional(),
 });
 
 /** The error body of the OpenAI-compatible routes (`/v1/images/*`), in OpenAI's own shape. */

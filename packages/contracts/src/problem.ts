@@ -22,7 +22,15 @@ export const PROBLEM_CODES = [
 export const ProblemCode = z.enum(PROBLEM_CODES);
 export type ProblemCode = z.infer<typeof ProblemCode>;
 
-export const FieldError = z.object({ path: z.string(), message: z.string() });
+export const FieldError = z.object({
+  path: z.string(),
+  message: z.string(),
+  // Where the path alone does not say what went wrong (why an `imageUrl` could not be used).
+  code: z.string().optional().meta({
+    description:
+      'A stable reason, on some errors only: for `imageUrl` in a `422`, one of `too_big`, `not_an_image`, `unreachable`, `refused`.',
+  }),
+});
 export type FieldError = z.infer<typeof FieldError>;
 
 export const Problem = z.object({

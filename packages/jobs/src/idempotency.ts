@@ -10,7 +10,8 @@ import type { ValidSubmit } from './submit.ts';
  * of two identical requests racing exactly one creates the job; the other finds the claim and
  * answers with that job. An answered error releases the claim ("does not take the key").
  * "The same request" is compared by a fingerprint of pipeline, params (canonical JSON, defaults
- * applied), priority (the station default when omitted), webhook URL, image sha256, and the job's
+ * applied), priority (the station default when omitted), webhook URL, image sha256 (or the
+ * `imageUrl` it was fetched from, as sent), and the job's
  * own time limits when it set them (left out otherwise, so older keys still match).
  * A claim whose job still does not exist after CLAIM_LEASE_MS was left by a process that died
  * between claiming and creating (an api replica killed mid-submit): a retry may take it over, so
@@ -33,8 +34,10 @@ export function canonicalJson(value: unknown): string {
 }
 
 export function fingerprint(v: ValidSubmit): string {
-  const image = v.imageSha256 ?? null;
-  // webhookEvents is undefined (left out) for the default list, so older fingerprints still match.
+  // An image sent by URL is the URL, so a repeat is recognised before anything is fetched again.
+  const image = v.imageUrl !== undefined ? null : (v.imageSha256 ?? null);
+  // webhookEvents and imageUrl are undefined (left out) for the default list and for uploads, so
+  // older fingerprints still match.
   const text = canonicalJson({
     pipeline: v.spec.name,
     params: v.params,
@@ -42,6 +45,7 @@ export function fingerprint(v: ValidSubmit): string {
     webhookUrl: v.webhookUrl ?? null,
     webhookEvents: v.webhookEvents,
     image,
+    imageUrl: v.imageUrl,
     timeoutSeconds: v.timeoutSeconds,
     ttlSeconds: v.ttlSeconds,
   });
@@ -69,6 +73,28 @@ export type Claim =
       takeOver(): Promise<Claim | undefined>;
     };
 
+/**
+ * The job a key already names for the same request, read without claiming the key: for a submit
+ * that has work to do before it can claim (an image to fetch by URL). Undefined when the key is
+ * free; IdempotencyConflict when it was used for a different request.
+ */
+export async function peekIdempotencyKey(
+  redis: Redis,
+  prefix: string,
+  station: string,
+  key: string,
+  fp: string,
+): Promise<string | undefined> {
+  const raw = await redis.get(idempotencyRedisKey(prefix, station, key));
+  if (!raw) return undefined;
+  const existing = JSON.parse(raw) as { fp: string; jobId: string };
+  if (existing.fp !== fp) throw new IdempotencyConflict('this Idempotency-Key was already used with a different request');
+  return existing.jobId;
+}
+
+const idempotencyRedisKey = (prefix: string, station: string, key: string) =>
+  sysKeys(prefix).idempotency(station, createHash('sha256').update(key).digest('hex'));
+
 // Compare-and-set: the claim is replaced only while it is still the one that was read.
 const TAKE_OVER = `if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) return 1 end return 0`;
 
@@ -80,7 +106,7 @@ export async function claimIdempotencyKey(
   fp: string,
   jobId: string,
 ): Promise<Claim> {
-  const redisKey = sysKeys(prefix).idempotency(station, createHash('sha256').update(key).digest('hex'));
+  const redisKey = idempotencyRedisKey(prefix, station, key);
   const value = JSON.stringify({ fp, jobId, at: Date.now() });
   const claimed: Claim = {
     kind: 'claimed',

@@ -22,7 +22,7 @@ import {
 } from './errors.ts';
 import type { EventHub } from './events.ts';
 import { fairPlace } from './fair.ts';
-import { claimIdempotencyKey, fingerprint } from './idempotency.ts';
+import { claimIdempotencyKey, fingerprint, peekIdempotencyKey } from './idempotency.ts';
 import { newJobId, pipelineOfJobId } from './ids.ts';
 import { type BullState, CANCELLED_REASON, finishedState, toStatusBody } from './job-view.ts';
 import { sysKeys } from './keys.ts';
@@ -88,7 +88,13 @@ export class JobService {
       if (!r.ok) {
         throw r.failure.kind === 'unsupported' ? new UnsupportedImage(r.failure.detail) : new InvalidImage(r.failure.detail);
       }
-      input = { key: '', bytes: imageByteLength(v.image), sha256: '', ...r.info };
+      input = {
+        key: '',
+        bytes: imageByteLength(v.image),
+        sha256: '',
+        ...r.info,
+        ...(v.imageUrl ? { sourceUrl: sourceOf(v.imageUrl) } : {}),
+      };
     }
 
     const id = newJobId(v.spec.name);
@@ -189,6 +195,18 @@ export class JobService {
       for (const u of undo.reverse()) await u().catch(() => {});
       throw err;
     }
+  }
+
+  /**
+   * The job an Idempotency-Key already names for this same request, looked up before the submit
+   * does costly work (fetching its image by URL); undefined when there is none yet, and then
+   * `submit` claims the key as usual. IdempotencyConflict for a different request.
+   */
+  async findIdempotent(v: ValidSubmit, station: Station, idempotencyKey: string): Promise<JobStatusBody | undefined> {
+    const { redis, config } = this.#d;
+    const jobId = await peekIdempotencyKey(redis, config.prefix, station.name, idempotencyKey, fingerprint(v));
+    const loaded = jobId ? await this.load(jobId, { station }) : undefined;
+    return loaded ? { ...(await this.view(loaded)), deduplicated: true } : undefined;
   }
 
   /**
@@ -471,4 +489,10 @@ export class JobService {
       void check(); // it may have ended between the first read and the watch
     });
   }
+}
+
+/** Where an input came from, as kept with the job: origin and path, without a query that may carry an access signature. */
+function sourceOf(imageUrl: string): string {
+  const url = new URL(imageUrl);
+  return `${url.origin}${url.pathname}`;
 }

@@ -16,6 +16,8 @@ export interface RawSubmit {
   timeoutSeconds?: unknown;
   ttlSeconds?: unknown;
   webhookEvents?: unknown;
+  /** Instead of an image: where the api is to fetch it from. */
+  imageUrl?: unknown;
   /** The image, if one was sent (possibly empty): in memory, or spooled to a temporary file. */
   image?: ImageSource;
   /** Their sha256 (hex), computed as they arrived. */
@@ -34,6 +36,11 @@ export interface ValidSubmit {
   image: ImageSource | undefined;
   /** sha256 (hex) of `image`. */
   imageSha256: string | undefined;
+  /**
+   * Where the image is to be fetched from, when the station sent a URL instead: `image` stays
+   * undefined until the caller has fetched it. The Idempotency-Key fingerprint takes the URL.
+   */
+  imageUrl?: string;
   /** The job's own execution limit and queue time-to-live, when the station set them. */
   timeoutSeconds?: number;
   ttlSeconds?: number;
@@ -80,7 +87,7 @@ export function validateSubmit(raw: RawSubmit, station: Station, opts: SubmitOpt
 
   let webhookUrl: string | undefined;
   if (raw.webhookUrl !== undefined && raw.webhookUrl !== null && raw.webhookUrl !== '') {
-    const msg = checkWebhookUrl(raw.webhookUrl);
+    const msg = checkHttpUrl(raw.webhookUrl);
     if (msg) errors.push({ path: 'webhookUrl', message: msg });
     else if (!station.webhookSecret && !opts.webhookSecretAvailable) {
       errors.push({ path: 'webhookUrl', message: 'no webhook secret is configured for this station, so webhooks cannot be signed' });
@@ -95,8 +102,19 @@ export function validateSubmit(raw: RawSubmit, station: Station, opts: SubmitOpt
     errors.push({ path: 'webhookEvents', message: 'needs webhookUrl: the events are delivered there' });
   }
 
+  let imageUrl: string | undefined;
+  if (raw.imageUrl !== undefined && raw.imageUrl !== null && raw.imageUrl !== '') {
+    const msg = checkHttpUrl(raw.imageUrl);
+    if (msg) errors.push({ path: 'imageUrl', message: msg });
+    else if (raw.image !== undefined || errors.some((e) => e.path === 'image')) {
+      errors.push({ path: 'imageUrl', message: 'send either an image or imageUrl, not both' });
+    } else if (!spec.acceptsImage) errors.push({ path: 'imageUrl', message: `pipeline ${spec.name} takes no input image` });
+    else imageUrl = raw.imageUrl as string;
+  }
+  const urlSent = imageUrl !== undefined || errors.some((e) => e.path === 'imageUrl');
+
   // An optional image (comfyui: txt2img takes none) may be left out, but never sent empty.
-  const missing = raw.image === undefined ? !spec.imageOptional : imageByteLength(raw.image) === 0;
+  const missing = raw.image === undefined ? !spec.imageOptional && !urlSent : imageByteLength(raw.image) === 0;
   if (spec.acceptsImage && missing) {
     if (!errors.some((e) => e.path === 'image')) {
       errors.push({ path: 'image', message: raw.image ? 'the image is empty' : `required: pipeline ${spec.name} takes an input image` });
@@ -120,6 +138,7 @@ export function validateSubmit(raw: RawSubmit, station: Station, opts: SubmitOpt
     webhookEvents: webhookEvents?.value,
     image,
     imageSha256,
+    ...(imageUrl !== undefined ? { imageUrl } : {}),
     ...(timeoutSeconds !== undefined ? { timeoutSeconds } : {}),
     ...(ttlSeconds !== undefined ? { ttlSeconds } : {}),
   };
@@ -176,7 +195,8 @@ function parseWebhookEvents(raw: unknown, errors: FieldError[]): { value: Webhoo
   return { value: isDefault ? undefined : value };
 }
 
-function checkWebhookUrl(value: unknown): string | undefined {
+/** The shape of a URL the station names (webhookUrl, imageUrl); where it leads is judged later. */
+function checkHttpUrl(value: unknown): string | undefined {
   if (typeof value !== 'string') return 'must be an absolute http(s) URL';
   if (value.length > 2048) return 'must be at most 2048 characters';
   let url: URL;

@@ -104,6 +104,10 @@ export const SETTING_DOCS: Record<SettingName, SettingDoc> = {
 
   DARKROOM_WEBHOOK_SECRET: { meaning: 'webhook signing secret for stations without their own (at least 16 characters)' },
   DARKROOM_WEBHOOK_ALLOW_PRIVATE: { meaning: 'allow webhooks to loopback/private addresses' },
+  DARKROOM_INPUT_URL_ALLOW_PRIVATE: {
+    meaning: "allow a submit's `imageUrl` to name loopback/private addresses (development and tests only)",
+  },
+  DARKROOM_INPUT_URL_TIMEOUT_MS: { meaning: "limit for fetching a submit's `imageUrl`: lookup, connection, redirects and the whole body" },
   DARKROOM_METRICS_TOKEN: { meaning: 'Bearer token for `/metrics`' },
 
   DARKROOM_WORKER_PIPELINES: { meaning: 'pipelines a worker serves: `edit,synthetic`', shownDefault: 'every pipeline its host can run' },

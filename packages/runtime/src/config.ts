@@ -105,6 +105,8 @@ export const EnvSchema = z.object({
 
   DARKROOM_WEBHOOK_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
   DARKROOM_WEBHOOK_ALLOW_PRIVATE: bool.default(false),
+  DARKROOM_INPUT_URL_ALLOW_PRIVATE: bool.default(false),
+  DARKROOM_INPUT_URL_TIMEOUT_MS: int(100).max(600_000).default(15_000),
   DARKROOM_METRICS_TOKEN: z.string().optional(),
 
   DARKROOM_WORKER_PIPELINES: csv.optional(),
@@ -236,6 +238,12 @@ function buildConfig(env: z.output<typeof EnvSchema>) {
       attempts: env.DARKROOM_WEBHOOK_ATTEMPTS,
       backoffMs: env.DARKROOM_WEBHOOK_BACKOFF_MS,
       timeoutMs: env.DARKROOM_WEBHOOK_TIMEOUT_MS,
+    },
+    /** Input images a submit names by `imageUrl`, fetched by the api. */
+    inputUrl: {
+      allowPrivate: env.DARKROOM_INPUT_URL_ALLOW_PRIVATE,
+      /** The whole fetch: name lookup, connection, redirects and the body. */
+      timeoutMs: env.DARKROOM_INPUT_URL_TIMEOUT_MS,
     },
     metricsToken: env.DARKROOM_METRICS_TOKEN,
     models: {

@@ -1,8 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { LookupAddress, LookupOptions } from 'node:dns';
-import http from 'node:http';
-import https from 'node:https';
-import { isIP } from 'node:net';
+import type http from 'node:http';
 import {
   STANDARD_WEBHOOK_ID_HEADER,
   STANDARD_WEBHOOK_SIGNATURE_HEADER,
@@ -16,6 +13,7 @@ import {
 } from '@darkroom/contracts';
 import type { Logger } from '@darkroom/runtime';
 import { type Job, type JobsOptions, UnrecoverableError } from 'bullmq';
+import { pinnedRequest, pinnedRequestOptions } from './pinned.ts';
 import { type LookupFn, vetTarget } from './vetting.ts';
 
 /*
@@ -122,7 +120,6 @@ export async function deliverWebhook(opts: DeliverWebhookOptions): Promise<{ sta
       [STANDARD_WEBHOOK_ID_HEADER]: id,
       [STANDARD_WEBHOOK_TIMESTAMP_HEADER]: String(t),
       [STANDARD_WEBHOOK_SIGNATURE_HEADER]: signStandardWebhook(opts.secret, id, opts.body, t),
-      Host: vetted.url.host,
     };
     if (opts.deliveryId !== undefined) headers[WEBHOOK_DELIVERY_HEADER] = opts.deliveryId;
     const status = await post(vetted.url, vetted.host, vetted.addresses, headers, opts.body, controller.signal);
@@ -132,8 +129,6 @@ export async function deliverWebhook(opts: DeliverWebhookOptions): Promise<{ sta
     opts.signal?.removeEventListener('abort', onOuterAbort);
   }
 }
-
-type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
 
 function post(
   url: URL,
@@ -164,39 +159,11 @@ function post(
       resolve(status);
     };
 
-    const pinned: LookupAddress[] = addresses.map((address) => ({ address, family: isIP(address.split('%')[0] ?? '') }));
-    // Node calls this instead of DNS for a named host (IP literals connect directly and were
-    // vetted as such). Only vetted addresses can come out of it, whatever name is asked.
-    const lookup = (_hostname: string, options: LookupOptions, callback: LookupCallback) => {
-      const family = options.family === 4 || options.family === 6 ? options.family : 0;
-      const list = family === 0 ? pinned : pinned.filter((a) => a.family === family);
-      const first = list[0];
-      if (!first) {
-        const err: NodeJS.ErrnoException = new Error('no vetted address of the requested family');
-        err.code = 'ENOTFOUND';
-        callback(err, '', 0);
-        return;
-      }
-      if (options.all) callback(null, list);
-      else callback(null, first.address, first.family);
-    };
-
-    const isHttps = url.protocol === 'https:';
-    const options: https.RequestOptions = {
-      method: 'POST',
-      host,
-      port: url.port === '' ? (isHttps ? 443 : 80) : Number(url.port),
-      path: `${url.pathname}${url.search}`,
-      headers,
-      lookup: lookup as unknown as https.RequestOptions['lookup'],
-      agent: false, // a fresh connection per delivery: no pooled socket from an earlier resolution
-      signal,
-      ...(isHttps && isIP(host) === 0 ? { servername: host } : {}),
-    };
+    const options = pinnedRequestOptions(url, host, addresses, { method: 'POST', headers, signal });
 
     let req: http.ClientRequest;
     try {
-      req = isHttps ? https.request(options) : http.request(options);
+      req = pinnedRequest(url, options);
     } catch {
       // Bad header values and the like: retrying cannot help.
       settled = true;

@@ -33,4 +33,16 @@ export {
   webhookJobId,
   webhookJobOptions,
 } from './delivery.ts';
-export { checkWebhookTarget, isPublicAddress, type LookupFn, type WebhookTargetCheck, webhookAddressRange } from './vetting.ts';
+export {
+  DEFAULT_MAX_REDIRECTS,
+  VettedGetError,
+  type VettedGetOptions,
+  vettedGet,
+} from './pinned.ts';
+export {
+  checkWebhookTarget,
+  isPublicAddress,
+  type LookupFn,
+  type WebhookTargetCheck,
+  webhookAddressRange,
+} from './vetting.ts';

@@ -91,17 +91,32 @@ const REASONS = {
   forbidden: 'resolves to a loopback, private, link-local or reserved address, which is not allowed',
 } as const;
 
-export type Vetted = { ok: true; url: URL; host: string; addresses: string[] } | { ok: false; reason: string; transient: boolean };
+/**
+ * Why a target was refused: the URL itself (`url`), an address it resolves to (`address`), or
+ * its name could not be resolved (`dns`).
+ */
+export type VetFailure = 'url' | 'address' | 'dns';
+
+export type Vetted =
+  | { ok: true; url: URL; host: string; addresses: string[] }
+  | { ok: false; reason: string; transient: boolean; cause: VetFailure };
 
 const defaultLookup: LookupFn = (hostname, options) => dnsPromises.lookup(hostname, options);
 
-function refuse(reason: string, transient = false): Vetted {
-  return { ok: false, reason, transient };
+function refuse(reason: string, transient = false, cause: VetFailure = 'url'): Vetted {
+  return { ok: false, reason, transient, cause };
 }
 
 export async function vetTarget(
   rawUrl: string,
-  opts: { allowPrivate: boolean; lookup?: LookupFn | undefined; timeoutMs?: number | undefined; signal?: AbortSignal | undefined },
+  opts: {
+    allowPrivate: boolean;
+    /** Addresses let through besides public ones (tests); the rest stay refused. */
+    allowAddress?: ((address: string) => boolean) | undefined;
+    lookup?: LookupFn | undefined;
+    timeoutMs?: number | undefined;
+    signal?: AbortSignal | undefined;
+  },
 ): Promise<Vetted> {
   if (typeof rawUrl !== 'string') return refuse(REASONS.notUrl);
   if (rawUrl.length > MAX_URL_LENGTH) return refuse(REASONS.tooLong);
@@ -135,23 +150,24 @@ export async function vetTarget(
         else opts.signal?.addEventListener('abort', onAbort, { once: true });
       });
       const result = await Promise.race([lookup(host, { all: true, verbatim: true }), timedOut, aborted]);
-      if (result === 'timeout' || result === 'aborted') return refuse(REASONS.lookupTimeout, true);
+      if (result === 'timeout' || result === 'aborted') return refuse(REASONS.lookupTimeout, true, 'dns');
       addresses = result.map((r) => r.address);
     } catch (err) {
       const code = (err as { code?: unknown }).code;
       // EAI_AGAIN / SERVFAIL / timeouts are worth another try; NXDOMAIN and friends are not.
       const transient = code === 'EAI_AGAIN' || code === 'ESERVFAIL' || code === 'ETIMEOUT' || code === 'ECONNREFUSED';
-      return refuse(REASONS.unresolvable, transient);
+      return refuse(REASONS.unresolvable, transient, 'dns');
     } finally {
       if (timer) clearTimeout(timer);
       if (onAbort) opts.signal?.removeEventListener('abort', onAbort);
     }
-    if (addresses.length === 0) return refuse(REASONS.unresolvable);
+    if (addresses.length === 0) return refuse(REASONS.unresolvable, false, 'dns');
   }
 
   for (const address of addresses) {
-    if (isIP(address.split('%')[0] ?? '') === 0) return refuse(REASONS.unresolvable);
-    if (!opts.allowPrivate && !isPublicAddress(address)) return refuse(REASONS.forbidden);
+    if (isIP(address.split('%')[0] ?? '') === 0) return refuse(REASONS.unresolvable, false, 'dns');
+    if (!opts.allowPrivate && !isPublicAddress(address) && !opts.allowAddress?.(address))
+      return refuse(REASONS.forbidden, false, 'address');
   }
   return { ok: true, url, host, addresses };
 }

@@ -16,6 +16,7 @@ import {
 import { createSession } from 'better-sse';
 import express from 'express';
 import { badRequest, HttpError, notFound } from '../http/problem.ts';
+import { asImageUrlFailure, fetchImageUrl } from '../submit/image-url.ts';
 import { fromJson, parseMultipart, type RawSubmit, type Spool, tooLarge } from '../submit/parse.ts';
 import type { Call, Handler, RawHandler, RouteContext } from './route.ts';
 
@@ -73,10 +74,31 @@ export function submitJob({ deps, jobs, metrics }: RouteContext): Handler {
         maxTtlSeconds: config.limits.jobTtlMs / 1000,
       });
       if (valid.webhookUrl) await deps.checkWebhookTarget?.(valid.webhookUrl);
-      submitted = await jobs.submit(valid, station, {
-        ...(req.id ? { requestId: String(req.id) } : {}),
-        ...(idempotencyKey ? { idempotencyKey } : {}),
-      });
+      const url = valid.imageUrl;
+      // A repeat of a submit by URL answers its job without fetching the image again.
+      const original = url && idempotencyKey ? await jobs.findIdempotent(valid, station, idempotencyKey) : undefined;
+      if (original) submitted = { body: original, deduplicated: true };
+      else {
+        if (url) {
+          const fetched = await fetchImageUrl(url, {
+            maxBytes: maxUpload,
+            spool,
+            allowPrivate: config.inputUrl.allowPrivate,
+            timeoutMs: config.inputUrl.timeoutMs,
+          });
+          raw.image = fetched.image; // removed below unless the job adopted it
+          valid.image = fetched.image;
+          valid.imageSha256 = fetched.sha256;
+        }
+        submitted = await jobs
+          .submit(valid, station, {
+            ...(req.id ? { requestId: String(req.id) } : {}),
+            ...(idempotencyKey ? { idempotencyKey } : {}),
+          })
+          .catch((err: unknown) => {
+            throw url ? asImageUrlFailure(err) : err;
+          });
+      }
     } finally {
       // A queued job's spooled image was moved into place; any other answer leaves no file or object behind.
       if (raw.image && !Buffer.isBuffer(raw.image)) await deps.blobs.discard(raw.image.path).catch(() => {});

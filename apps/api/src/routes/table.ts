@@ -116,7 +116,7 @@ export const ROUTES: readonly Route[] = [
         },
         '400': problem(
           400,
-          'Malformed body or params, a missing or empty image where the pipeline needs one, a bad `priority`, `webhookUrl` or `Idempotency-Key`, `timeoutSeconds` or `ttlSeconds` not a whole number of seconds within the operator’s limit, or `wait` out of range; every field error is listed in `errors`.',
+          'Malformed body or params, a missing or empty image where the pipeline needs one, both an image and `imageUrl` or an `imageUrl` that is not an absolute http(s) URL, a bad `priority`, `webhookUrl` or `Idempotency-Key`, `timeoutSeconds` or `ttlSeconds` not a whole number of seconds within the operator’s limit, or `wait` out of range; every field error is listed in `errors`.',
           [
             {
               code: 'invalid_request',
@@ -145,8 +145,15 @@ export const ROUTES: readonly Route[] = [
         ),
         '422': problem(
           422,
-          'The image header cannot be read, its dimensions are over the edge or pixel limits, or it is visibly incomplete.',
-          [{ code: 'invalid_image', detail: 'the image is incomplete' }],
+          'The image header cannot be read, its dimensions are over the edge or pixel limits, or it is visibly incomplete. For an `imageUrl`, also the fetch failing: `errors[0]` is at path `imageUrl` with `code` `too_big` (over `DARKROOM_MAX_UPLOAD_BYTES`), `not_an_image` (the content is not an accepted, readable image), `unreachable` (name not resolved, connection refused or reset, no complete answer in time, a non-2xx status, too many redirects) or `refused` (an address or redirect the SSRF guard does not allow).',
+          [
+            { code: 'invalid_image', detail: 'the image is incomplete' },
+            {
+              code: 'invalid_image',
+              detail: 'the image at imageUrl could not be used: the server answered 404',
+              errors: [{ path: 'imageUrl', code: 'unreachable', message: 'the server answered 404' }],
+            },
+          ],
         ),
         // The queue's depth limit answers 429 too, beside the station's own limits.
         '429': problem(

@@ -22,7 +22,7 @@ import { badRequest } from '../http/problem.ts';
 export type { RawSubmit };
 
 const MAX_FIELD_BYTES = 256 * 1024;
-const TEXT_FIELDS = new Set(['pipeline', 'params', 'priority', 'webhookUrl', 'webhookEvents', 'timeoutSeconds', 'ttlSeconds']);
+const TEXT_FIELDS = new Set(['pipeline', 'params', 'priority', 'webhookUrl', 'webhookEvents', 'timeoutSeconds', 'ttlSeconds', 'imageUrl']);
 
 export const tooLarge = (max: number) => new ImageTooLarge(max);
 
@@ -101,6 +101,81 @@ class SpoolFile {
 }
 
 /**
+ * An image's bytes as they arrive, from a multipart part or a fetched URL alike: held in memory up
+ * to the spool's threshold, past it written to a staged write (SpoolFile), hashed either way.
+ * The bytes are read once, and an image that arrived in one piece is kept as that piece (busboy
+ * hands out slices it no longer uses), not copied.
+ */
+export class ImageSink {
+  readonly #max: number;
+  readonly #spool: Spool | undefined;
+  readonly #source: Readable;
+  readonly #onStoreError: () => void;
+  #chunks: Buffer[] = [];
+  #hash: Hash | undefined;
+  #spooled: SpoolFile | undefined;
+  #size = 0;
+
+  /** `onStoreError`: the staged write failed; the caller answers StoreUnavailable. */
+  constructor(maxBytes: number, spool: Spool | undefined, source: Readable, onStoreError: () => void) {
+    this.#max = maxBytes;
+    this.#spool = spool;
+    this.#source = source;
+    this.#onStoreError = onStoreError;
+  }
+
+  /** Bytes seen so far. */
+  get size(): number {
+    return this.#size;
+  }
+
+  /** Takes the next chunk; false once the image is past the limit (what was held is dropped). */
+  push(c: Buffer): boolean {
+    this.#size += c.length;
+    if (this.#size > this.#max) {
+      this.drop();
+      return false;
+    }
+    if (this.#spooled) {
+      this.#hash!.update(c);
+      this.#spooled.write(c, this.#source);
+      return true;
+    }
+    this.#chunks.push(c);
+    if (this.#spool && this.#size > this.#spool.memoryBytes) {
+      // An image held in memory is hashed once it is whole, in one call; one that is spooled, as it arrives.
+      const first = this.#chunks.length === 1 ? c : Buffer.concat(this.#chunks, this.#size);
+      this.#chunks = [];
+      this.#hash = createHash('sha256').update(first);
+      this.#spooled = new SpoolFile(this.#spool, first, this.#source, this.#onStoreError);
+    }
+    return true;
+  }
+
+  /** Lets go of the bytes held in memory (a refused image). */
+  drop(): void {
+    this.#chunks.length = 0;
+  }
+
+  /** The whole image, once its source has ended: in memory, or its staged write flushed and closed. */
+  async finish(): Promise<{ image: ImageSource; sha256: string }> {
+    if (this.#spooled) {
+      const sha256 = this.#hash!.digest('hex');
+      return { image: await this.#spooled.finish(this.#size, sha256), sha256 };
+    }
+    const chunks = this.#chunks;
+    const image = this.#size === 0 ? Buffer.alloc(0) : chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, this.#size);
+    return { image, sha256: sha256Hex(image) };
+  }
+
+  /** Removes a staged write, if there is one; nothing is left behind. */
+  async discard(): Promise<void> {
+    this.drop();
+    await this.#spooled?.discard();
+  }
+}
+
+/**
  * Another form than the submit's: which file part names carry the image, and where every text
  * field goes (by name, as sent; the caller judges them).
  */
@@ -140,8 +215,8 @@ export function parseMultipart(req: IncomingMessage, maxUploadBytes: number, spo
     const fail = (err: Error) => {
       failure ??= err;
     };
-    let spooled: SpoolFile | undefined;
-    let spooledDigest: { bytes: number; sha256: string } | undefined;
+    let image: ImageSink | undefined;
+    let imageWhole = false;
     // Busboy does not always emit 'close' after an 'error' (a malformed part header, for one), so
     // the first of error/close settles. On an error the rest of the body is read and dropped, so
     // the answer reaches a client that is still sending.
@@ -149,21 +224,20 @@ export function parseMultipart(req: IncomingMessage, maxUploadBytes: number, spo
     const settle = (err: Error | undefined) => {
       if (settled) return;
       settled = true;
-      if (!err && spooled && spooledDigest) {
-        const file = spooled;
-        const { bytes, sha256 } = spooledDigest;
-        file.finish(bytes, sha256).then(
-          (image) => {
-            out.image = image;
-            out.imageSha256 = sha256;
+      if (!err && image && imageWhole) {
+        const sink = image;
+        sink.finish().then(
+          (whole) => {
+            out.image = whole.image;
+            out.imageSha256 = whole.sha256;
             resolve(out);
           },
-          (e: Error) => file.discard().finally(() => reject(e)),
+          (e: Error) => sink.discard().finally(() => reject(e)),
         );
         return;
       }
       // No stray file: a spooled image of a refused request is removed before the answer.
-      const cleanup = spooled ? spooled.discard().catch(() => {}) : Promise.resolve();
+      const cleanup = image ? image.discard().catch(() => {}) : Promise.resolve();
       if (!err) return void cleanup.then(() => resolve(out));
       req.unpipe(bb);
       req.resume();
@@ -216,45 +290,18 @@ export function parseMultipart(req: IncomingMessage, maxUploadBytes: number, spo
       }
       // A part that ends early errors its stream; unhandled, that error would end the process.
       stream.on('error', () => fail(malformed()));
-      // An image held in memory is hashed once it is whole, in one call; one that is spooled is
-      // hashed as it arrives. Either way the bytes are read once, and a part that arrived in one
-      // piece is kept as that piece (busboy hands out slices it no longer uses), not copied.
-      let chunks: Buffer[] = [];
-      let hash: Hash | undefined;
-      let size = 0;
+      const sink = new ImageSink(maxUploadBytes, spool, stream, () => fail(storeUnavailable()));
+      image = sink;
       stream.on('data', (c: Buffer) => {
-        size += c.length;
         if (failure) return;
-        if (size > maxUploadBytes) {
-          fail(tooLarge(maxUploadBytes));
-          chunks.length = 0;
-          return;
-        }
-        if (spooled) {
-          hash!.update(c);
-          return spooled.write(c, stream);
-        }
-        chunks.push(c);
-        if (spool && size > spool.memoryBytes) {
-          const first = chunks.length === 1 ? c : Buffer.concat(chunks, size);
-          chunks = [];
-          hash = createHash('sha256').update(first);
-          spooled = new SpoolFile(spool, first, stream, () => fail(storeUnavailable()));
-        }
+        if (!sink.push(c)) fail(tooLarge(maxUploadBytes));
       });
       stream.on('limit', () => {
         fail(tooLarge(maxUploadBytes));
-        chunks.length = 0;
+        sink.drop();
       });
       stream.on('close', () => {
-        if (failure) return;
-        if (spooled) {
-          spooledDigest = { bytes: size, sha256: hash!.digest('hex') };
-          return;
-        }
-        const image = size === 0 ? Buffer.alloc(0) : chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
-        out.image = image;
-        out.imageSha256 = sha256Hex(image);
+        if (!failure) imageWhole = true;
       });
     });
     bb.on('field', (name, value, info) => {
@@ -310,6 +357,7 @@ export function fromJson(body: unknown, maxUploadBytes: number): RawSubmit {
     timeoutSeconds: b.timeoutSeconds,
     ttlSeconds: b.ttlSeconds,
     webhookEvents: b.webhookEvents,
+    imageUrl: b.imageUrl,
     errors: [],
   };
   const img = b.imageBase64 ?? b.image;
