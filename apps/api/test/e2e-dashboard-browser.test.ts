@@ -2,9 +2,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { JobStatusBody } from '@darkroom/contracts';
 import { ADMIN_TOKEN, fixture, REPO_ROOT, type System, startSystem } from '@darkroom/testing';
-import { type Browser, chromium } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { submit, waitForFinal } from './helpers.ts';
+import { CHROMIUM, launchChromium, submit, waitForFinal } from './helpers.ts';
 
 /*
  * The operators' dashboard in a real browser (Debian's Chromium, driven by playwright-core):
@@ -12,7 +12,6 @@ import { submit, waitForFinal } from './helpers.ts';
  * data with its blob storage key redacted. Screenshots are kept in test-artifacts/.
  */
 
-const CHROMIUM = process.env.DARKROOM_CHROMIUM ?? '/usr/bin/chromium';
 const ARTIFACTS = path.join(REPO_ROOT, 'test-artifacts');
 const haveBrowser = fs.existsSync(CHROMIUM);
 // CI installs Chromium (.ci/run), so there a missing browser is a failure, not a skip.
@@ -34,18 +33,7 @@ beforeAll(async () => {
   });
   jobId = ((await res.json()) as JobStatusBody).id;
   await waitForFinal(sys, jobId);
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-    ],
-  });
+  browser = await launchChromium();
 });
 afterAll(async () => {
   await browser?.close();

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { DarkroomClient } from '@darkroom/client';
 import type { JobStatusBody } from '@darkroom/contracts';
 import { STATIONS, type System } from '@darkroom/testing';
+import { type Browser, chromium } from 'playwright-core';
 
 export const FINAL = ['completed', 'failed', 'cancelled'];
 
@@ -108,4 +109,23 @@ export function hostDirs() {
       for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
     },
   };
+}
+
+/** Debian's Chromium, which the browser tests drive with playwright-core. */
+export const CHROMIUM = process.env.DARKROOM_CHROMIUM ?? '/usr/bin/chromium';
+
+/** Headless Chromium as the browser tests run it. */
+export function launchChromium(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+    ],
+  });
 }

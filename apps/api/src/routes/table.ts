@@ -517,13 +517,15 @@ export const ROUTES: readonly Route[] = [
     redis: false,
     kind: 'express',
     mount: DASHBOARD_PATH,
-    router: ({ deps }) => dashboardRouter(deps.queues),
+    router: (ctx) => dashboardRouter(ctx),
     doc: {
       operationId: 'dashboard',
       tags: ['operators'],
       summary: 'Bull Board, the queue dashboard (HTML)',
       description:
-        'Without the admin credential it answers `401` with `WWW-Authenticate: Basic realm="darkroom-admin"`, so a browser prompts.',
+        'Without the admin credential it answers `401` with `WWW-Authenticate: Basic realm="darkroom-admin"`, so a browser prompts. ' +
+        'Read-only: its API answers `403` to Bull Board’s actions that change jobs (retry, clean, promote, add, edit, empty, obliterate), ' +
+        'naming the Darkroom route that does it; pause and resume there run the admin routes’ code.',
       responses: { '200': { description: 'The dashboard page.', content: { 'text/html': { schema: { type: 'string' } } } } },
     },
   },
