@@ -186,7 +186,7 @@ export const IdempotencyKeyHeader = z
   .regex(/^[\x21-\x7e]+$/)
   .meta({
     description:
-      'Within 24 h, the same station sending the same key with the same request (pipeline, canonical params, priority, webhook URL, image sha256) gets the original job back (`200`, `"deduplicated": true`); with a different request, `409`. 1–255 visible ASCII characters, else `400`.',
+      'Within 24 h, the same station sending the same key with the same request (pipeline, canonical params, priority, webhook URL and events, the image’s sha256 or the `imageUrl` as sent, `timeoutSeconds`, `ttlSeconds`) gets the original job back (`200`, `"deduplicated": true`); with a different request, `409`. 1–255 visible ASCII characters, else `400`.',
   });
 export const JobIdsQuery = z
   .string()
