@@ -1,4 +1,6 @@
 import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { JobStatusBody, Problem } from '@darkroom/contracts';
@@ -15,6 +17,8 @@ import { submit, waitForFinal } from './helpers.ts';
 
 const GAMMA_KEY = 'gamma-key-0123456789abcdef';
 let sys: System;
+let receiver: http.Server;
+const deliveries: { event: string; body: JobStatusBody }[] = [];
 let stationsFile: string;
 let image: Buffer;
 
@@ -22,7 +26,24 @@ beforeAll(async () => {
   // A third station with a pending limit of 2, beside alpha and beta.
   stationsFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'darkroom-stations-')), 'stations.json');
   fs.writeFileSync(stationsFile, JSON.stringify([{ name: 'gamma', key: GAMMA_KEY, maxPending: 2 }]));
-  sys = await startSystem({ workers: 0, env: { DARKROOM_MAINTENANCE_INTERVAL_MS: '200', DARKROOM_STATIONS_FILE: stationsFile } });
+  receiver = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      deliveries.push({ event: String(req.headers['darkroom-event']), body: JSON.parse(Buffer.concat(chunks).toString()) });
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+  sys = await startSystem({
+    workers: 0,
+    env: {
+      DARKROOM_MAINTENANCE_INTERVAL_MS: '200',
+      DARKROOM_STATIONS_FILE: stationsFile,
+      DARKROOM_WEBHOOK_SECRET: 'retry-webhook-secret-0123456789',
+      DARKROOM_WEBHOOK_ALLOW_PRIVATE: 'true',
+    },
+  });
   image = await sharp({ create: { width: 64, height: 48, channels: 3, background: '#336699' } })
     .composite([{ input: { create: { width: 16, height: 16, channels: 3, background: '#ff8800' } }, left: 5, top: 9 }])
     .png()
@@ -30,6 +51,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await sys?.stop();
+  await new Promise((r) => receiver?.close(r));
   fs.rmSync(path.dirname(stationsFile), { recursive: true, force: true });
 });
 
@@ -235,5 +257,25 @@ describe('POST /v1/jobs/{id}/retry', () => {
     // Exactly one new job.
     expect((await listed('alpha')).filter((id) => !before.includes(id))).toEqual([winner.id]);
     await cancel(winner.id);
+  });
+
+  it('keeps the webhook, its events and the execution limit', async () => {
+    const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
+    // Runs past its own 1 s limit: failed as timeout, and so does its retry.
+    const slow = await queue(
+      synthetic(8, 8, { params: { steps: 40, stepMs: 100 }, timeoutSeconds: 1, webhookUrl: url, webhookEvents: ['failed'] }),
+    );
+    const first = await waitForFinal(sys, slow.id);
+    expect(first).toMatchObject({ status: 'failed', error: { code: 'timeout' } });
+    const again = (await (await retry(slow.id)).json()) as JobStatusBody;
+    expect(await waitForFinal(sys, again.id)).toMatchObject({ status: 'failed', error: { code: 'timeout' }, retryOf: slow.id });
+    await waitFor(() => [slow.id, again.id].every((id) => deliveries.some((d) => d.body.id === id)), { what: 'both jobs’ webhooks' });
+    expect(deliveries.find((d) => d.body.id === again.id)).toMatchObject({
+      event: 'job.failed',
+      body: { status: 'failed', retryOf: slow.id },
+    });
+    expect(deliveries.filter((d) => d.body.id === slow.id).map((d) => d.event)).toEqual(['job.failed']);
+    // Only the events asked for: no `started`, no other final event.
+    expect(deliveries.filter((d) => d.body.id === again.id).map((d) => d.event)).toEqual(['job.failed']);
   });
 });
