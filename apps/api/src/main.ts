@@ -52,7 +52,7 @@ async function main() {
     { connection: deliveryRedis, prefix: config.prefix, concurrency: 16 },
   );
   delivery.on('error', (err) => logger.debug({ err: err.message }, 'webhook worker error'));
-  const maintenance = new Maintenance(deps);
+  const maintenance = new Maintenance(deps, { stations: () => (stations.open ? ['default'] : stations.stations.map((s) => s.name)) });
   const { listener } = createApp(deps, stations);
   // Start answering once Redis is there (or after a while without it: then /readyz and the job routes answer 503).
   if (redis.status !== 'ready') await Promise.race([once(redis, 'ready'), new Promise((r) => setTimeout(r, 10_000).unref())]);

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { JobStatusBody } from '@darkroom/contracts';
-import { fixture, type ObjectStoreHandle, type System, startObjectStore, startSystem, waitFor } from '@darkroom/testing';
+import { ADMIN_TOKEN, fixture, type ObjectStoreHandle, type System, startObjectStore, startSystem, waitFor } from '@darkroom/testing';
 import sharp from 'sharp';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { hostDirs, multipart, submit, waitForFinal } from './helpers.ts';
@@ -10,7 +10,7 @@ import { hostDirs, multipart, submit, waitForFinal } from './helpers.ts';
  * Many hosts, no shared disk: the api and two workers each have their own data directory and
  * meet only in Redis and an S3-compatible bucket (a real one-node Swift). A station's image goes
  * in (a large one streamed to the bucket as it arrives), its result comes out through the api, and
- * a refused upload leaves no object behind.
+ * a refused upload leaves no object behind; a retried job's input is copied within the bucket.
  */
 
 let store: ObjectStoreHandle;
@@ -92,4 +92,35 @@ it('leaves no object behind a refused upload, streamed or not', async () => {
     expect(res.status).toBe(status);
   }
   expect(await keys()).toEqual(before);
+}, 60_000);
+
+it('retries a cancelled job with its input copied within the bucket', async () => {
+  const params = {
+    operations: [
+      { op: 'resize', width: 48, height: 40, fit: 'fill' },
+      { op: 'format', type: 'png' },
+    ],
+  };
+  await sys.fetch('/v1/admin/pipelines/edit/pause', { station: null, method: 'POST', headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+  let old: JobStatusBody;
+  try {
+    const res = await submit(sys, multipart({ pipeline: 'edit', params: JSON.stringify(params) }, { data: fixture('with-alpha.png') }));
+    old = (await res.json()) as JobStatusBody;
+    expect((await sys.fetch(`/v1/jobs/${old.id}`, { method: 'DELETE' })).status).toBe(200);
+  } finally {
+    await sys.fetch('/v1/admin/pipelines/edit/resume', {
+      station: null,
+      method: 'POST',
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+    });
+  }
+  const res = await sys.fetch(`/v1/jobs/${old.id}/retry`, { method: 'POST' });
+  expect(res.status).toBe(202);
+  const retry = (await res.json()) as JobStatusBody;
+  expect(await waitForFinal(sys, retry.id)).toMatchObject({ status: 'completed', retryOf: old.id, result: { width: 48, height: 40 } });
+  const out = await sharp(Buffer.from(await (await sys.fetch(`/v1/jobs/${retry.id}/result`)).arrayBuffer())).metadata();
+  expect([out.format, out.width, out.height]).toEqual(['png', 48, 40]);
+  const objects = await keys();
+  expect(objects).toEqual(expect.arrayContaining([`darkroom/inputs/${old.id}`, `darkroom/inputs/${retry.id}`]));
+  expect(objects.filter((k) => k.includes('/tmp/'))).toEqual([]);
 }, 60_000);

@@ -3,6 +3,7 @@ import type { Writable } from 'node:stream';
 import { type ImageInput, toImagePart } from './body.ts';
 import type {
   JobList,
+  JobStatus,
   JobStatusBody,
   PipelineInfo,
   PipelineList,
@@ -63,6 +64,24 @@ export interface SubmitOptions<P extends string = string> {
 
 export interface CallOptions {
   signal?: AbortSignal;
+}
+
+export interface ListJobsOptions extends CallOptions {
+  /** Only jobs in this state, or in any of these. */
+  status?: JobStatus | readonly JobStatus[];
+  pipeline?: string;
+  /** Only jobs submitted at or after this time. */
+  since?: Date | string;
+  /** Jobs per page, 1–100 (server default 20). */
+  limit?: number;
+  /** A page's `nextCursor`, for the page after it. */
+  cursor?: string;
+}
+
+/** A page of the station's jobs, newest first; `nextCursor` is null after the last page. */
+export interface JobPage {
+  jobs: JobStatusBody[];
+  nextCursor: string | null;
 }
 
 const MAX_IDS_PER_REQUEST = 100;
@@ -134,6 +153,50 @@ export class DarkroomClient {
       out.push(...jobs);
     }
     return out;
+  }
+
+  /**
+   * A page of the station's own jobs, newest first (e.g. `{ status: ['queued', 'active'] }` after
+   * a restart, to find what was in flight). A filtered page can hold fewer than `limit` jobs and
+   * still have a `nextCursor`: follow it until null, or use `eachJob`.
+   */
+  async listJobs(opts: ListJobsOptions = {}): Promise<JobPage> {
+    const status = typeof opts.status === 'string' ? opts.status : opts.status?.join(',');
+    const since = opts.since instanceof Date ? opts.since.toISOString() : opts.since;
+    const page = await this.#http.json<JobList>({
+      path: '/v1/jobs',
+      query: { status, pipeline: opts.pipeline, since, limit: opts.limit, cursor: opts.cursor },
+      signal: opts.signal,
+    });
+    return { jobs: page.jobs, nextCursor: page.nextCursor ?? null };
+  }
+
+  /** Every job `listJobs` would list, page after page. */
+  async *eachJob(opts: Omit<ListJobsOptions, 'cursor'> = {}): AsyncGenerator<JobStatusBody> {
+    let cursor: string | undefined;
+    do {
+      const page = await this.listJobs({ ...opts, ...(cursor ? { cursor } : {}) });
+      yield* page.jobs;
+      cursor = page.nextCursor ?? undefined;
+    } while (cursor);
+  }
+
+  /**
+   * Queues a failed or cancelled job again (same request, same image) under a new id: the new
+   * job's status body, with `retryOf`. A job retried already, or not failed or cancelled, is a
+   * DarkroomError 409.
+   */
+  async retryJob(id: string, opts: CallOptions = {}): Promise<JobStatusBody> {
+    try {
+      return await this.#http.json<JobStatusBody>({ method: 'POST', path: `${jobPath(id)}/retry`, signal: opts.signal });
+    } catch (err) {
+      // A retry of the request after a lost answer finds the link its first attempt made.
+      if (err instanceof DarkroomError && err.status === 409 && err.attempt > 1) {
+        const old = await this.status(id, opts);
+        if (old.retriedBy) return this.status(old.retriedBy, opts);
+      }
+      throw err;
+    }
   }
 
   /** Resolves with the job's final status body (completed, failed or cancelled); see WaitOptions. */

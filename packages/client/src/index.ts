@@ -17,6 +17,8 @@ export {
   DarkroomClient,
   type DarkroomClientOptions,
   type JobList,
+  type JobPage,
+  type ListJobsOptions,
   type ParamsOf,
   type PipelineInfo,
   type PipelineList,

@@ -254,6 +254,47 @@ describe('cancel, queue, pipelines', () => {
   });
 });
 
+describe('listing and retrying jobs', () => {
+  it('lists the station’s own jobs page by page, filtered, and retries a cancelled one', async () => {
+    const beta = connect({ apiKey: STATIONS.beta.key });
+    await pipelineAdmin('synthetic', 'pause');
+    const mine: JobStatusBody[] = [];
+    try {
+      for (let i = 0; i < 5; i++)
+        mine.push(await beta.submit({ pipeline: 'synthetic', params: { steps: 1, stepMs: 0, width: 12, height: 9 } }));
+      const first = await beta.listJobs({ limit: 2 });
+      expect(first.jobs.map((j) => j.id)).toEqual([mine[4]!.id, mine[3]!.id]);
+      expect(first.nextCursor).toEqual(expect.any(String));
+      const second = await beta.listJobs({ limit: 2, cursor: first.nextCursor! });
+      expect(second.jobs.map((j) => j.id)).toEqual([mine[2]!.id, mine[1]!.id]);
+      const all: string[] = [];
+      for await (const j of beta.eachJob({
+        status: ['queued', 'active'],
+        pipeline: 'synthetic',
+        since: new Date(Date.now() - 60_000),
+        limit: 2,
+      }))
+        all.push(j.id);
+      expect(all).toEqual(mine.map((j) => j.id).reverse());
+      // Another station's listing has none of them.
+      const alphaIds = new Set((await client.listJobs({ limit: 100 })).jobs.map((j) => j.id));
+      expect(mine.some((j) => alphaIds.has(j.id))).toBe(false);
+      await expect(beta.listJobs({ pipeline: 'nope' })).rejects.toMatchObject({ status: 400, code: 'invalid_request' });
+
+      expect(await beta.cancel(mine[0]!.id)).toMatchObject({ status: 'cancelled' });
+      await expect(beta.retryJob(mine[1]!.id)).rejects.toMatchObject({ status: 409, code: 'conflict' });
+    } finally {
+      await pipelineAdmin('synthetic', 'resume');
+    }
+    const again = await beta.retryJob(mine[0]!.id);
+    expect(again).toMatchObject({ pipeline: 'synthetic', retryOf: mine[0]!.id });
+    expect(await beta.waitFor(again.id, { timeoutMs: 20_000 })).toMatchObject({ status: 'completed', result: { width: 12, height: 9 } });
+    expect((await beta.status(mine[0]!.id)).retriedBy).toBe(again.id);
+    await expect(beta.retryJob(mine[0]!.id)).rejects.toMatchObject({ status: 409, code: 'conflict' });
+    expect((await beta.listJobs({ status: 'completed', limit: 1 })).jobs.map((j) => j.id)).toEqual([again.id]);
+  });
+});
+
 describe('typed errors', () => {
   it('carries the problem code; a 4xx is never retried', async () => {
     const { requests, fetch: f } = recording();

@@ -71,6 +71,8 @@ export interface JobData {
   model?: string;
   /** How its latest attempt started: whether the worker had to load the model first, and for how long. */
   run?: { coldStart: boolean; modelLoadMs: number };
+  /** The failed or cancelled job this one queues again (`POST /v1/jobs/{id}/retry`). */
+  retryOf?: string;
 }
 
 /** The job's return value: the output image's metadata. */
@@ -109,10 +111,22 @@ export const JobStatusBody = z.object({
   links: JobLinks,
   deduplicated: z.boolean().optional(),
   cancelRequested: z.boolean().optional(),
+  /** The job this one is a retry of. */
+  retryOf: z.string().optional(),
+  /** The job that retried this one. */
+  retriedBy: z.string().optional(),
 });
 export type JobStatusBody = z.infer<typeof JobStatusBody>;
 
-export const JobListBody = z.object({ jobs: z.array(JobStatusBody) });
+export const JobListBody = z.object({
+  jobs: z.array(JobStatusBody),
+  /** Listing (no `ids`): where the next page starts, `null` after the last one. Absent with `ids`. */
+  nextCursor: z.string().nullable().optional(),
+});
+
+/** Most jobs one page of `GET /v1/jobs` holds, and how many it holds unless told. */
+export const JOB_LIST_MAX_LIMIT = 100;
+export const JOB_LIST_DEFAULT_LIMIT = 20;
 
 /** Ids are opaque to stations; this pattern lets the API refuse junk before touching Redis. */
 export const JOB_ID_PATTERN = /^[a-z][a-z0-9-]{0,31}_[0-9a-z]{20,32}$/;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { FailureCode, JobListBody, JobResultBody, JobStatus, JobStatusBody } from './jobs.ts';
+import { FailureCode, JOB_LIST_DEFAULT_LIMIT, JOB_LIST_MAX_LIMIT, JobListBody, JobResultBody, JobStatus, JobStatusBody } from './jobs.ts';
 import { EditOperation, PIPELINE_NAMES, PIPELINE_SPECS, type PipelineSpec } from './pipelines.ts';
 import { Priority } from './priority.ts';
 import { FieldError, PROBLEM_TITLES, Problem, type ProblemCode, ProblemCode as ProblemCodeSchema, problemType } from './problem.ts';
@@ -192,9 +192,31 @@ export const JobIdsQuery = z
   .string()
   .min(1)
   .meta({
-    description: 'Comma-separated job ids, at most 100 (more is `400`). Unknown ids, and other stations’ ids, are left out of the answer.',
+    description:
+      'Comma-separated job ids, at most 100 (more is `400`). Unknown ids, and other stations’ ids, are left out of the answer. With `ids`, the listing parameters are ignored.',
     examples: ['edit_8ntv3369rr6e6hh0y4efv87d,synthetic_0k3vq7m2a9xw5t1c8e4r6y2u'],
   });
+export const JobListStatusQuery = z.string().meta({
+  description: 'Listing: only jobs in these states, comma-separated (`queued`, `active`, `completed`, `failed`, `cancelled`).',
+  examples: ['queued,active'],
+});
+export const JobListPipelineQuery = z.string().meta({ description: 'Listing: only jobs of this pipeline.', examples: [...PIPELINE_NAMES] });
+export const JobListSinceQuery = z.string().meta({
+  description: 'Listing: only jobs submitted at or after this ISO 8601 time (with a date, a time and a zone).',
+  examples: ['2026-12-01T00:00:00Z'],
+});
+export const JobListLimitQuery = z
+  .int()
+  .min(1)
+  .max(JOB_LIST_MAX_LIMIT)
+  .meta({ description: `Listing: most jobs in the page (1–${JOB_LIST_MAX_LIMIT}, default ${JOB_LIST_DEFAULT_LIMIT}).` });
+export const JobListCursorQuery = z.string().meta({
+  description: 'Listing: the `nextCursor` of the previous page, as it was given (opaque). A cursor not given by this API is `400`.',
+});
+export const JobListStationQuery = z.string().meta({
+  description: 'Listing with the admin credential: whose jobs (required there). A station may only name itself.',
+  examples: ['alpha'],
+});
 export const JobIdPath = z.string().meta({
   description: 'A job id as returned by `POST /v1/jobs`; opaque to stations.',
   examples: ['edit_8ntv3369rr6e6hh0y4efv87d'],
@@ -246,7 +268,7 @@ function outputComponents(): [z.ZodType, Meta][] {
       {
         id: 'JobStatus',
         description:
-          'A job as a station sees it. `position` and `estimatedWaitSeconds` only while queued (`position` counts from 1 = next to start, among every station’s jobs of the pipeline, priority order first, then age), `progress` while active, `result` when completed, `error` when failed. `deduplicated` on an answer to a repeated `Idempotency-Key`; `cancelRequested` while an active job is being aborted.',
+          'A job as a station sees it. `position` and `estimatedWaitSeconds` only while queued (`position` counts from 1 = next to start, among every station’s jobs of the pipeline, priority order first, then age), `progress` while active, `result` when completed, `error` when failed. `deduplicated` on an answer to a repeated `Idempotency-Key`; `cancelRequested` while an active job is being aborted. `retryOf` on a job queued by `POST /v1/jobs/{id}/retry` (the job it retried); `retriedBy` on the job that was retried (its retry).',
       },
     ],
     [JobStatus, { id: 'JobStatusValue', description: 'Where a job is in its life.' }],
@@ -260,7 +282,14 @@ function outputComponents(): [z.ZodType, Meta][] {
       },
     ],
     [JobResultBody, { id: 'JobResult', description: 'The output image of a completed job.' }],
-    [JobListBody, { id: 'JobList', description: 'The status bodies of the known ids asked for.' }],
+    [
+      JobListBody,
+      {
+        id: 'JobList',
+        description:
+          'With `ids`: the status bodies of the known ids asked for. Listing: a page of the station’s jobs, newest first, and `nextCursor` (`null` after the last page).',
+      },
+    ],
     [
       QueueBody,
       {

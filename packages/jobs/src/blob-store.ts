@@ -1,5 +1,16 @@
 import crypto, { createHash, randomUUID } from 'node:crypto';
-import { close, createReadStream, createWriteStream, type Dir, fdatasync, fstat, open, type WriteStream, write } from 'node:fs';
+import {
+  close,
+  createReadStream,
+  createWriteStream,
+  type Dir,
+  fdatasync,
+  constants as fsConstants,
+  fstat,
+  open,
+  type WriteStream,
+  write,
+} from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -55,6 +66,11 @@ export interface BlobStore {
   adopt(stagedPath: string, key: string, opts?: { sync?: boolean }): Promise<void>;
   /** Drops a staged write (by its `path`) that will not be adopted: nothing of it stays behind. */
   discard(stagedPath: string): Promise<void>;
+  /**
+   * Copies the blob under `from` to a new key no one else writes (as `create`); rejects with
+   * BlobNotFound when `from` is gone. The file store refuses an existing key.
+   */
+  copy(from: string, to: string): Promise<void>;
   /** Removes temporary files an earlier, interrupted write of `key` left behind; returns how many. */
   removeTemps(key: string): Promise<number>;
   /** The blob as a local file, for a reader that needs a path (a pipeline); `dir` is where a copy goes. Rejects with BlobNotFound. */
@@ -149,6 +165,18 @@ export class FsBlobStore implements BlobStore {
       throw err;
     }
     await fsClose(fd);
+  }
+
+  async copy(from: string, to: string): Promise<void> {
+    const dest = this.localPath(to);
+    try {
+      // A clone where the file system has them, else a plain copy; never over an existing blob.
+      await fs.copyFile(this.localPath(from), dest, fsConstants.COPYFILE_EXCL | fsConstants.COPYFILE_FICLONE);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new BlobNotFound(from);
+      await fs.rm(dest, { force: true }).catch(() => {});
+      throw err;
+    }
   }
 
   async adopt(tempFile: string, key: string, opts: { sync?: boolean } = {}): Promise<void> {

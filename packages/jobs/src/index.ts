@@ -47,6 +47,7 @@ export {
   idempotencyKeyOf,
 } from './idempotency.ts';
 export { newJobId, pipelineOfJobId } from './ids.ts';
+export { decodeJobCursor, encodeJobCursor, type JobCursor, type JobListQuery } from './job-list.ts';
 export { type BullState, CANCELLED_REASON, finishedState, jobLinks, statusOf, toStatusBody } from './job-view.ts';
 export { sysKeys } from './keys.ts';
 export { type FinalHow, JobLifecycle, type JobReader, type LifecycleDeps } from './lifecycle.ts';

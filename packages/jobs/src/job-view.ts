@@ -29,7 +29,12 @@ export function finishedState(job: Job): BullState | undefined {
 export interface QueueExtras {
   position?: number;
   estimatedWaitSeconds?: number | null;
+  /** The job that retried this one (a field of the job's hash, read with it). */
+  retriedBy?: string | undefined;
 }
+
+/** The field of a job's hash naming its retry, set once (HSETNX). */
+export const RETRIED_BY_FIELD = 'retriedBy';
 
 const iso = (ms: number | undefined) => (ms ? new Date(ms).toISOString() : undefined);
 
@@ -85,5 +90,7 @@ export function toStatusBody(job: Job<JobData, JobResultData>, state: BullState,
     };
   }
   if (status === 'failed') body.error = parseFailure(job.failedReason);
+  if (job.data.retryOf) body.retryOf = job.data.retryOf;
+  if (extras.retriedBy) body.retriedBy = extras.retriedBy;
   return body;
 }

@@ -10,6 +10,8 @@ export function sysKeys(prefix: string) {
     /** LIST of recent run times (ms) of a pipeline, newest first. */
     durations: (pipeline: string) => `${base}:durations:${pipeline}`,
     /** STRING counter of completions in one minute bucket. */
+    /** STREAM of a station's job ids (field `j`) in the order they were queued: what `GET /v1/jobs` lists. */
+    jobIndex: (station: string) => `${base}:jobs:${station}`,
     /** SET of a station's job ids that are waiting or active (its `pending` count). */
     pending: (station: string) => `${base}:pending:${station}`,
     /** STRING set while a cancel of an active job is pending (the worker holding it aborts it). */

@@ -21,13 +21,16 @@ import type { Deps } from './service.ts';
  *   `ttlSeconds`, fails `expired` (workers also refuse to start one, so it never runs);
  * - retention: final jobs older than DARKROOM_RETENTION_SECONDS are removed with their blobs,
  *   leaving a small tombstone so their id answers 410 instead of 404;
- * - orphans: files no job refers to (a crash between storing and queueing) are removed.
+ * - orphans: files no job refers to (a crash between storing and queueing) are removed;
+ * - listing: entries of the stations' job indexes older than any job can live are trimmed (a
+ *   listing also drops the entries of jobs it finds gone).
  */
 
 const SCAN = 200;
 const ORPHAN_SWEEP_EVERY_MS = 10 * 60_000;
 const SWEEP_BATCH = 500;
 const REBASE_CHECK_EVERY_MS = 60_000;
+const INDEX_TRIM_EVERY_MS = 10 * 60_000;
 
 export class Maintenance {
   readonly #d: Deps;
@@ -37,9 +40,14 @@ export class Maintenance {
   #running: Promise<void> | undefined;
   #lastOrphanSweep = 0;
   #lastRebaseCheck = 0;
+  #lastIndexTrim = 0;
 
-  constructor(deps: Deps) {
+  /** The stations whose job indexes the trim looks at (the api's registry). */
+  readonly #stations: () => Iterable<string>;
+
+  constructor(deps: Deps, opts: { stations?: () => Iterable<string> } = {}) {
     this.#d = deps;
+    this.#stations = opts.stations ?? (() => []);
     this.#keys = sysKeys(deps.config.prefix);
   }
 
@@ -78,6 +86,26 @@ export class Maintenance {
       this.#lastOrphanSweep = Date.now();
       await this.sweepOrphans();
     }
+    if (Date.now() - this.#lastIndexTrim > INDEX_TRIM_EVERY_MS) {
+      this.#lastIndexTrim = Date.now();
+      await this.trimJobIndexes();
+    }
+  }
+
+  /** The longest a job can exist from its submit: waiting, every attempt, then its retention. */
+  #jobLifetimeMs(): number {
+    const { limits, jobs } = this.#d.config;
+    return limits.jobTtlMs + limits.jobTimeoutMs * jobs.attempts + limits.retentionSeconds * 1000;
+  }
+
+  /** Drops index entries of jobs submitted longer ago than any job lives; returns how many. */
+  async trimJobIndexes(): Promise<number> {
+    const { redis } = this.#d;
+    const cutoff = Date.now() - this.#jobLifetimeMs();
+    let removed = 0;
+    for (const station of this.#stations()) removed += await redis.xtrim(this.#keys.jobIndex(station), 'MINID', String(cutoff));
+    if (removed > 0) this.#d.logger.info({ removed }, 'job index entries past any job lifetime trimmed');
+    return removed;
   }
 
   /** Fair-share tags grow with every turn taken: moved back, rarely, before they outgrow a class's span. */
@@ -202,8 +230,7 @@ export class Maintenance {
    */
   async sweepOrphans(): Promise<number> {
     const { config, blobs } = this.#d;
-    const jobLifetimeMs =
-      config.limits.jobTtlMs + config.limits.jobTimeoutMs * config.jobs.attempts + config.limits.retentionSeconds * 1000;
+    const jobLifetimeMs = this.#jobLifetimeMs();
     const minAgeMs = Math.min(jobLifetimeMs, 3600_000 + config.limits.retentionSeconds * 1000);
     let removed = 0;
     for (const dir of ['inputs', 'outputs']) {

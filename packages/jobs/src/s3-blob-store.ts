@@ -123,6 +123,21 @@ export class S3BlobStore implements BlobStore {
     await this.put(key, data);
   }
 
+  async copy(from: string, to: string): Promise<void> {
+    await this.#call(
+      'copy the object',
+      () =>
+        this.client.send(
+          new CopyObjectCommand({
+            Bucket: this.bucket,
+            Key: this.#key(to),
+            CopySource: `${this.bucket}/${encodeURIComponent(this.#key(from)).replace(/%2F/g, '/')}`,
+          }),
+        ),
+      from,
+    );
+  }
+
   stage(forKey?: string): StagedWrite {
     const name = `${forKey ? `${path.basename(forKey)}.` : ''}${randomUUID()}.part`;
     const local = path.join(this.#tmp, name);

@@ -1,4 +1,4 @@
-import { JOB_ID_PATTERN, type JobData, type JobResultData, type JobStatusBody, priorityRank } from '@darkroom/contracts';
+import { JOB_ID_PATTERN, type JobData, type JobResultData, type JobStatusBody, pipelineSpec, priorityRank } from '@darkroom/contracts';
 import { imageByteLength, inspectImage } from '@darkroom/images';
 import type { Config, Logger } from '@darkroom/runtime';
 import { Job } from 'bullmq';
@@ -8,12 +8,14 @@ import { type BlobStore, blobKeys, sha256Hex } from './blob-store.ts';
 import { queueClient } from './bullmq.ts';
 import { endWaitingJob } from './end-waiting.ts';
 import {
+  BlobNotFound,
   IdempotencyConflict,
   InvalidImage,
   JobExpired,
   JobNotFound,
   JobStateConflict,
   NoResult,
+  PriorityNotAllowed,
   QueueFull,
   ReplicasUnavailable,
   ResultNotReady,
@@ -24,9 +26,11 @@ import type { EventHub } from './events.ts';
 import { fairPlace } from './fair.ts';
 import { claimIdempotencyKey, fingerprint, peekIdempotencyKey } from './idempotency.ts';
 import { newJobId, pipelineOfJobId } from './ids.ts';
-import { type BullState, CANCELLED_REASON, finishedState, toStatusBody } from './job-view.ts';
+import { cursorEntry, encodeJobCursor, entryCursor, type JobListQuery } from './job-list.ts';
+import { type BullState, CANCELLED_REASON, finishedState, RETRIED_BY_FIELD, toStatusBody } from './job-view.ts';
 import { sysKeys } from './keys.ts';
 import type { JobLifecycle } from './lifecycle.ts';
+import { luaCommand } from './lua.ts';
 import type { DarkroomQueue, QueueRegistry } from './queues.ts';
 import type { Station, Viewer } from './station.ts';
 import { estimateWaitSeconds, type StatsReader } from './stats.ts';
@@ -53,13 +57,27 @@ export type LoadedJob = {
   state: BullState;
   /** Its ZRANK among prioritized jobs, when read with the job. */
   rank?: number;
+  /** The job that retried this one, when one did. */
+  retriedBy?: string;
 };
+
+/** What a submit that queues a job again (a retry) carries beside the request. */
+export interface RetryOf {
+  /** The failed or cancelled job queued again; its hash gets the link to the new one. */
+  job: LoadedJob;
+  /** Its stored input image, copied to the new job's key. */
+  input?: NonNullable<JobData['input']>;
+}
 
 export const FINAL_STATUSES = new Set(['completed', 'failed', 'cancelled']);
 const QUEUED_STATES = new Set(['prioritized', 'waiting', 'delayed', 'paused', 'waiting-children']);
 
 /** Jobs read per pass of a purge. */
 const PURGE_BATCH = 500;
+/** Most index entries one page of a listing looks at, whatever it finds: a request stays cheap. */
+const LIST_SCAN_MAX = 500;
+/** Index entries read at once while a filter may drop some. */
+const LIST_BATCH = 100;
 
 export class JobService {
   readonly #d: Deps;
@@ -78,12 +96,15 @@ export class JobService {
   async submit(
     v: ValidSubmit,
     station: Station,
-    opts: { requestId?: string; idempotencyKey?: string } = {},
+    opts: { requestId?: string; idempotencyKey?: string; retryOf?: RetryOf } = {},
   ): Promise<{ body: JobStatusBody; deduplicated: boolean }> {
     const { config, queues, blobs, logger, redis } = this.#d;
     const queue = queues.get(v.spec.name)!;
+    const retryOf = opts.retryOf;
     let input: JobData['input'];
-    if (v.image) {
+    // A retry's image was inspected when it was first submitted: its description is kept, under the new key.
+    if (retryOf?.input) input = { ...retryOf.input, key: '' };
+    else if (v.image) {
       const r = await inspectImage(v.image, config.limits);
       if (!r.ok) {
         throw r.failure.kind === 'unsupported' ? new UnsupportedImage(r.failure.detail) : new InvalidImage(r.failure.detail);
@@ -111,6 +132,7 @@ export class JobService {
       }
       // Before any room is claimed: a station past its daily GPU time takes none.
       await checkBudget(redis, config.prefix, station);
+      if (retryOf) undo.push(await this.#linkRetry(retryOf.job, id));
       const pendingKey = this.#keys.pending(station.name);
       const limited = station.maxPending !== null || config.limits.maxQueueSize !== null;
       if (limited) {
@@ -118,7 +140,16 @@ export class JobService {
         undo.push(() => redis.srem(pendingKey, id));
       }
 
-      if (input && v.image) {
+      if (input && retryOf?.input) {
+        const key = blobKeys.input(id);
+        input.key = key;
+        await blobs.copy(retryOf.input.key, key).catch((err: Error) => {
+          if (err instanceof BlobNotFound) throw new JobExpired('the job’s input image has been removed; it cannot be retried');
+          logger.error({ err, jobId: id }, 'input image could not be copied');
+          throw new StoreUnavailable();
+        });
+        undo.push(() => blobs.delete(key));
+      } else if (input && v.image) {
         input.key = blobKeys.input(id);
         const image = v.image;
         input.sha256 = v.imageSha256 ?? (Buffer.isBuffer(image) ? sha256Hex(image) : image.sha256);
@@ -146,6 +177,7 @@ export class JobService {
         ...(v.ttlSeconds ? { ttlMs: v.ttlSeconds * 1000 } : {}),
         ...(opts.requestId ? { requestId: opts.requestId } : {}),
         ...(model !== undefined ? { model } : {}),
+        ...(retryOf ? { retryOf: retryOf.job.job.id! } : {}),
       };
       const job = new Job<JobData, JobResultData>(
         queue,
@@ -158,21 +190,29 @@ export class JobService {
       // position are written back to back on the queue's connection, which keeps their order.
       const client = await queueClient(queue);
       if (!limited) undo.push(() => redis.srem(pendingKey, id));
-      // Corked, the three leave in one write: a syscall each cost as much as the rest of a submit.
+      const indexKey = this.#keys.jobIndex(station.name);
+      let indexEntry: Promise<string | null> | undefined;
+      undo.push(async () => {
+        const entry = await indexEntry?.catch(() => null);
+        if (entry) await redis.xdel(indexKey, entry);
+      });
+      // Corked, they leave in one write: a syscall each cost as much as the rest of a submit.
       const socket = client.status === 'ready' ? client.stream : undefined;
       socket?.cork();
-      const sent = [
-        limited ? undefined : client.sadd(pendingKey, id),
-        job.addJob(client as never),
-        config.jobs.fairShare
-          ? fairPlace(client, queue, id, priorityRank(v.priority), station.name, station.weight)
-          : client.zrank(queue.toKey('prioritized'), id),
-      ] as const;
+      const claim = limited ? undefined : client.sadd(pendingKey, id);
+      const add = job.addJob(client as never);
+      // The station's listing, in the same write (no round trip more) and after the job, so a
+      // listing never finds the entry before its job.
+      indexEntry = client.xadd(indexKey, '*', 'j', id);
+      const place = config.jobs.fairShare
+        ? fairPlace(client, queue, id, priorityRank(v.priority), station.name, station.weight)
+        : client.zrank(queue.toKey('prioritized'), id);
+      const sent = [claim, add, indexEntry, place] as const;
       // Maintenance expires a job with its own time-to-live from here (it scans only for the operator's).
       const ownTtl = data.ttlMs ? client.zadd(this.#keys.ownTtl(v.spec.name), job.timestamp + data.ttlMs, id) : undefined;
       socket?.uncork();
       await ownTtl?.catch((err: Error) => logger.warn({ err, jobId: id }, 'own time-to-live not recorded'));
-      const [claimed, added, ranked] = await Promise.allSettled(sent);
+      const [claimed, added, indexed, ranked] = await Promise.allSettled(sent);
       if (added.status === 'rejected') throw added.reason;
       if (config.redis.minReplicas > 0) {
         // Answered 202 only once the job is on enough replicas to outlive its master's loss.
@@ -181,6 +221,7 @@ export class JobService {
       }
       // The job stands; a pending entry that did not land only leaves the station's count low.
       if (claimed.status === 'rejected') logger.warn({ err: claimed.reason, jobId: id }, 'pending entry not recorded');
+      if (indexed.status === 'rejected') logger.warn({ err: indexed.reason, jobId: id }, 'job not indexed for listing');
       logger.info({ jobId: id, pipeline: v.spec.name, station: station.name, priority: v.priority }, 'job queued');
       undo.length = 0; // queued: from here on the job stands, whatever happens to this answer
       const rank = ranked.status === 'fulfilled' ? ranked.value : null;
@@ -278,8 +319,10 @@ export class JobService {
     if (!queue) return undefined;
     // The rank travels with the job read (one round trip): a queued job's state and position follow from the two.
     const ranked = this.#d.redis.zrank(queue.toKey('prioritized'), id).catch(() => null);
+    const linked = this.#d.redis.hget(queue.toKey(id), RETRIED_BY_FIELD).catch(() => null);
     const job = (await Job.fromId(queue, id)) as Job<JobData, JobResultData> | undefined;
     const rank = await ranked;
+    const retriedBy = (await linked) ?? undefined;
     if (!job?.data?.station) {
       const owner = await this.#d.redis.get(this.#keys.tombstone(id));
       if (owner && ('admin' in viewer || owner === viewer.station.name)) throw new JobExpired();
@@ -287,7 +330,7 @@ export class JobService {
     }
     if ('station' in viewer && job.data.station !== viewer.station.name) return undefined;
     const known = finishedState(job);
-    if (known) return { queue, job, state: known };
+    if (known) return { queue, job, state: known, ...(retriedBy ? { retriedBy } : {}) };
     if (rank !== null) return { queue, job, state: 'prioritized', rank };
     const state = await queue.getJobState(id);
     if (state === 'unknown') return undefined;
@@ -295,18 +338,18 @@ export class JobService {
       // It finished between the two reads: read the hash again so the body has its result.
       const fresh = (await Job.fromId(queue, id)) as Job<JobData, JobResultData> | undefined;
       if (!fresh) return undefined;
-      return { queue, job: fresh, state: finishedState(fresh) ?? state };
+      return { queue, job: fresh, state: finishedState(fresh) ?? state, ...(retriedBy ? { retriedBy } : {}) };
     }
     return { queue, job, state };
   }
 
-  async view({ queue, job, state, rank }: LoadedJob): Promise<JobStatusBody> {
+  async view({ queue, job, state, rank, retriedBy }: LoadedJob): Promise<JobStatusBody> {
     if (state === 'active') {
       const body = toStatusBody(job, state);
       if (await this.#d.redis.exists(this.#keys.cancelRequested(job.id!))) body.cancelRequested = true;
       return body;
     }
-    if (!QUEUED_STATES.has(state)) return toStatusBody(job, state);
+    if (!QUEUED_STATES.has(state)) return toStatusBody(job, state, { retriedBy });
     const position = rank !== undefined ? rank + 1 : await this.#position(queue, job.id!, state);
     const stats = await this.#d.stats.get(queue.name);
     return toStatusBody(job, state, {
@@ -436,6 +479,123 @@ export class JobService {
     });
     if (stale.length > 0) await this.#d.redis.srem(key, ...stale);
     return ids.length - stale.length;
+  }
+
+  /**
+   * Queues a failed or cancelled job again under a new id, as its station first submitted it
+   * (pipeline, params, priority, webhook, limits, input image), through every check a submit
+   * goes through. The old job's hash names its retry once (lua/retry-link.lua): a second retry is
+   * a JobStateConflict naming the first. Whatever is refused leaves nothing behind.
+   */
+  async retry(loaded: LoadedJob, station: Station, opts: { requestId?: string } = {}): Promise<JobStatusBody> {
+    const { limits } = this.#d.config;
+    const body = await this.view(loaded);
+    if (body.status !== 'failed' && body.status !== 'cancelled') {
+      throw new JobStateConflict(`the job is ${body.status}; only a failed or cancelled job can be retried`);
+    }
+    if (loaded.retriedBy) throw new JobStateConflict(`the job was already retried as ${loaded.retriedBy}`);
+    const { data } = loaded.job;
+    const spec = pipelineSpec(data.pipeline);
+    if (!spec) throw new JobNotFound();
+    // The station's allowance may have shrunk since: never above it, as a submit.
+    if (priorityRank(data.priority) < priorityRank(station.maxPriority)) {
+      throw new PriorityNotAllowed(`priority ${data.priority} is above this station's highest allowed priority (${station.maxPriority})`);
+    }
+    const v: ValidSubmit = {
+      spec,
+      params: data.params,
+      priority: data.priority,
+      webhookUrl: data.webhookUrl,
+      webhookEvents: data.webhookEvents,
+      image: undefined,
+      imageSha256: data.input?.sha256,
+      // Within the operator's limits as they are now.
+      timeoutSeconds: Math.min(data.timeoutMs, limits.jobTimeoutMs) / 1000,
+      ...(data.ttlMs ? { ttlSeconds: Math.min(data.ttlMs, limits.jobTtlMs) / 1000 } : {}),
+    };
+    const retryOf: RetryOf = { job: loaded, ...(data.input ? { input: data.input } : {}) };
+    return (await this.submit(v, station, { ...opts, retryOf })).body;
+  }
+
+  /** Claims the old job's link to its retry `id`; answers how to take the claim back. */
+  async #linkRetry(old: LoadedJob, id: string): Promise<() => Promise<unknown>> {
+    const { redis } = this.#d;
+    const key = old.queue.toKey(old.job.id!);
+    const res = await luaCommand(redis, 'retry-link', 1)(key, RETRIED_BY_FIELD, id);
+    if (res === -1) throw new JobExpired();
+    if (res !== 1) throw new JobStateConflict(`the job was already retried as ${String(res)}`);
+    return () => luaCommand(redis, 'retry-unlink', 1)(key, RETRIED_BY_FIELD, id);
+  }
+
+  /**
+   * A page of the station's jobs, newest first (see job-list.ts). Looks at no more than
+   * LIST_SCAN_MAX index entries, so a page can hold fewer than `limit` jobs and still have a
+   * cursor. Entries whose job is gone are skipped and removed from the index.
+   */
+  async list(station: string, q: JobListQuery, viewer: Viewer): Promise<{ jobs: JobStatusBody[]; nextCursor: string | null }> {
+    const { redis } = this.#d;
+    const key = this.#keys.jobIndex(station);
+    // The index's clock is Redis's, which records a job after its submit time: a superset, cut to `since` below.
+    const end = q.sinceMs !== undefined ? `${q.sinceMs}-0` : '-';
+    const filtered = q.statuses !== undefined || q.pipeline !== undefined || q.sinceMs !== undefined;
+    const jobs: JobStatusBody[] = [];
+    const gone: { entry: string; id: string }[] = [];
+    let pos = q.cursor ? cursorEntry(q.cursor) : undefined;
+    let scanned = 0;
+    let exhausted = false;
+    scan: while (jobs.length < q.limit && scanned < LIST_SCAN_MAX) {
+      // One more than needed: it tells whether a full page is the last one.
+      const count = Math.min(filtered ? LIST_BATCH : q.limit - jobs.length + 1, LIST_SCAN_MAX - scanned);
+      const rows = (await redis.xrevrange(key, pos ? `(${pos}` : '+', end, 'COUNT', count)) as [string, string[]][];
+      scanned += rows.length;
+      exhausted = rows.length < count;
+      const entries = rows.map(([entry, fields]) => ({ entry, id: fields[1] ?? '' }));
+      const wanted = entries.map((e) => q.pipeline === undefined || pipelineOfJobId(e.id) === q.pipeline);
+      const loaded = await Promise.all(
+        entries.map((e, i) =>
+          wanted[i]
+            ? this.load(e.id, viewer).catch((err: unknown) => {
+                if (err instanceof JobExpired) return undefined;
+                throw err;
+              })
+            : undefined,
+        ),
+      );
+      const bodies = await Promise.all(loaded.map((l) => (l ? this.view(l) : undefined)));
+      for (const [i, e] of entries.entries()) {
+        pos = e.entry;
+        if (!wanted[i]) continue;
+        const b = bodies[i];
+        if (!b) {
+          gone.push(e);
+          continue;
+        }
+        if (q.statuses && !q.statuses.has(b.status)) continue;
+        if (q.sinceMs !== undefined && Date.parse(b.createdAt) < q.sinceMs) continue;
+        jobs.push(b);
+        if (jobs.length === q.limit) {
+          if (i < entries.length - 1) exhausted = false;
+          break scan;
+        }
+      }
+      if (exhausted) break;
+    }
+    if (gone.length > 0) await this.#dropIndexEntries(key, gone);
+    return { jobs, nextCursor: exhausted || !pos ? null : encodeJobCursor(entryCursor(pos)) };
+  }
+
+  /** Removes the index entries of jobs removed (retention, or by hand), once Redis confirms each is gone. */
+  async #dropIndexEntries(key: string, entries: { entry: string; id: string }[]): Promise<void> {
+    const { redis, queues } = this.#d;
+    try {
+      const multi = redis.multi();
+      for (const { id } of entries) multi.exists(queues.get(pipelineOfJobId(id))?.toKey(id) ?? `${this.#d.config.prefix}:none:${id}`);
+      const replies = (await multi.exec()) ?? [];
+      const gone = entries.filter((_, i) => replies[i]?.[1] === 0).map((e) => e.entry);
+      if (gone.length > 0) await redis.xdel(key, ...gone);
+    } catch {
+      // Left for the next listing, or maintenance's trim.
+    }
   }
 
   async getMany(ids: string[], viewer: Viewer): Promise<JobStatusBody[]> {

@@ -105,6 +105,18 @@ describe.each(stores)('%s', (_name, make) => {
     expect((await readAll((await store.openRead('inputs/edit_new')).body)).toString()).toBe('input');
   });
 
+  it('copies a blob to a new key, leaving the original; a missing one is BlobNotFound and copies nothing', async () => {
+    const data = Buffer.alloc(300_000);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 7) % 256;
+    await store.create('inputs/edit_old', data);
+    await store.copy('inputs/edit_old', 'inputs/edit_retry');
+    expect(sha(await readAll((await store.openRead('inputs/edit_retry')).body))).toBe(sha(data));
+    expect(sha(await readAll((await store.openRead('inputs/edit_old')).body))).toBe(sha(data));
+    await expect(store.copy('inputs/edit_gone', 'inputs/edit_other')).rejects.toBeInstanceOf(BlobNotFound);
+    expect(await names(store, 'inputs')).toEqual(['edit_old', 'edit_retry']);
+    expect(await leftovers()).toEqual([]);
+  });
+
   it('adopts a staged write (a multipart upload above one part) under its key, leaving nothing temporary', async () => {
     const data = Buffer.alloc(6 * 1024 * 1024 + 123);
     for (let i = 0; i < data.length; i += 4096) data[i] = i % 251;

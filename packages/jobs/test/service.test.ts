@@ -12,6 +12,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   CLAIM_LEASE_MS,
   createJobSystem,
+  decodeJobCursor,
   FsBlobStore,
   IdempotencyConflict,
   InvalidImage,
@@ -177,6 +178,7 @@ describe('JobService in process', () => {
       expect(await t.pending()).toEqual([]);
       const keys = await conn.keys(`${t.config.prefix}:*`);
       expect(keys.filter((k) => k.includes(':idem:') || /:edit:edit_/.test(k))).toEqual([]);
+      expect(await conn.xlen(sysKeys(t.config.prefix).jobIndex('kiosk1'))).toBe(0);
       expect(await t.deps.queues.get('edit')!.getJobCounts()).toMatchObject({ prioritized: 0, waiting: 0, active: 0 });
     }
   });
@@ -235,5 +237,60 @@ describe('JobService in process', () => {
     expect(t.files('inputs')).toEqual([]);
     expect(await refusal(t.jobs.load(body.id, { station: station() }))).toBeInstanceOf(JobExpired);
     expect(await t.jobs.load(body.id, { station: station({ name: 'other' }) })).toBeUndefined();
+  });
+
+  it('indexes each job for its station’s listing; a page looks at a bounded number of entries and still has a cursor', async () => {
+    const t = await setup({ DARKROOM_STATION_MAX_PENDING: 'off', DARKROOM_MAX_QUEUE_SIZE: 'off' });
+    const s = station({ maxPending: null });
+    const ids: string[] = [];
+    for (let i = 0; i < 620; i++) ids.push((await t.submit({ pipeline: 'synthetic' }, s)).body.id);
+    const index = sysKeys(t.config.prefix).jobIndex('kiosk1');
+    expect(await conn.xlen(index)).toBe(620);
+    // Nothing matches: every page stops at its bound, with a cursor, until the index ends.
+    const viewer = { station: s };
+    const pages: { jobs: unknown[]; nextCursor: string | null }[] = [];
+    let cursor: string | null | undefined;
+    do {
+      const c = cursor ? decodeJobCursor(cursor) : undefined;
+      pages.push(await t.jobs.list('kiosk1', { limit: 20, statuses: new Set(['completed']), ...(c ? { cursor: c } : {}) }, viewer));
+      cursor = pages.at(-1)!.nextCursor;
+    } while (cursor);
+    expect(pages.map((p) => p.jobs.length)).toEqual([0, 0]);
+    // Without a filter, every job once, newest first.
+    const seen: string[] = [];
+    let next: string | null = null;
+    do {
+      const c = next ? decodeJobCursor(next) : undefined;
+      const page = await t.jobs.list('kiosk1', { limit: 100, ...(c ? { cursor: c } : {}) }, viewer);
+      seen.push(...page.jobs.map((j) => j.id));
+      next = page.nextCursor;
+    } while (next);
+    expect(new Set(seen).size).toBe(620);
+    expect(seen.at(-1)).toBe(ids[0]);
+  });
+
+  it('drops index entries of jobs removed after retention when listing, and trims entries older than any job lives', async () => {
+    const t = await setup({ DARKROOM_RETENTION_SECONDS: '1' });
+    const { body } = await t.submit({ pipeline: 'synthetic' });
+    const keys = sysKeys(t.config.prefix);
+    const loaded = (await t.jobs.load(body.id, { station: station() }))!;
+    await t.jobs.cancel(loaded, { station: station() });
+    const queue = t.deps.queues.get('synthetic')!;
+    await conn.zadd(queue.toKey('failed'), String(Date.now() - 5000), body.id);
+    const maintenance = new Maintenance(t.deps, { stations: () => ['kiosk1', 'kiosk9'] });
+    closers.push(() => maintenance.stop());
+    await maintenance.tick();
+    expect(await Job.fromId(queue, body.id)).toBeUndefined();
+    // Listing skips the removed job and drops its entry.
+    expect(await conn.xlen(keys.jobIndex('kiosk1'))).toBe(1);
+    expect(await t.jobs.list('kiosk1', { limit: 20 }, { station: station() })).toEqual({ jobs: [], nextCursor: null });
+    expect(await conn.xlen(keys.jobIndex('kiosk1'))).toBe(0);
+    // Entries from longer ago than any job lives are trimmed; a recent one stays.
+    const index = keys.jobIndex('kiosk9');
+    const lifetimeMs = t.config.limits.jobTtlMs + t.config.limits.jobTimeoutMs * t.config.jobs.attempts + 1000;
+    await conn.xadd(index, `${Date.now() - lifetimeMs - 60_000}-0`, 'j', 'synthetic_0000000000000000000a');
+    await conn.xadd(index, '*', 'j', 'synthetic_0000000000000000000b');
+    expect(await maintenance.trimJobIndexes()).toBe(1);
+    expect((await conn.xrange(index, '-', '+')).map(([, f]) => f[1])).toEqual(['synthetic_0000000000000000000b']);
   });
 });

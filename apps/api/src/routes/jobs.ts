@@ -2,19 +2,32 @@ import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
+  type FieldError,
+  JOB_LIST_DEFAULT_LIMIT,
+  JOB_LIST_MAX_LIMIT,
+  JOB_STATUSES,
+  type JobStatus,
+  PIPELINE_NAMES,
+  pipelineSpec,
+} from '@darkroom/contracts';
+import {
   BlobNotFound,
   BlobStoreUnavailable,
+  decodeJobCursor,
   FINAL_STATUSES,
   idempotencyKeyOf,
   JobExpired,
+  type JobListQuery,
   type JobService,
   type LoadedJob,
   StoreUnavailable,
   type ValidSubmit,
+  type Viewer,
   validateSubmit,
 } from '@darkroom/jobs';
 import { createSession } from 'better-sse';
 import express from 'express';
+import type { StationRegistry } from '../auth/stations.ts';
 import { badRequest, HttpError, notFound } from '../http/problem.ts';
 import { asImageUrlFailure, fetchImageUrl } from '../submit/image-url.ts';
 import { fromJson, parseMultipart, type RawSubmit, type Spool, tooLarge } from '../submit/parse.ts';
@@ -114,9 +127,13 @@ export function submitJob({ deps, jobs, metrics }: RouteContext): Handler {
   };
 }
 
-/** GET /v1/jobs?ids=… */
-export function getJobs({ jobs }: RouteContext): Handler {
+/** GET /v1/jobs?ids=… (those jobs), or without `ids` a page of the caller's jobs. */
+export function getJobs({ jobs, stations }: RouteContext): Handler {
   return async ({ query, viewer }) => {
+    if (query.ids === undefined) {
+      const { station, list } = parseListQuery(query, viewer, stations);
+      return { status: 200, json: await jobs.list(station, list, viewer) };
+    }
     const raw = query.ids;
     if (typeof raw !== 'string' || raw.trim() === '') {
       throw badRequest('ids is required: GET /v1/jobs?ids=a,b,c', [{ path: 'ids', message: 'required' }]);
@@ -133,6 +150,90 @@ export function getJobs({ jobs }: RouteContext): Handler {
       throw badRequest(`at most ${MAX_IDS} ids at once`, [{ path: 'ids', message: `more than ${MAX_IDS} ids` }]);
     }
     return { status: 200, json: { jobs: await jobs.getMany(ids, viewer) } };
+  };
+}
+
+/**
+ * The listing's query: every bad parameter at once, each at its name. A station lists its own
+ * jobs; the admin credential names the station (`station`, required there).
+ */
+function parseListQuery(
+  query: Record<string, unknown>,
+  viewer: Viewer,
+  stations: StationRegistry,
+): { station: string; list: JobListQuery } {
+  const errors: FieldError[] = [];
+  const one = (name: string): string | undefined => {
+    const v = query[name];
+    if (v === undefined) return undefined;
+    if (typeof v !== 'string') {
+      errors.push({ path: name, message: 'must be given once' });
+      return undefined;
+    }
+    return v;
+  };
+  const list: JobListQuery = { limit: JOB_LIST_DEFAULT_LIMIT };
+  const limit = one('limit');
+  if (limit !== undefined) {
+    const n = /^\d{1,4}$/.test(limit) ? Number(limit) : Number.NaN;
+    if (n >= 1 && n <= JOB_LIST_MAX_LIMIT) list.limit = n;
+    else errors.push({ path: 'limit', message: `must be a whole number from 1 to ${JOB_LIST_MAX_LIMIT}` });
+  }
+  const status = one('status');
+  if (status !== undefined) {
+    const names = status.split(',').map((x) => x.trim());
+    const bad = names.filter((n) => !(JOB_STATUSES as readonly string[]).includes(n));
+    if (bad.length > 0 || names.length === 0)
+      errors.push({ path: 'status', message: `must be one or more of ${JOB_STATUSES.join(', ')}, comma-separated` });
+    else list.statuses = new Set(names as JobStatus[]);
+  }
+  const pipeline = one('pipeline');
+  if (pipeline !== undefined) {
+    if (pipelineSpec(pipeline)) list.pipeline = pipeline;
+    else errors.push({ path: 'pipeline', message: `must be one of ${PIPELINE_NAMES.join(', ')}` });
+  }
+  const since = one('since');
+  if (since !== undefined) {
+    const ms = ISO_TIMESTAMP.test(since) ? Date.parse(since) : Number.NaN;
+    if (Number.isFinite(ms)) list.sinceMs = ms;
+    else errors.push({ path: 'since', message: 'must be an ISO 8601 time with a date, a time and a zone, e.g. 2026-12-01T00:00:00Z' });
+  }
+  const cursor = one('cursor');
+  if (cursor !== undefined) {
+    const c = decodeJobCursor(cursor);
+    if (c) list.cursor = c;
+    else errors.push({ path: 'cursor', message: 'not a cursor this API gave out: pass nextCursor as it was given' });
+  }
+  const named = one('station');
+  let station: string | undefined;
+  if ('station' in viewer) {
+    if (named !== undefined && named !== viewer.station.name) {
+      throw new HttpError('forbidden', 'a station lists only its own jobs; leave out station');
+    }
+    station = viewer.station.name;
+  } else if (named === undefined || named === '') {
+    if (!errors.some((e) => e.path === 'station'))
+      errors.push({ path: 'station', message: 'required with the admin credential: whose jobs to list' });
+  } else if (stations.open ? named === 'default' : stations.stations.some((st) => st.name === named)) {
+    station = named;
+  } else errors.push({ path: 'station', message: 'no such station' });
+  if (errors.length > 0 || station === undefined) throw badRequest('the listing query is invalid', errors);
+  return { station, list };
+}
+
+/** A date, a time and a zone (`Z` or an offset): what `since` takes. */
+const ISO_TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/i;
+
+/** POST /v1/jobs/{id}/retry: the failed or cancelled job queued again, under a new id. */
+export function retryJob({ deps, jobs, metrics }: RouteContext): Handler {
+  return async (call) => {
+    const loaded = await loadOr404(jobs, call);
+    const webhookUrl = loaded.job.data.webhookUrl;
+    // The address is judged again: where its host points may have changed since the first submit.
+    if (webhookUrl) await deps.checkWebhookTarget?.(webhookUrl);
+    const body = await jobs.retry(loaded, call.station!, call.req.id ? { requestId: String(call.req.id) } : {});
+    metrics.submitted.inc({ pipeline: body.pipeline, priority: body.priority });
+    return { status: 202, headers: { Location: body.links.self }, json: body };
   };
 }
 

@@ -4,9 +4,17 @@ import {
   header,
   IdempotencyKeyHeader,
   IfNoneMatchHeader,
+  JOB_LIST_DEFAULT_LIMIT,
+  JOB_LIST_MAX_LIMIT,
   JobIdPath,
   JobIdsQuery,
   JobListBody,
+  JobListCursorQuery,
+  JobListLimitQuery,
+  JobListPipelineQuery,
+  JobListSinceQuery,
+  JobListStationQuery,
+  JobListStatusQuery,
   JobStatusBody,
   jobExample,
   jsonContent,
@@ -35,7 +43,7 @@ import {
 import { pipelineAction, purgePipeline } from './admin.ts';
 import { DASHBOARD_PATH, dashboardRouter } from './dashboard.ts';
 import { DOCS_PATH, docsRouter, OPENAPI_PATH, serveOpenApi } from './docs.ts';
-import { cancelJob, getJob, getJobs, jobEvents, jobResult, submitJob } from './jobs.ts';
+import { cancelJob, getJob, getJobs, jobEvents, jobResult, retryJob, submitJob } from './jobs.ts';
 import { getQueue, healthz, listPipelines, readyz, scrapeMetrics } from './meta.ts';
 import { imageEdits, imageGenerations } from './openai.ts';
 import type { Route, Scope } from './route.ts';
@@ -184,12 +192,47 @@ export const ROUTES: readonly Route[] = [
     doc: {
       operationId: 'getJobs',
       tags: ['jobs'],
-      summary: 'Several jobs at once',
-      parameters: [parameter('query', 'ids', JobIdsQuery, true)],
+      summary: 'Several jobs at once, or a page of the caller’s jobs',
+      description: `With \`ids\`: those jobs (the caller’s own, known ones). Without: the caller’s jobs, newest first (the order they were queued in), \`limit\` at a time (default ${JOB_LIST_DEFAULT_LIMIT}, at most ${JOB_LIST_MAX_LIMIT}); pass \`nextCursor\` as \`cursor\` for the next page, until it is \`null\`. A page looks at a bounded number of jobs, so with a filter it can hold fewer than \`limit\` (even none) and still have a \`nextCursor\`. The admin credential lists one station’s jobs at a time (\`station\`, required there). Jobs removed after their retention time are not listed.`,
+      parameters: [
+        parameter('query', 'ids', JobIdsQuery),
+        parameter('query', 'status', JobListStatusQuery),
+        parameter('query', 'pipeline', JobListPipelineQuery),
+        parameter('query', 'since', JobListSinceQuery),
+        parameter('query', 'limit', JobListLimitQuery),
+        parameter('query', 'cursor', JobListCursorQuery),
+        parameter('query', 'station', JobListStationQuery),
+      ],
       responses: {
-        '200': { description: 'The status bodies of the known ids.', content: jsonContent(JobListBody) },
-        '400': problem(400, '`ids` missing, or more than 100 ids.', [
-          { code: 'invalid_request', detail: 'at most 100 ids at once', errors: [{ path: 'ids', message: 'more than 100 ids' }] },
+        '200': {
+          description: 'With `ids`: the status bodies of the known ids. Listing: a page of jobs, newest first, and `nextCursor`.',
+          content: jsonContent(JobListBody, {
+            examples: {
+              ids: { summary: 'With `ids`', value: { jobs: [EXAMPLES.completedJob] } },
+              page: {
+                summary: 'A page of a listing',
+                value: {
+                  jobs: [jobExample('queued', { position: 3, estimatedWaitSeconds: 12 })],
+                  nextCursor: 'MTc2NDU5MDQwMDAwMC0w',
+                },
+              },
+            },
+          }),
+        },
+        '400': problem(
+          400,
+          '`ids` empty or more than 100 ids; listing: a `status`, `pipeline`, `since`, `limit` or `cursor` that is not valid, or (admin credential) `station` missing or unknown. Every bad parameter is listed in `errors`, at its name.',
+          [
+            { code: 'invalid_request', detail: 'at most 100 ids at once', errors: [{ path: 'ids', message: 'more than 100 ids' }] },
+            {
+              code: 'invalid_request',
+              detail: 'the listing query is invalid',
+              errors: [{ path: 'status', message: 'must be one or more of queued, active, completed, failed, cancelled, comma-separated' }],
+            },
+          ],
+        ),
+        '403': problem(403, 'A station named another station in `station`.', [
+          { code: 'forbidden', detail: 'a station lists only its own jobs; leave out station' },
         ]),
         '500': internal,
       },
@@ -259,6 +302,52 @@ export const ROUTES: readonly Route[] = [
           { code: 'conflict', detail: 'the job is already completed' },
         ]),
         '410': expiredJob,
+        '500': internal,
+      },
+    },
+  },
+  {
+    method: 'POST',
+    path: '/v1/jobs/{id}/retry',
+    auth: 'station',
+    redis: true,
+    rateLimited: true,
+    kind: 'json',
+    handler: retryJob,
+    doc: {
+      operationId: 'retryJob',
+      tags: ['jobs'],
+      summary: 'Queue a failed or cancelled job again',
+      description:
+        'Queues the same request again under a new id: the same pipeline, params, priority, webhook, `timeoutSeconds`/`ttlSeconds` and input image. It goes through every check a submit goes through (pending limit, queue size, GPU budget, rate limit) and answers as a submit does (`202`, `Location`). The new job’s status body has `retryOf` (the old id); the old job’s then has `retriedBy` (the new id). A job is retried at most once: retry the retry to go on. A refused retry leaves nothing behind. No request body.',
+      parameters: [jobId],
+      responses: {
+        '202': {
+          description: 'Queued, as a submit: the new job’s status body.',
+          headers: { Location: header('Location') },
+          content: jsonContent(JobStatusBody, {
+            example: jobExample('queued', { position: 1, estimatedWaitSeconds: 2, retryOf: 'edit_0k3vq7m2a9xw5t1c8e4r6y2u' }),
+          }),
+        },
+        '403': problem(403, 'The job’s priority is now above what the station may use.', [
+          { code: 'forbidden', detail: "priority critical is above this station's highest allowed priority (high)" },
+        ]),
+        '404': noSuchJob,
+        '409': problem(
+          409,
+          'The job is queued, active or completed (only a failed or cancelled job can be retried), or it was retried already (the detail names that retry).',
+          [
+            { code: 'conflict', detail: 'the job is completed; only a failed or cancelled job can be retried' },
+            { code: 'conflict', detail: 'the job was already retried as edit_8ntv3369rr6e6hh0y4efv87d' },
+          ],
+        ),
+        '410': expiredJob,
+        '429': problem(
+          429,
+          'As a submit: `queue_full`, `rate_limited` (the station’s waiting + active jobs, or requests per minute) or `budget_exceeded`, with `Retry-After`.',
+          [{ code: 'rate_limited', detail: 'this station is over its limits' }],
+          { 'Retry-After': header('Retry-After') },
+        ),
         '500': internal,
       },
     },
