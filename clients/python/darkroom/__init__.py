@@ -98,7 +98,10 @@ class DarkroomError(Exception):
         if isinstance(problem.get("errors"), list):
             for e in problem["errors"]:
                 if isinstance(e, dict) and isinstance(e.get("path"), str) and isinstance(e.get("message"), str):
-                    errors.append({"path": e["path"], "message": e["message"]})
+                    item = {"path": e["path"], "message": e["message"]}
+                    if isinstance(e.get("code"), str):
+                        item["code"] = e["code"]  # why an imageUrl fetch failed
+                    errors.append(item)
         fallback = reason or body[:200].decode("utf-8", "replace").strip() or "HTTP %d" % status
         return cls(
             status=status,
@@ -414,11 +417,15 @@ class Client:
     # -- what a station does --
 
     def submit(self, pipeline, image=None, params=None, priority=None, webhook_url=None,
-               idempotency_key=None, wait=None, filename=None):
+               idempotency_key=None, wait=None, filename=None, image_url=None, webhook_events=None,
+               timeout_seconds=None, ttl_seconds=None):
         """Submits a job; answers its status body (``deduplicated: True`` when the key found an earlier job).
 
         ``image`` is a file path or bytes (sent as multipart); without one the body is JSON.
+        ``image_url`` instead has the server fetch the image (public http(s) addresses only).
         ``wait`` (0-60 s) lets the server hold the answer until the job is final.
+        ``timeout_seconds`` and ``ttl_seconds`` set the job's own execution limit and queue
+        time-to-live, at most the operator's.
         """
         key = idempotency_key or str(uuid.uuid4())
         fields = {"pipeline": pipeline}
@@ -428,6 +435,14 @@ class Client:
             fields["priority"] = priority
         if webhook_url is not None:
             fields["webhookUrl"] = webhook_url
+        if webhook_events is not None:
+            fields["webhookEvents"] = list(webhook_events)
+        if image_url is not None:
+            fields["imageUrl"] = image_url
+        if timeout_seconds is not None:
+            fields["timeoutSeconds"] = timeout_seconds
+        if ttl_seconds is not None:
+            fields["ttlSeconds"] = ttl_seconds
         headers = {"Idempotency-Key": key}
         if image is not None:
             if isinstance(image, (bytes, bytearray, memoryview)):
@@ -457,6 +472,38 @@ class Client:
             chunk = unique[i:i + MAX_IDS_PER_REQUEST]
             out.extend(self._json("GET", "/v1/jobs", query={"ids": ",".join(chunk)})["jobs"])
         return out
+
+    def jobs(self, status=None, pipeline=None, since=None, limit=None, cursor=None):
+        """One page of the station's own jobs, newest first: ``{"jobs": [...], "nextCursor": ...}``.
+
+        ``status`` is one status or a list of them; ``since`` an ISO 8601 time or a datetime.
+        Pass ``nextCursor`` back as ``cursor`` for the next page; it is None after the last.
+        """
+        if isinstance(status, (list, tuple, set)):
+            status = ",".join(status)
+        if since is not None and hasattr(since, "isoformat"):
+            since = since.isoformat()
+        return self._json("GET", "/v1/jobs", query={
+            "status": status, "pipeline": pipeline, "since": since, "limit": limit, "cursor": cursor})
+
+    def iter_jobs(self, status=None, pipeline=None, since=None, page_size=100):
+        """Every job of the station that matches, newest first, page after page."""
+        cursor = None
+        while True:
+            page = self.jobs(status=status, pipeline=pipeline, since=since, limit=page_size, cursor=cursor)
+            for job in page["jobs"]:
+                yield job
+            cursor = page.get("nextCursor")
+            if not cursor:
+                return
+
+    def retry(self, job_id):
+        """Queues a failed or cancelled job again under a new id; answers the new job's status body.
+
+        The new job has ``retryOf``, the old one then ``retriedBy``. A job that is queued,
+        active or completed, or was retried already, is a DarkroomError 409.
+        """
+        return self._json("POST", _job_path(job_id) + "/retry")
 
     def wait(self, job_id, timeout=None, poll_interval=0.25, max_poll_interval=5.0, on_update=None):
         """Polls until the job is final (completed, failed or cancelled) and answers its status body.

@@ -227,6 +227,64 @@ class EndToEndTest(unittest.TestCase):
         self.assertEqual(done.returncode, 3)
         self.assertIn("409", done.stderr)
 
+    def test_jobs_and_retry(self):
+        job = self.client.submit("synthetic", params={"steps": 50, "stepMs": 100})
+        self.client.cancel(job["id"])
+        self.assertEqual(self.client.wait(job["id"], timeout=30)["status"], "cancelled")
+        again = self.client.retry(job["id"])
+        self.assertNotEqual(again["id"], job["id"])
+        self.assertEqual(again["retryOf"], job["id"])
+        self.assertIn(again["status"], ("queued", "active"))
+        self.assertEqual(self.client.status(job["id"])["retriedBy"], again["id"])
+        with self.assertRaises(DarkroomError) as ctx:
+            self.client.retry(job["id"])
+        self.assertEqual(ctx.exception.status, 409)
+        # The station's list: newest first, filtered, paged with the cursor until it runs out.
+        in_flight = [j["id"] for j in self.client.iter_jobs(status=["queued", "active"], pipeline="synthetic")]
+        self.assertIn(again["id"], in_flight)
+        self.assertNotIn(job["id"], in_flight)
+        first = self.client.jobs(limit=1)
+        self.assertEqual(len(first["jobs"]), 1)
+        self.assertEqual(first["jobs"][0]["id"], again["id"])
+        self.assertTrue(first["nextCursor"])
+        second = self.client.jobs(limit=1, cursor=first["nextCursor"])
+        self.assertEqual(second["jobs"][0]["id"], job["id"])
+        self.client.cancel(again["id"])
+        env = dict(os.environ, PYTHONPATH=os.path.dirname(HERE))
+        done = subprocess.run([sys.executable, "-m", "darkroom", "jobs", "--status", "cancelled", "--limit", "2"],
+                              env=env, capture_output=True, text=True, timeout=60)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        listed = json.loads(done.stdout)
+        self.assertEqual(len(listed), 2)
+        self.assertTrue(all(j["status"] == "cancelled" for j in listed), listed)
+        done = subprocess.run([sys.executable, "-m", "darkroom", "retry", again["id"]], env=env,
+                              capture_output=True, text=True, timeout=60)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual(json.loads(done.stdout)["retryOf"], again["id"])
+        self.client.cancel(json.loads(done.stdout)["id"])
+
+    @unittest.skipUnless(os.environ.get("DARKROOM_TEST_IMAGE_URL"), "needs DARKROOM_TEST_IMAGE_URL (an api allowing private input URLs)")
+    def test_image_url(self):
+        import http.server
+        import functools
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=FIXTURES)
+        handler.log_message = lambda *a: None
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            url = "http://127.0.0.1:%d/flowers.jpeg" % server.server_address[1]
+            ops = [{"op": "resize", "width": 320}, {"op": "format", "type": "webp"}]
+            job = self.client.submit("edit", image_url=url, params={"operations": ops}, wait=30)
+            self.assertEqual(job["status"], "completed", job)
+            self.assertEqual(image_size(self.client.result(job["id"])), ("webp", 320, 180))
+            with self.assertRaises(DarkroomError) as ctx:
+                self.client.submit("edit", image_url=url + ".missing", params={"operations": ops})
+            self.assertEqual(ctx.exception.status, 422)
+            self.assertEqual([(e["path"], e["code"]) for e in ctx.exception.errors], [("imageUrl", "unreachable")])
+        finally:
+            server.shutdown()
+            server.server_close()
+
     @unittest.skipUnless(LIMITED_KEY, "needs DARKROOM_TEST_LIMITED_KEY (a station with maxPending 1)")
     def test_429_is_retried_after_retry_after(self):
         limited = Client(URL, LIMITED_KEY)

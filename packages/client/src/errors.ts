@@ -71,7 +71,9 @@ export class DarkroomError extends Error {
     const errors = Array.isArray(problem?.errors)
       ? (problem.errors as unknown[]).flatMap((e) => {
           const o = e as Record<string, unknown> | null;
-          return o && typeof o.path === 'string' && typeof o.message === 'string' ? [{ path: o.path, message: o.message }] : [];
+          if (!o || typeof o.path !== 'string' || typeof o.message !== 'string') return [];
+          // `code` says why an imageUrl fetch failed (too_big, not_an_image, unreachable, refused).
+          return [{ path: o.path, message: o.message, ...(typeof o.code === 'string' ? { code: o.code } : {}) }];
         })
       : [];
     const retryAfterMs = parseRetryAfter(res.headers.get('retry-after'));

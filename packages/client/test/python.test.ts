@@ -18,7 +18,7 @@ beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'darkroom-python-'));
   const stations = path.join(dir, 'stations.json');
   fs.writeFileSync(stations, JSON.stringify([{ ...LIMITED, maxPending: 1 }]));
-  sys = await startSystem({ env: { DARKROOM_STATIONS_FILE: stations } });
+  sys = await startSystem({ env: { DARKROOM_STATIONS_FILE: stations, DARKROOM_INPUT_URL_ALLOW_PRIVATE: 'true' } });
 });
 afterAll(async () => {
   await sys?.stop();
@@ -45,6 +45,7 @@ it('passes the Python client suite against the real api and worker', { timeout: 
     DARKROOM_URL: sys.url,
     DARKROOM_API_KEY: STATIONS.alpha.key,
     DARKROOM_TEST_LIMITED_KEY: LIMITED.key,
+    DARKROOM_TEST_IMAGE_URL: '1',
     PYTHONDONTWRITEBYTECODE: '1',
   });
   if (code !== 0) console.error(output);
