@@ -404,7 +404,8 @@ describe('the station script of the README', () => {
     expect(code.length).toBeLessThanOrEqual(10);
 
     const out = path.join(dir, 'station-out.webp');
-    const run = spawn(process.execPath, ['--import', 'tsx', script, PHOTO, out], {
+    // The workspace's own condition resolves the package to its sources, so the test needs no build first.
+    const run = spawn(process.execPath, ['--conditions=@darkroom/source', '--import', 'tsx', script, PHOTO, out], {
       cwd: REPO_ROOT,
       env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', DARKROOM_URL: sys.url, DARKROOM_API_KEY: STATIONS.alpha.key },
     });
