@@ -91,7 +91,9 @@ describe.skipIf(!UPDATE)('making the README screenshots (DARKROOM_UPDATE_SCREENS
 
   it("the CLI's progress line, as a terminal shows it", async () => {
     // The CLI on a pseudo-terminal (util-linux `script`), so it draws its redrawn line.
-    const command = [process.execPath, '--import', 'tsx', CLI_MAIN, ...CLI_ARGS].map((a) => `'${a}'`).join(' ');
+    const command = [process.execPath, '--conditions=@darkroom/source', '--import', 'tsx', CLI_MAIN, ...CLI_ARGS]
+      .map((a) => `'${a}'`)
+      .join(' ');
     const run = spawnSync('script', ['-qec', `stty cols 100 rows 30; exec ${command}`, '/dev/null'], {
       cwd: REPO_ROOT,
       env: { ...process.env, DARKROOM_URL: sys.url, DARKROOM_API_KEY: STATIONS.alpha.key, COLUMNS: '100', TERM: 'xterm-256color' },
