@@ -1,9 +1,7 @@
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { JobStatusBody, QueueBody } from '@darkroom/contracts';
 import { ADMIN_TOKEN, type System, startSystem, waitFor } from '@darkroom/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { submit } from './helpers.ts';
+import { startWebhookReceiver, submit, type WebhookDelivery } from './helpers.ts';
 
 /*
  * An operator's purge of a pipeline, end to end (api and Redis, no worker, so every job waits):
@@ -13,24 +11,17 @@ import { submit } from './helpers.ts';
 
 const SECRET = 'purge-webhook-secret-0123456789';
 let sys: System;
-let receiver: http.Server;
-const deliveries: { event: string; body: JobStatusBody }[] = [];
+let receiver: Awaited<ReturnType<typeof startWebhookReceiver>>;
+let deliveries: WebhookDelivery[] = [];
 
 beforeAll(async () => {
-  receiver = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      deliveries.push({ event: String(req.headers['darkroom-event']), body: JSON.parse(Buffer.concat(chunks).toString()) });
-      res.writeHead(204).end();
-    });
-  });
-  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+  receiver = await startWebhookReceiver();
+  deliveries = receiver.deliveries;
   sys = await startSystem({ workers: 0, env: { DARKROOM_WEBHOOK_SECRET: SECRET, DARKROOM_WEBHOOK_ALLOW_PRIVATE: 'true' } });
 });
 afterAll(async () => {
   await sys?.stop();
-  await new Promise((r) => receiver?.close(r));
+  await receiver?.close();
 });
 
 const admin = { station: null, headers: { authorization: `Bearer ${ADMIN_TOKEN}` } } as const;
@@ -47,7 +38,7 @@ const purge = (name: string, init: RequestInit & { station?: 'alpha' | null } = 
 
 describe('POST /v1/admin/pipelines/{name}/purge', () => {
   it('cancels every queued job of the pipeline, each seen cancelled by its station, with its webhook', async () => {
-    const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
+    const url = receiver.url;
     const alpha = [await queue('alpha', { webhookUrl: url }), await queue('alpha'), await queue('alpha', { priority: 'high' })];
     const beta = [await queue('beta'), await queue('beta')];
     const other = await submit(sys, { pipeline: 'edit', params: { operations: [] }, imageBase64: await tinyPng() }, { station: 'alpha' });

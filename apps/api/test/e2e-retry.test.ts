@@ -1,13 +1,11 @@
 import fs from 'node:fs';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { JobStatusBody, Problem } from '@darkroom/contracts';
 import { ADMIN_TOKEN, listFiles, type System, startSystem, waitFor } from '@darkroom/testing';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { submit, waitForFinal } from './helpers.ts';
+import { startWebhookReceiver, submit, type WebhookDelivery, waitForFinal } from './helpers.ts';
 
 /*
  * POST /v1/jobs/{id}/retry, end to end (api, Redis, and later a worker): a failed or cancelled
@@ -17,8 +15,8 @@ import { submit, waitForFinal } from './helpers.ts';
 
 const GAMMA_KEY = 'gamma-key-0123456789abcdef';
 let sys: System;
-let receiver: http.Server;
-const deliveries: { event: string; body: JobStatusBody }[] = [];
+let receiver: Awaited<ReturnType<typeof startWebhookReceiver>>;
+let deliveries: WebhookDelivery[] = [];
 let stationsFile: string;
 let image: Buffer;
 
@@ -26,15 +24,8 @@ beforeAll(async () => {
   // A third station with a pending limit of 2, beside alpha and beta.
   stationsFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'darkroom-stations-')), 'stations.json');
   fs.writeFileSync(stationsFile, JSON.stringify([{ name: 'gamma', key: GAMMA_KEY, maxPending: 2 }]));
-  receiver = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      deliveries.push({ event: String(req.headers['darkroom-event']), body: JSON.parse(Buffer.concat(chunks).toString()) });
-      res.writeHead(204).end();
-    });
-  });
-  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+  receiver = await startWebhookReceiver();
+  deliveries = receiver.deliveries;
   sys = await startSystem({
     workers: 0,
     env: {
@@ -51,7 +42,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await sys?.stop();
-  await new Promise((r) => receiver?.close(r));
+  await receiver?.close();
   fs.rmSync(path.dirname(stationsFile), { recursive: true, force: true });
 });
 
@@ -260,7 +251,7 @@ describe('POST /v1/jobs/{id}/retry', () => {
   });
 
   it('keeps the webhook, its events and the execution limit', async () => {
-    const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
+    const url = receiver.url;
     // Runs past its own 1 s limit: failed as timeout, and so does its retry.
     const slow = await queue(
       synthetic(8, 8, { params: { steps: 40, stepMs: 100 }, timeoutSeconds: 1, webhookUrl: url, webhookEvents: ['failed'] }),

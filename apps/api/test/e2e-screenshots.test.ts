@@ -3,9 +3,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { JobStatusBody } from '@darkroom/contracts';
 import { ADMIN_TOKEN, fixture, REPO_ROOT, STATIONS, type System, startSystem } from '@darkroom/testing';
-import { type Browser, chromium } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { submit, waitForFinal } from './helpers.ts';
+import { CHROMIUM, launchChromium, submit, waitForFinal } from './helpers.ts';
 
 /*
  * The screenshots README shows: the operators' dashboard, the API docs page and the CLI's live
@@ -15,7 +15,6 @@ import { submit, waitForFinal } from './helpers.ts';
  */
 
 const UPDATE = process.env.DARKROOM_UPDATE_SCREENSHOTS === '1';
-const CHROMIUM = process.env.DARKROOM_CHROMIUM ?? '/usr/bin/chromium';
 const IMAGES = path.join(REPO_ROOT, 'docs/images');
 const SHOTS = ['dashboard.png', 'api-docs.png', 'cli-progress.png'];
 const CLI_MAIN = path.join(REPO_ROOT, 'apps/cli/src/main.ts');
@@ -51,17 +50,7 @@ describe.skipIf(!UPDATE)('making the README screenshots (DARKROOM_UPDATE_SCREENS
       ids.push(((await res.json()) as JobStatusBody).id);
     }
     for (const id of ids) await waitForFinal(sys, id);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--no-first-run',
-      ],
-    });
+    browser = await launchChromium();
   });
   afterAll(async () => {
     await browser?.close();

@@ -1,4 +1,6 @@
 import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { DarkroomClient } from '@darkroom/client';
@@ -128,4 +130,28 @@ export function launchChromium(): Promise<Browser> {
       '--no-first-run',
     ],
   });
+}
+
+export interface WebhookDelivery {
+  event: string;
+  body: JobStatusBody;
+}
+
+/** A webhook receiver on a free local port: every delivery is kept in `deliveries`, answered 204. */
+export async function startWebhookReceiver(): Promise<{ url: string; deliveries: WebhookDelivery[]; close: () => Promise<void> }> {
+  const deliveries: WebhookDelivery[] = [];
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      deliveries.push({ event: String(req.headers['darkroom-event']), body: JSON.parse(Buffer.concat(chunks).toString()) });
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`,
+    deliveries,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
 }
