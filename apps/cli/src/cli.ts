@@ -2,8 +2,10 @@ import { parseArgs } from 'node:util';
 import { DarkroomClient, DarkroomError } from '@darkroom/client';
 import pkg from '../package.json' with { type: 'json' };
 import { cancel } from './commands/cancel.ts';
+import { jobs } from './commands/jobs.ts';
 import { pipelines } from './commands/pipelines.ts';
 import { queue } from './commands/queue.ts';
+import { retry } from './commands/retry.ts';
 import { status } from './commands/status.ts';
 import { submit } from './commands/submit.ts';
 import type { Command, Options, Values } from './context.ts';
@@ -16,7 +18,7 @@ import { EXIT, type Io, UsageError } from './io.ts';
  * flags or the environment, runs the command and turns any error into a message and exit code.
  */
 
-const COMMANDS: Command[] = [submit, status, cancel, queue, pipelines];
+const COMMANDS: Command[] = [submit, status, jobs, cancel, retry, queue, pipelines];
 const DEFAULT_URL = 'http://127.0.0.1:8080';
 
 const GLOBAL: Options = {

@@ -84,3 +84,14 @@ function setPath(target: Record<string, unknown>, dotted: string, value: unknown
   }
   node[keys.at(-1)!] = value;
 }
+
+/** `a, b,c` → `['a', 'b', 'c']`; the API names any unknown entry. */
+export function parseList(value: string | undefined, flag: string): string[] | undefined {
+  if (value === undefined) return undefined;
+  const items = value
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  if (items.length === 0) throw new UsageError(`${flag}: expected a comma-separated list`);
+  return items;
+}

@@ -22,6 +22,35 @@ export function jobLine(job: JobStatusBody): string {
   return line;
 }
 
+/** `darkroom jobs`: a row per job, newest first as the API lists them. */
+export function jobsTable(jobs: JobStatusBody[], now: number): string {
+  return table(
+    ['ID', 'PIPELINE', 'STATUS', 'CREATED', 'AGE', 'DETAIL'],
+    jobs.map((j) => [j.id, j.pipeline, j.status, j.createdAt.replace(/\.\d+Z$/, 'Z'), age(now - Date.parse(j.createdAt)), jobDetail(j)]),
+  );
+}
+
+/** `45s`, `12m`, `3h`, `2d`: how long ago, in its largest unit. */
+export function age(ms: number): string {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m`;
+  if (s < 86_400) return `${Math.floor(s / 3600)}h`;
+  return `${Math.floor(s / 86_400)}d`;
+}
+
+/** What a row says beyond the status: position, progress, result, error, retry links. */
+function jobDetail(job: JobStatusBody): string {
+  const parts: string[] = [];
+  const state = describeState(job);
+  if (state.startsWith(`${job.status} `)) parts.push(state.slice(job.status.length + 1));
+  if (job.result) parts.push(`${job.result.width}×${job.result.height} ${job.result.contentType}`);
+  if (job.status !== 'queued' && job.status !== 'active' && job.durationMs !== undefined) parts.push(`${job.durationMs} ms`);
+  if (job.retryOf) parts.push(`retry of ${job.retryOf}`);
+  if (job.retriedBy) parts.push(`retried as ${job.retriedBy}`);
+  return parts.join(', ');
+}
+
 /** `darkroom status`: the job, one field a line. */
 export function jobDetails(job: JobStatusBody): string {
   const rows: [string, string | undefined][] = [
@@ -40,6 +69,8 @@ export function jobDetails(job: JobStatusBody): string {
         ? `${job.result.width}×${job.result.height} ${job.result.contentType}, ${job.result.bytes} bytes, sha256 ${job.result.sha256}`
         : undefined,
     ],
+    ['retry of', job.retryOf],
+    ['retried as', job.retriedBy],
   ];
   const shown = rows.filter((r): r is [string, string] => r[1] !== undefined);
   const width = Math.max(...shown.map(([k]) => k.length));

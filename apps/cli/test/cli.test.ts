@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { DarkroomClient } from '@darkroom/client';
-import { ADMIN_TOKEN, REPO_ROOT, STATIONS, type System, startSystem, waitFor } from '@darkroom/testing';
+import { ADMIN_TOKEN, type FixtureServer, REPO_ROOT, STATIONS, type System, serveFixtures, startSystem, waitFor } from '@darkroom/testing';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -22,13 +22,17 @@ const PHOTO = path.join(REPO_ROOT, 'examples/photo.jpg'); // 2725×2225 JPEG
 let sys: System;
 let dir: string;
 let client: DarkroomClient;
+let images: FixtureServer;
 
 beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'darkroom-cli-'));
-  sys = await startSystem();
+  // --image-url fetches from a server on loopback, which the api refuses unless allowed.
+  sys = await startSystem({ env: { DARKROOM_INPUT_URL_ALLOW_PRIVATE: 'true' } });
   client = new DarkroomClient({ baseUrl: sys.url, apiKey: STATIONS.alpha.key });
+  images = await serveFixtures();
 });
 afterAll(async () => {
+  await images?.close();
   await sys?.stop();
   fs.rmSync(dir, { recursive: true, force: true });
 });
@@ -135,6 +139,160 @@ describe('darkroom submit', () => {
     const waited = await darkroom(['submit', '--pipeline', 'synthetic', '--param', 'steps=2', '--param', 'stepMs=10', '--wait', '--json']);
     expect(waited.code, waited.stderr).toBe(0);
     expect(JSON.parse(waited.stdout)).toMatchObject({ status: 'completed', result: { contentType: 'image/png' } });
+  });
+
+  it('submits by --image-url: the server fetches the image; a missing one is exit 3 naming imageUrl', async () => {
+    const url = `${images.url}/flowers.jpeg`;
+    const r = await darkroom(['submit', '--image-url', url, '--op', 'resize:width=320', '--op', 'format:type=webp', '-o', 'url.webp']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(await sharp(path.join(dir, 'url.webp')).metadata()).toMatchObject({ format: 'webp', width: 320, height: 180 });
+    expect(r.stdout).toMatch(/^edit_\w+ completed 320×180 image\/webp/m);
+
+    const missing = await darkroom(['submit', '--image-url', `${images.url}/missing.jpeg`, '--op', 'flip', '--json']);
+    expect(missing.code).toBe(3);
+    expect(missing.stderr).toMatch(/\(422 invalid_image\)/);
+    expect(missing.stderr).toMatch(/^ {2}imageUrl: .+$/m);
+    expect(JSON.parse(missing.stdout).errors).toEqual([{ path: 'imageUrl', code: 'unreachable', message: expect.any(String) }]);
+
+    const both = await darkroom(['submit', PHOTO, '--image-url', url, '--op', 'flip']);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toContain('not both');
+  });
+
+  it('sends --timeout-seconds, --ttl-seconds and --webhook-events to the API', async () => {
+    const limited = await darkroom([
+      'submit',
+      '--pipeline',
+      'synthetic',
+      '--params',
+      '{"steps":50,"stepMs":100}',
+      '--timeout-seconds',
+      '1',
+      '--wait',
+    ]);
+    expect(limited.code, limited.stderr).toBe(1);
+    expect(limited.stdout).toMatch(/^synthetic_\w+ failed timeout: /m);
+
+    // Above the operator's time-to-live (3600 s by default): refused at its field, no job.
+    const ttl = await darkroom(['submit', '--pipeline', 'synthetic', '--ttl-seconds', '3601']);
+    expect(ttl.code).toBe(3);
+    expect(ttl.stderr).toMatch(/^ {2}ttlSeconds: .+$/m);
+    // Events without a webhook URL have nowhere to go: the API names the field.
+    const events = await darkroom(['submit', '--pipeline', 'synthetic', '--webhook-events', 'started,completed']);
+    expect(events.code).toBe(3);
+    expect(events.stderr).toMatch(/^ {2}webhookEvents: .+$/m);
+    const bad = await darkroom(['submit', '--pipeline', 'synthetic', '--ttl-seconds', '1.5']);
+    expect(bad.code).toBe(2);
+  });
+});
+
+describe('darkroom jobs, retry', () => {
+  const asBeta = { env: { DARKROOM_API_KEY: STATIONS.beta.key } };
+  const beta = () => new DarkroomClient({ baseUrl: sys.url, apiKey: STATIONS.beta.key });
+
+  it('lists the station’s own jobs, newest first, filtered, as a table and as JSON', async () => {
+    const c = beta();
+    const done = await c.submit({ pipeline: 'synthetic', params: { steps: 1, stepMs: 0, width: 8, height: 8 } });
+    await c.waitFor(done.id);
+    await pipelineAdmin('synthetic', 'pause');
+    try {
+      const a = await c.submit({ pipeline: 'synthetic', params: { steps: 1, stepMs: 0 } });
+      const b = await c.submit({ pipeline: 'synthetic', params: { steps: 1, stepMs: 0 } });
+
+      const text = await darkroom(['jobs', '--status', 'queued,active', '--pipeline', 'synthetic'], asBeta);
+      expect(text.code, text.stderr).toBe(0);
+      const [head, ...rows] = text.stdout.trimEnd().split('\n');
+      expect(head).toMatch(/^ID +PIPELINE +STATUS +CREATED +AGE +DETAIL$/);
+      expect(rows).toHaveLength(2);
+      expect(rows[0]).toMatch(new RegExp(`^${b.id} +synthetic +queued +\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ +\\d+s +position \\d+`));
+      expect(rows[1]).toMatch(new RegExp(`^${a.id} +synthetic +queued .* position \\d+`));
+
+      const json = await darkroom(['jobs', '--json', '--limit', '2'], asBeta);
+      expect(json.code, json.stderr).toBe(0);
+      const listed = JSON.parse(json.stdout) as { id: string }[];
+      expect(listed.map((j) => j.id)).toEqual([b.id, a.id]);
+      expect(listed[0]).toEqual(await c.status(b.id));
+
+      const completed = JSON.parse((await darkroom(['jobs', '--status', 'completed', '--since', '10m', '--json'], asBeta)).stdout);
+      expect(completed.map((j: { id: string }) => j.id)).toEqual([done.id]);
+      expect(JSON.parse((await darkroom(['jobs', '--pipeline', 'edit', '--json'], asBeta)).stdout)).toEqual([]);
+      expect((await darkroom(['jobs', '--pipeline', 'edit'], asBeta)).stdout).toBe('no jobs\n');
+      // Another station's jobs are not in alpha's list.
+      const alpha = JSON.parse((await darkroom(['jobs', '--limit', '200', '--json'])).stdout) as { id: string }[];
+      expect(alpha.some((j) => [a.id, b.id, done.id].includes(j.id))).toBe(false);
+
+      const bad = await darkroom(['jobs', '--status', 'sleeping'], asBeta);
+      expect(bad.code).toBe(3);
+      expect(bad.stderr).toMatch(/^ {2}status: .+$/m);
+      expect((await darkroom(['jobs', '--limit', '0'], asBeta)).code).toBe(2);
+      await c.cancel(a.id);
+      await c.cancel(b.id);
+    } finally {
+      await pipelineAdmin('synthetic', 'resume');
+    }
+  });
+
+  it('follows the pages past 100 jobs for a larger --limit', async () => {
+    const c = beta();
+    for (let i = 0; i < 6; i++) {
+      await Promise.all(
+        Array.from({ length: 20 }, () => c.submit({ pipeline: 'synthetic', params: { steps: 1, stepMs: 0, width: 8, height: 8 } })),
+      );
+    }
+    const expected: string[] = [];
+    for await (const j of c.eachJob()) expected.push(j.id);
+    expect(expected.length).toBeGreaterThan(120);
+    const r = await darkroom(['jobs', '--limit', '110', '--json'], asBeta);
+    expect(r.code, r.stderr).toBe(0);
+    expect((JSON.parse(r.stdout) as { id: string }[]).map((j) => j.id)).toEqual(expected.slice(0, 110));
+    const all = JSON.parse((await darkroom(['jobs', '--limit', '1000', '--json'], asBeta)).stdout) as { id: string }[];
+    expect(all.map((j) => j.id)).toEqual(expected);
+  });
+
+  it('retries a cancelled job (linked both ways); retrying a completed job is exit 3 with the 409', async () => {
+    const sub = await darkroom(['submit', '--pipeline', 'synthetic', '--params', '{"steps":50,"stepMs":100}', '--json']);
+    expect(sub.code, sub.stderr).toBe(0);
+    const old = JSON.parse(sub.stdout) as { id: string };
+    expect((await darkroom(['cancel', old.id])).code).toBe(0);
+    expect((await client.waitFor(old.id, { timeoutMs: 20_000 })).status).toBe('cancelled');
+
+    const r = await darkroom(['retry', old.id, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const again = JSON.parse(r.stdout) as { id: string; retryOf: string; status: string };
+    expect(again.id).not.toBe(old.id);
+    expect(again.retryOf).toBe(old.id);
+    expect(['queued', 'active']).toContain(again.status);
+    expect((await client.status(old.id)).retriedBy).toBe(again.id);
+    const shown = await darkroom(['status', old.id]);
+    expect(shown.stdout).toMatch(new RegExp(`^retried as +${again.id}$`, 'm'));
+    const twice = await darkroom(['retry', old.id]);
+    expect(twice.code).toBe(3);
+    expect(twice.stderr).toMatch(/\(409 conflict\)/);
+    await client.cancel(again.id);
+
+    const finished = await client.submit({ pipeline: 'synthetic', params: { steps: 1, stepMs: 0 } });
+    await client.waitFor(finished.id);
+    const refused = await darkroom(['retry', finished.id]);
+    expect(refused.code).toBe(3);
+    expect(refused.stderr).toMatch(/^darkroom: .*\(409 conflict\)$/m);
+    expect(refused.stdout).toBe('');
+    expect((await darkroom(['retry'])).code).toBe(2);
+  });
+
+  it('retry --wait -o follows the new job and saves its result', async () => {
+    await pipelineAdmin('synthetic', 'pause');
+    let id: string;
+    try {
+      id = (await client.submit({ pipeline: 'synthetic', params: { steps: 2, stepMs: 10, width: 24, height: 16 } })).id;
+      await client.cancel(id);
+    } finally {
+      await pipelineAdmin('synthetic', 'resume');
+    }
+    const r = await darkroom(['retry', id, '-o', 'retried.png']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(new RegExp(`^submitted synthetic_\\w+ \\(retry of ${id}\\)$`, 'm'));
+    expect(r.stdout).toMatch(/^synthetic_\w+ completed 24×16 image\/png/m);
+    expect(await sharp(path.join(dir, 'retried.png')).metadata()).toMatchObject({ format: 'png', width: 24, height: 16 });
   });
 });
 

@@ -50,11 +50,17 @@ export interface SubmitOptions<P extends string = string> {
   pipeline: P;
   /** A file path (streamed from disk), bytes, a Blob, or a stream (read into memory once, so a retry can resend it). */
   image?: ImageInput;
+  /** An http(s) URL the server fetches the image from, instead of `image` (a failed fetch is a 422 whose `errors[0].code` says why). */
+  imageUrl?: string;
   params?: ParamsOf<P>;
   priority?: Priority;
   webhookUrl?: string;
   /** What `webhookUrl` is told of (default: `completed`, `failed`, `cancelled`); `started` adds a notice when a worker takes the job. */
   webhookEvents?: WebhookEventName[];
+  /** The job's execution limit in seconds, at most the operator's (above it, a 400 at `timeoutSeconds`). */
+  timeoutSeconds?: number;
+  /** How long the job may wait in the queue before it starts, in seconds, at most the operator's time-to-live. */
+  ttlSeconds?: number;
   /** Default: a fresh UUID per call, shared by its retries. Pass your own to make re-running a script safe too. */
   idempotencyKey?: string;
   /** Seconds (0–60) the server may hold the answer until the job is final. */
@@ -105,7 +111,8 @@ export class DarkroomClient {
   }
 
   /**
-   * Submits a job: multipart with the image when there is one, JSON otherwise. Answers the job's
+   * Submits a job: multipart with the image when there is one, JSON otherwise (also for an
+   * `imageUrl`, which the server fetches). Answers the job's
    * status body (`queued`, or final when `wait` was long enough); `deduplicated: true` when the
    * Idempotency-Key found an earlier job — also when the client's own retry found the job its
    * lost first attempt created.
@@ -117,6 +124,9 @@ export class DarkroomClient {
     if (opts.priority !== undefined) fields.priority = opts.priority;
     if (opts.webhookUrl !== undefined) fields.webhookUrl = opts.webhookUrl;
     if (opts.webhookEvents !== undefined) fields.webhookEvents = opts.webhookEvents;
+    if (opts.imageUrl !== undefined) fields.imageUrl = opts.imageUrl;
+    if (opts.timeoutSeconds !== undefined) fields.timeoutSeconds = opts.timeoutSeconds;
+    if (opts.ttlSeconds !== undefined) fields.ttlSeconds = opts.ttlSeconds;
     const image = opts.image !== undefined ? await toImagePart(opts.image) : undefined;
     const body = image
       ? () => {

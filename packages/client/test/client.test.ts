@@ -5,7 +5,18 @@ import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import type { JobStatusBody } from '@darkroom/contracts';
-import { ADMIN_TOKEN, fixture, fixturePath, freePort, REPO_ROOT, STATIONS, type System, startSystem, waitFor } from '@darkroom/testing';
+import {
+  ADMIN_TOKEN,
+  fixture,
+  fixturePath,
+  freePort,
+  REPO_ROOT,
+  STATIONS,
+  type System,
+  serveFixtures,
+  startSystem,
+  waitFor,
+} from '@darkroom/testing';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -34,7 +45,8 @@ beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'darkroom-client-'));
   const stations = path.join(dir, 'stations.json');
   fs.writeFileSync(stations, JSON.stringify([{ ...LIMITED, maxPending: 1 }]));
-  sys = await startSystem({ env: { DARKROOM_STATIONS_FILE: stations } });
+  // The imageUrl tests fetch from a server on loopback, which the api refuses unless allowed.
+  sys = await startSystem({ env: { DARKROOM_STATIONS_FILE: stations, DARKROOM_INPUT_URL_ALLOW_PRIVATE: 'true' } });
   client = connect();
   admin = connect({ apiKey: ADMIN_TOKEN });
 });
@@ -292,6 +304,49 @@ describe('listing and retrying jobs', () => {
     expect((await beta.status(mine[0]!.id)).retriedBy).toBe(again.id);
     await expect(beta.retryJob(mine[0]!.id)).rejects.toMatchObject({ status: 409, code: 'conflict' });
     expect((await beta.listJobs({ status: 'completed', limit: 1 })).jobs.map((j) => j.id)).toEqual([again.id]);
+  });
+});
+
+describe('imageUrl and the job limits', () => {
+  it('submits by imageUrl: the server fetches the image and the job runs from it; a 404 is a 422 coded unreachable', async () => {
+    const images = await serveFixtures();
+    try {
+      const params = {
+        operations: [
+          { op: 'resize' as const, width: 320 },
+          { op: 'format' as const, type: 'webp' as const },
+        ],
+      };
+      const job = await client.submit({ pipeline: 'edit', imageUrl: `${images.url}/flowers.jpeg`, params });
+      const done = await client.waitFor(job.id, { timeoutMs: 30_000 });
+      expect(done).toMatchObject({ status: 'completed', result: { width: 320, height: 180, contentType: 'image/webp' } });
+      expect(await sharp(await client.result(job.id)).metadata()).toMatchObject({ format: 'webp', width: 320, height: 180 });
+
+      const before = await totalJobs();
+      const err = await rejection(client.submit({ pipeline: 'edit', imageUrl: `${images.url}/missing.jpeg`, params }));
+      expect(err).toBeInstanceOf(DarkroomError);
+      expect(err).toMatchObject({ status: 422, code: 'invalid_image' });
+      expect(err.errors).toEqual([{ path: 'imageUrl', code: 'unreachable', message: expect.any(String) }]);
+      expect(await totalJobs()).toBe(before);
+    } finally {
+      await images.close();
+    }
+  });
+
+  it('sends timeoutSeconds and ttlSeconds, as JSON and as multipart fields', async () => {
+    // The test system keeps the operator's defaults: 300 s to run, 3600 s in the queue.
+    const tooLong = await rejection(client.submit({ pipeline: 'synthetic', params: { steps: 1, stepMs: 0 }, ttlSeconds: 3601 }));
+    expect(tooLong).toMatchObject({ status: 400, code: 'invalid_request' });
+    expect(tooLong.errors.map((e) => e.path)).toEqual(['ttlSeconds']);
+    const withImage = await rejection(client.submit({ pipeline: 'edit', image: PHOTO, params: editToWebp, timeoutSeconds: 301 }));
+    expect(withImage).toMatchObject({ status: 400 });
+    expect(withImage.errors.map((e) => e.path)).toEqual(['timeoutSeconds']);
+
+    // A job's own limit is the one it runs under: 5 s of work stopped after 1 s.
+    const slow = await client.submit({ pipeline: 'synthetic', params: { steps: 50, stepMs: 100 }, timeoutSeconds: 1, ttlSeconds: 60 });
+    expect(await client.waitFor(slow.id, { timeoutMs: 30_000 })).toMatchObject({ status: 'failed', error: { code: 'timeout' } });
+    const fine = await client.submit({ pipeline: 'edit', image: fixturePath('with-alpha.png'), params: editToWebp, timeoutSeconds: 60 });
+    expect(await client.waitFor(fine.id, { timeoutMs: 30_000 })).toMatchObject({ status: 'completed' });
   });
 });
 
