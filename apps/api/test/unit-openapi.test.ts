@@ -16,7 +16,7 @@ type Json = Record<string, unknown>;
 const doc = buildOpenApiDocument({ routes: ROUTES });
 const METHODS = ['get', 'put', 'post', 'delete', 'patch', 'head', 'options', 'trace'];
 
-/** Every route of API.md, with its methods and status codes. */
+/** Every route of the station contract (docs/contract.md), with its methods and status codes. */
 const EXPECTED: Record<string, Record<string, string[]>> = {
   '/v1/jobs': {
     post: ['200', '202', '400', '401', '403', '404', '409', '413', '415', '422', '429', '503'],

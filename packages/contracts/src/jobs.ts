@@ -6,7 +6,7 @@ export const JOB_STATUSES = ['queued', 'active', 'completed', 'failed', 'cancell
 export const JobStatus = z.enum(JOB_STATUSES);
 export type JobStatus = z.infer<typeof JobStatus>;
 
-/** Why a job failed (API.md, `error.code`). */
+/** Why a job failed (docs/contract.md, `error.code`). */
 export const FAILURE_CODES = ['invalid_input', 'pipeline_error', 'timeout', 'expired', 'worker_lost', 'backend_unavailable'] as const;
 export const FailureCode = z.enum(FAILURE_CODES);
 export type FailureCode = z.infer<typeof FailureCode>;

@@ -118,7 +118,7 @@ export type UpscaleParams = z.infer<typeof UpscaleParams>;
 export const COMFYUI_WORKFLOWS = ['txt2img', 'img2img', 'inpaint', 'edit', 'qwen-edit', 'flux-txt2img'] as const;
 export const ComfyuiWorkflow = z.enum(COMFYUI_WORKFLOWS);
 export type ComfyuiWorkflow = z.infer<typeof ComfyuiWorkflow>;
-/** Longest prompt text a station may send (API.md limits). */
+/** Longest prompt text a station may send (docs/contract.md limits). */
 export const MAX_PROMPT_CHARS = 2000;
 const ComfyEdge = z.int().min(64).max(4096).multipleOf(8);
 

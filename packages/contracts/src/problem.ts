@@ -1,6 +1,6 @@
 import { z } from 'zod';
 
-/** Stable machine-readable codes of problem+json bodies (API.md, "Errors"). */
+/** Stable machine-readable codes of problem+json bodies (docs/contract.md, "Errors"). */
 export const PROBLEM_CODES = [
   'invalid_request',
   'unauthorized',

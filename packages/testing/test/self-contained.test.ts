@@ -10,6 +10,8 @@ import { FIXTURES_DIR, REPO_ROOT } from '../src/index.ts';
  */
 
 const OUTSIDE = /\.\.\/shared\b|\.\.\/\.\.\/\.\.\/\.\.\/shared|(^|[^\w/.-])shared\/(fixtures|API\.md)/;
+/** The contract and design notes the project started from live beside it; inside, the contract is docs/contract.md. */
+const OUTSIDE_DOC = /(^|[^\w/.-])(API|DESIGN|STYLE|STACK)\.md\b/;
 /** Absolute paths of one checkout (a home or work directory): nobody else has them. */
 const ABSOLUTE = /(^|[\s'"`(=:])(\/work|\/home\/[\w.-]+|\/Users\/[\w.-]+|\/root)\/[\w.-]/m;
 /*
@@ -58,6 +60,10 @@ describe('the repository stands alone', () => {
       .filter(({ text }) => OUTSIDE.test(text))
       .map(({ file }) => file);
     expect(offenders).toEqual([]);
+  });
+
+  it('no tracked file refers to a document that is not in it', () => {
+    expect(linesMatching(OUTSIDE_DOC)).toEqual([]);
   });
 
   it('no tracked file names an absolute path of one checkout', () => {
