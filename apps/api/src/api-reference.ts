@@ -57,7 +57,14 @@ export function operationsOf(doc: OpenApiDocument): { method: string; path: stri
 }
 
 class Renderer {
-  constructor(private readonly doc: OpenApiDocument) {}
+  /** Response headers that every answer of every route carries: said once, not in every row. */
+  readonly everywhere: ReadonlySet<string>;
+
+  constructor(private readonly doc: OpenApiDocument) {
+    const answers = operationsOf(doc).flatMap(({ op }) => Object.values((op.responses ?? {}) as Record<string, Json>));
+    const names = answers.map((r) => new Set(Object.keys((r.headers ?? {}) as Record<string, Json>)));
+    this.everywhere = new Set([...(names[0] ?? [])].filter((n) => names.every((set) => set.has(n))));
+  }
 
   private refName(ref: string, kind: 'schemas' | 'headers'): string {
     const prefix = `#/components/${kind}/`;
@@ -307,6 +314,7 @@ class Renderer {
         ['status', 'meaning', 'headers', 'body', 'problem codes'],
         responses.map(([status, r]) => {
           const headers = Object.entries((r.headers ?? {}) as Record<string, Json>)
+            .filter(([name]) => !this.everywhere.has(name))
             .map(([name]) => `[${code(name)}](#${headerAnchor(name)})`)
             .join(', ');
           const bodies = Object.entries((r.content ?? {}) as Record<string, Json>)
@@ -417,7 +425,9 @@ class Renderer {
           `<a id="${anchor(name)}"></a>${code(name)}`,
           u.type,
           u.description,
-          [...u.uses].map(([use, statuses]) => (statuses.length ? `${use} (${statuses.map(code).join(', ')})` : use)).join(', '),
+          this.everywhere.has(name) && map === response
+            ? 'every response'
+            : [...u.uses].map(([use, statuses]) => (statuses.length ? `${use} (${statuses.map(code).join(', ')})` : use)).join(', '),
         ]);
     return [
       '## Headers',

@@ -659,7 +659,7 @@ function operation(route: DocumentedRoute): Json {
   }
   if (declared.size)
     throw new Error(`${route.method} ${route.path}: described path parameters not in the path: ${[...declared].join(', ')}`);
-  const responses = { ...impliedResponses(route), ...doc.responses };
+  const responses = withCommonHeaders(route, { ...impliedResponses(route), ...doc.responses });
   return {
     operationId: doc.operationId,
     tags: doc.tags,
@@ -670,6 +670,24 @@ function operation(route: DocumentedRoute): Json {
     ...(doc.requestBody ? { requestBody: doc.requestBody } : {}),
     responses: Object.fromEntries(Object.entries(responses).sort(([a], [b]) => a.localeCompare(b))),
   };
+}
+
+/**
+ * Headers the api sets on answers whatever the route: `X-Request-Id` on every one, and the
+ * RateLimit pair on the successes of a rate-limited route (they are set once the request is
+ * counted). Copies: response objects are shared between routes.
+ */
+function withCommonHeaders(route: DocumentedRoute, responses: Record<string, Json>): Record<string, Json> {
+  const ref = (name: string) => ({ $ref: `#/components/headers/${name}` });
+  return Object.fromEntries(
+    Object.entries(responses).map(([status, response]) => {
+      const headers: Record<string, Json> = { ...((response.headers as Record<string, Json> | undefined) ?? {}) };
+      if (route.rateLimited && status.startsWith('2'))
+        Object.assign(headers, { RateLimit: ref('RateLimit'), 'RateLimit-Policy': ref('RateLimit-Policy') });
+      headers['X-Request-Id'] = ref('X-Request-Id');
+      return [status, { ...response, headers }];
+    }),
+  );
 }
 
 /** The `paths` of the document: one operation per route, in the routes' order. */
@@ -727,6 +745,20 @@ export function buildOpenApiDocument(opts: { routes: readonly DocumentedRoute[];
         ETag: { description: 'The sha256 of the image, in quotes: `"<hex>"`.', schema: { type: 'string' } },
         'Cache-Control': { description: '`private, immutable`.', schema: { type: 'string' } },
         'Content-Length': { description: 'The image size in bytes.', schema: { type: 'integer', minimum: 0 } },
+        'X-Request-Id': {
+          description:
+            'The request’s id, in the logs under the same name: the caller’s own `X-Request-Id` when it is 1–64 letters, digits, `.`, `_` or `-`, else a fresh UUID. Quote it when reporting a problem.',
+          schema: { type: 'string' },
+        },
+        RateLimit: {
+          description:
+            'Sent when the station has a requests-per-minute limit: `limit=<per minute>, remaining=<left in this window>, reset=<seconds until it refills>`.',
+          schema: { type: 'string' },
+        },
+        'RateLimit-Policy': {
+          description: 'Sent with `RateLimit`: the station’s policy, `<requests>;w=60`.',
+          schema: { type: 'string' },
+        },
       },
       securitySchemes: {
         stationBearer: { type: 'http', scheme: 'bearer', description: 'A station key: `Authorization: Bearer <key>`.' },

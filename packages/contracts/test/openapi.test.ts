@@ -67,7 +67,17 @@ describe('the document generator', () => {
     const op = buildPaths([{ ...r, doc: { ...r.doc, responses: { ...r.doc.responses, '429': own } } }])['/v1/jobs/{id}']!.get as {
       responses: Json;
     };
-    expect(op.responses['429']).toBe(own);
+    // The route's own answer, with the header every answer carries added.
+    expect(op.responses['429']).toEqual({ ...own, headers: { 'X-Request-Id': { $ref: '#/components/headers/X-Request-Id' } } });
+  });
+
+  it('puts X-Request-Id on every answer and the RateLimit pair on the successes of a rate-limited route', () => {
+    const op = buildPaths([route({ rateLimited: true })])['/v1/jobs/{id}']!.get as { responses: Record<string, { headers: Json }> };
+    for (const [status, r] of Object.entries(op.responses)) {
+      expect(Object.keys(r.headers), status).toContain('X-Request-Id');
+      expect(Object.keys(r.headers).includes('RateLimit'), status).toBe(status.startsWith('2'));
+    }
+    expect(Object.keys(op.responses)).toContain('429');
   });
 
   it('refuses a route listed twice, an undescribed path parameter, and a schema that is not a component', () => {
