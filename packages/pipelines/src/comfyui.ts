@@ -85,9 +85,19 @@ export class ComfyuiPipeline implements Pipeline<ComfyuiParams> {
   #statsAt = 0;
   #gpuFailures = 0;
   #unhealthy: string | undefined;
+  /** The workflow of the last prompt that finished: ComfyUI keeps its models loaded until another needs the room. */
+  #lastWorkflow: ComfyuiWorkflow | undefined;
 
   constructor(opts: ComfyuiOptions) {
     this.#opts = opts;
+  }
+
+  /**
+   * The last finished workflow's models are certainly loaded; others may be too, but claiming
+   * them could send a job to a server that has to load its checkpoint after all.
+   */
+  warmModels(): string[] {
+    return this.#lastWorkflow && !this.#unhealthy ? [this.#lastWorkflow] : [];
   }
 
   async unavailable(): Promise<string | undefined> {
@@ -225,6 +235,7 @@ export class ComfyuiPipeline implements Pipeline<ComfyuiParams> {
         throw new DarkroomJobError('pipeline_error', `the ${name} workflow finished without an image${why}`, false);
       }
       this.#gpuFailures = 0;
+      this.#lastWorkflow = name;
       const done = promptId;
       // ComfyUI's GPU is done with the prompt: downloading and re-encoding need no device slot.
       return {
@@ -316,7 +327,11 @@ export class ComfyuiPipeline implements Pipeline<ComfyuiParams> {
    */
   async #judge(client: ComfyClient, err: unknown, logger: Logger): Promise<unknown> {
     if (!(err instanceof ComfyExecutionError) || !err.gpu) return err;
-    if (err.gpu === 'oom') await client.free().catch(() => {});
+    if (err.gpu === 'oom') {
+      // Asked to unload every model: nothing is warm any more.
+      this.#lastWorkflow = undefined;
+      await client.free().catch(() => {});
+    }
     this.#gpuFailures++;
     const limit = this.#opts.unhealthyAfter ?? 3;
     if (this.#gpuFailures < limit) return err;

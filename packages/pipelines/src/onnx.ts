@@ -142,6 +142,11 @@ export class OnnxPipeline implements Pipeline<OnnxParams> {
     this.#opts = opts;
   }
 
+  /** Every model of the directory is loaded at init and stays loaded. */
+  warmModels(): string[] {
+    return [...this.#models.keys()];
+  }
+
   async unavailable(): Promise<string | undefined> {
     const dir = this.#opts.modelDir;
     if (!dir) return 'DARKROOM_MODEL_DIR is not set';

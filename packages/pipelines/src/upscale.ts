@@ -82,12 +82,20 @@ export function upscaleOnce({ tf, model }: Loaded, img: RgbImage): Float32Array 
   });
 }
 
+let upscaleLoaded = false;
+
 export const upscalePipeline: Pipeline<UpscaleParams> = {
   spec: UPSCALE_SPEC,
 
   async init(logger: Logger) {
     const { tf } = await loadUpscaleModel();
+    upscaleLoaded = true;
     logger.debug({ backend: tf.getBackend() }, 'upscale model loaded');
+  },
+
+  /** The one network, loaded at init and kept. */
+  warmModels() {
+    return upscaleLoaded ? ['esrgan'] : [];
   },
 
   status() {

@@ -229,6 +229,9 @@ describe('comfyui pipeline', () => {
 
   it('fails a node error while running as pipeline_error, retrying only out-of-memory, without ComfyUI paths', async () => {
     await start();
+    expect(pipeline.warmModels()).toEqual([]);
+    await finishOutput(await pipeline.run(null, params({ workflow: 'txt2img', prompt: 'x' }), makeCtx()));
+    expect(pipeline.warmModels()).toEqual(['txt2img']); // the last finished workflow's models stay loaded
     standin.scenarios.push('execution_error', 'oom');
     const err = await failure(pipeline.run(null, params({ workflow: 'txt2img', prompt: 'x' }), makeCtx()));
     expect(err).toMatchObject({ code: 'pipeline_error', retryable: false });
@@ -237,6 +240,7 @@ describe('comfyui pipeline', () => {
     const oom = await failure(pipeline.run(null, params({ workflow: 'txt2img', prompt: 'x' }), makeCtx()));
     expect(oom).toMatchObject({ code: 'pipeline_error', retryable: true });
     expect((oom as Error).message).toMatch(/out of GPU memory/);
+    expect(pipeline.warmModels()).toEqual([]); // ComfyUI was asked to unload them
   });
 
   it('treats a server that dies mid-prompt as unavailable (retried)', async () => {

@@ -54,6 +54,8 @@ describe('onnx pipeline', () => {
     expect(pipeline.models.sort()).toEqual(['invert', 'invert16', 'liar', 'nearest2x', 'nearest2x-tiled']);
     expect(pipeline.provider).toBe('cpu');
     expect(pipeline.status()).toEqual({ models: pipeline.models, device: 'cpu' });
+    // Loaded at init and kept: every one is warm for the scheduler.
+    expect(pipeline.warmModels().sort()).toEqual(pipeline.models);
   });
 
   it('inverts colours exactly with the 1×1 convolution model, keeping transparency', async () => {

@@ -60,6 +60,10 @@ function meanDiff(a: Uint8Array, b: Uint8Array): number {
 }
 
 describe('upscale', () => {
+  it('reports its network warm once loaded', () => {
+    expect(upscalePipeline.warmModels?.()).toEqual(['esrgan']);
+  });
+
   it('doubles width and height, and equals the network run over the whole image', async () => {
     // Larger than one tile in both directions, with uneven edges, so tile seams would show.
     const width = UPSCALE_TILE * 2 + 21;
