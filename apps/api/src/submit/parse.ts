@@ -2,6 +2,7 @@ import { createHash, type Hash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import type { Readable, Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import { InputFormat } from '@darkroom/contracts';
 import {
   type CompletenessTracker,
@@ -47,6 +48,9 @@ export async function discardImage(image: ImageSource | undefined): Promise<void
  * The temporary file of an upload past the memory threshold: written as the bytes arrive, with
  * the arrival paced to the disk, and its container's completeness judged on the way.
  */
+/** How long a discarded staged write may take to close before its file is removed anyway. */
+const DISCARD_CLOSE_WAIT_MS = 5000;
+
 class SpoolFile {
   readonly path: string;
   readonly head: Buffer;
@@ -95,7 +99,13 @@ class SpoolFile {
 
   async discard(): Promise<void> {
     this.#failed = true;
+    // A file stream still opening creates its file after destroy(): remove it once the stream has
+    // closed, not before (bounded, for a store's stream that never reports closing).
+    const closed = finished(this.#out).catch(() => {});
     this.#out.destroy();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([closed, new Promise((resolve) => (timer = setTimeout(resolve, DISCARD_CLOSE_WAIT_MS)))]);
+    clearTimeout(timer);
     await this.#discard(this.path);
   }
 }
