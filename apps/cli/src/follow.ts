@@ -1,5 +1,5 @@
 import { isFinal, type JobStatusBody } from '@darkroom/client';
-import type { Context } from './context.ts';
+import type { Context, Options, Values } from './context.ts';
 import { EXIT, isTerminal, UsageError } from './io.ts';
 import { createProgress } from './progress.ts';
 import { jobLine } from './render.ts';
@@ -53,6 +53,23 @@ export async function follow(ctx: Context, job: JobStatusBody, opts: FollowOptio
   else human.write(`${jobLine(final)}\n`);
   if (final.status === 'completed' && opts.output && opts.output !== '-') human.write(`saved ${opts.output}\n`);
   return final.status === 'completed' ? EXIT.ok : EXIT.jobFailed;
+}
+
+/** The flags of every command that can wait for its job and save its result. */
+export const FOLLOW_FLAGS = {
+  wait: { type: 'boolean', short: 'w' },
+  timeout: { type: 'string' },
+  output: { type: 'string', short: 'o' },
+} as const satisfies Options;
+
+/**
+ * What those flags ask for: undefined when the job is only to be printed. Read before the
+ * command's request, so a bad `--timeout` is a usage error with nothing sent.
+ */
+export function followRequest(v: Values): Pick<FollowOptions, 'timeout' | 'output'> | undefined {
+  const timeout = parseTimeout(v.timeout as string | undefined);
+  const output = v.output as string | undefined;
+  return v.wait || timeout !== undefined || output !== undefined ? { timeout, output } : undefined;
 }
 
 /** `--timeout` in seconds. */

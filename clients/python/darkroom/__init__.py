@@ -428,21 +428,11 @@ class Client:
         time-to-live, at most the operator's.
         """
         key = idempotency_key or str(uuid.uuid4())
+        optional = {"params": params, "priority": priority, "webhookUrl": webhook_url,
+                    "webhookEvents": None if webhook_events is None else list(webhook_events),
+                    "imageUrl": image_url, "timeoutSeconds": timeout_seconds, "ttlSeconds": ttl_seconds}
         fields = {"pipeline": pipeline}
-        if params is not None:
-            fields["params"] = params
-        if priority is not None:
-            fields["priority"] = priority
-        if webhook_url is not None:
-            fields["webhookUrl"] = webhook_url
-        if webhook_events is not None:
-            fields["webhookEvents"] = list(webhook_events)
-        if image_url is not None:
-            fields["imageUrl"] = image_url
-        if timeout_seconds is not None:
-            fields["timeoutSeconds"] = timeout_seconds
-        if ttl_seconds is not None:
-            fields["ttlSeconds"] = ttl_seconds
+        fields.update((k, v) for k, v in optional.items() if v is not None)
         headers = {"Idempotency-Key": key}
         if image is not None:
             if isinstance(image, (bytes, bytearray, memoryview)):

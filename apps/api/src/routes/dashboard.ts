@@ -4,6 +4,7 @@ import { ExpressAdapter } from '@bull-board/express';
 import type { JobData } from '@darkroom/contracts';
 import type { DarkroomQueue } from '@darkroom/jobs';
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
+import { pathToRegexp } from 'path-to-regexp';
 import { PROBLEMS } from '../http/error-table.ts';
 import { HttpError, notFound, unavailable } from '../http/problem.ts';
 import { type PipelineAction, setPipelinePaused } from './admin.ts';
@@ -50,8 +51,9 @@ const READS = [
 ].map(pattern);
 
 /** Pausing and resuming only stop workers taking new jobs; they go through the admin routes' code. */
-const PAUSE_ONE = pattern('/api/queues/:queueName/:action(pause|resume)');
-const PAUSE_ALL = pattern('/api/queues/:action(pause|resume)');
+const PAUSE_ONE = pattern('/api/queues/:queueName/:action');
+const PAUSE_ALL = pattern('/api/queues/:action');
+const PAUSE_ACTIONS = new Set(['pause', 'resume']);
 
 /** Bull Board's other actions: what each does, and where Darkroom does it, for the refusal's message. */
 const ELSEWHERE: [RegExp[], string, string][] = [
@@ -93,17 +95,9 @@ const ELSEWHERE: [RegExp[], string, string][] = [
   ],
 ].map(([paths, what, instead]) => [(paths as string[]).map(pattern), what as string, instead as string]);
 
-/** An Express-style path with `:name` segments (an optional `(a|b)` choice) as an anchored, case-insensitive RegExp, as Express matches. */
+/** An Express path (`:name` segments) as Express matches it: case-insensitive, a trailing slash allowed. */
 function pattern(path: string): RegExp {
-  const source = path
-    .split('/')
-    .map((segment) => {
-      const param = /^:\w+(?:\(([\w|]+)\))?$/.exec(segment);
-      if (!param) return segment.replace(/[.*+?^${}()|[\]\\-]/g, '\\$&');
-      return param[1] ? `(${param[1]})` : '([^/]+)';
-    })
-    .join('/');
-  return new RegExp(`^${source}/?$`, 'i');
+  return pathToRegexp(path).regexp;
 }
 
 function decodedName(raw: string): string {
@@ -140,7 +134,7 @@ function guard({ deps }: RouteContext) {
     if (read && (!api || READS.some((re) => re.test(path)))) return next();
     if (req.method === 'PUT') {
       const one = PAUSE_ONE.exec(path);
-      if (one) {
+      if (one && PAUSE_ACTIONS.has(one[2]!.toLowerCase())) {
         const name = decodedName(one[1] as string);
         const queue = deps.queues.get(name);
         if (!queue) return next(notFound(`unknown pipeline "${name.slice(0, 64)}"`));
@@ -148,7 +142,7 @@ function guard({ deps }: RouteContext) {
         return;
       }
       const all = PAUSE_ALL.exec(path);
-      if (all) {
+      if (all && PAUSE_ACTIONS.has(all[1]!.toLowerCase())) {
         pause(all[1]!.toLowerCase() as PipelineAction, deps.queues.all()).then((pipelines) => res.json({ pipelines }), next);
         return;
       }

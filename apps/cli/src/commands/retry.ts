@@ -1,5 +1,5 @@
 import type { Command } from '../context.ts';
-import { follow, parseTimeout } from '../follow.ts';
+import { FOLLOW_FLAGS, follow, followRequest } from '../follow.ts';
 import { EXIT, UsageError } from '../io.ts';
 import { jobLine } from '../render.ts';
 
@@ -16,17 +16,13 @@ export const retry: Command = {
   --timeout <seconds>      stop waiting after this long (exit 124); implies --wait
   -o, --output <file>      save the result there (- for stdout); implies --wait`,
   options: {
-    wait: { type: 'boolean', short: 'w' },
-    timeout: { type: 'string' },
-    output: { type: 'string', short: 'o' },
+    ...FOLLOW_FLAGS,
   },
   async run(ctx, args, v) {
     if (args.length !== 1) throw new UsageError('give one job id', 'retry');
-    const timeout = parseTimeout(v.timeout as string | undefined);
-    const output = v.output as string | undefined;
+    const wanted = followRequest(v);
     const job = await ctx.client.retryJob(args[0]!, { signal: ctx.io.signal });
-    if (v.wait || timeout !== undefined || output !== undefined)
-      return follow(ctx, job, { timeout, output, heading: `submitted ${job.id} (retry of ${args[0]})` });
+    if (wanted) return follow(ctx, job, { ...wanted, heading: `submitted ${job.id} (retry of ${args[0]})` });
     ctx.io.stdout.write(ctx.json ? `${JSON.stringify(job, null, 2)}\n` : `${jobLine(job)} (retry of ${args[0]})\n`);
     return EXIT.ok;
   },

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import type { Priority, WebhookEventName } from '@darkroom/client';
 import type { Command } from '../context.ts';
-import { follow, parseTimeout } from '../follow.ts';
+import { FOLLOW_FLAGS, follow, followRequest } from '../follow.ts';
 import { EXIT, UsageError } from '../io.ts';
 import { buildParams, parseList } from '../params.ts';
 import { jobLine } from '../render.ts';
@@ -46,9 +46,7 @@ examples:
     'timeout-seconds': { type: 'string' },
     'ttl-seconds': { type: 'string' },
     'idempotency-key': { type: 'string' },
-    wait: { type: 'boolean', short: 'w' },
-    timeout: { type: 'string' },
-    output: { type: 'string', short: 'o' },
+    ...FOLLOW_FLAGS,
   },
   async run(ctx, args, v) {
     if (args.length > 1) throw new UsageError(`one image at a time (got ${args.length}: ${args.join(' ')})`, 'submit');
@@ -71,8 +69,7 @@ examples:
     const timeoutSeconds = parseSeconds(v['timeout-seconds'] as string | undefined, '--timeout-seconds');
     const ttlSeconds = parseSeconds(v['ttl-seconds'] as string | undefined, '--ttl-seconds');
     const params = buildParams({ params: v.params as string | undefined, param: v.param as string[], op: v.op as string[] });
-    const timeout = parseTimeout(v.timeout as string | undefined);
-    const output = v.output as string | undefined;
+    const wanted = followRequest(v);
 
     const job = await ctx.client.submit({
       pipeline,
@@ -87,8 +84,7 @@ examples:
       ...(v['idempotency-key'] !== undefined ? { idempotencyKey: v['idempotency-key'] as string } : {}),
       signal: ctx.io.signal,
     });
-    if (v.wait || timeout !== undefined || output !== undefined)
-      return follow(ctx, job, { timeout, output, heading: `submitted ${job.id}` });
+    if (wanted) return follow(ctx, job, { ...wanted, heading: `submitted ${job.id}` });
     ctx.io.stdout.write(ctx.json ? `${JSON.stringify(job, null, 2)}\n` : `${jobLine(job)}\n`);
     return EXIT.ok;
   },
